@@ -1,0 +1,104 @@
+//! Callouts: what the engine asks the host to send, and how an answer is classified.
+
+use crate::api::{self, Api};
+use crate::config::{Auth, Target};
+use crate::conversation::{ModelRequest, Reply};
+
+/// One HTTP call for the host to dispatch (`dispatch_http_call`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Callout {
+    /// The engine's own id; the host maps its token to it.
+    pub id: u32,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u64,
+}
+
+/// A callout's outcome as the host saw it. `status: None` is a transport
+/// failure (reset, no healthy upstream, Envoy gave no headers).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallResult {
+    pub status: Option<u16>,
+    pub body: Vec<u8>,
+}
+
+/// Why a call gave no usable answer; the strings are the documented `reason`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Timeout,
+    Unreachable,
+    RateLimited,
+    InsufficientCredits,
+    HttpError(u16),
+    Unusable,
+    Empty,
+}
+
+impl Failure {
+    pub fn reason(self) -> String {
+        match self {
+            Failure::Timeout => "timeout".into(),
+            Failure::Unreachable => "unreachable".into(),
+            Failure::RateLimited => "rate_limited".into(),
+            Failure::InsufficientCredits => "insufficient_credits".into(),
+            Failure::HttpError(code) => format!("http_{code}"),
+            Failure::Unusable => "unusable_response".into(),
+            Failure::Empty => "empty_response".into(),
+        }
+    }
+}
+
+/// Parses a call's answer, or says why it is unusable.
+pub fn classify(api: Api, result: &CallResult) -> Result<Reply, Failure> {
+    match result.status {
+        None => Err(Failure::Unreachable),
+        Some(504) => Err(Failure::Timeout),
+        Some(429) => Err(Failure::RateLimited),
+        Some(402) => Err(Failure::InsufficientCredits),
+        Some(s) if !(200..300).contains(&s) => Err(Failure::HttpError(s)),
+        Some(_) => api::parse_response(api, &result.body).map_err(|_| Failure::Unusable),
+    }
+}
+
+/// The usage a failed call still reports, if its body says.
+pub fn failed_usage(api: Api, result: &CallResult) -> crate::conversation::Usage {
+    api::parse_response(api, &result.body)
+        .map(|r| r.usage)
+        .unwrap_or_default()
+}
+
+/// Builds the HTTP call for one model request to its upstream.
+pub fn build(
+    id: u32,
+    target: Target<'_>,
+    req: &ModelRequest<'_>,
+    depth_header: (&str, u32),
+    client_auth: &[(String, String)],
+    timeout_ms: u64,
+) -> Callout {
+    let up = target.upstream;
+    let body = api::build_request(up.api, req).to_string().into_bytes();
+    let mut headers = vec![
+        (":method".to_string(), "POST".to_string()),
+        (":path".to_string(), up.path.clone()),
+        (":authority".to_string(), up.authority.clone()),
+        ("content-type".to_string(), "application/json".to_string()),
+        (depth_header.0.to_string(), depth_header.1.to_string()),
+    ];
+    if up.api == Api::Messages {
+        headers.push(("anthropic-version".into(), "2023-06-01".into()));
+    }
+    match &up.auth {
+        Auth::None => {}
+        Auth::Header { name, value } => headers.push((name.clone(), value.clone())),
+        Auth::Forward => headers.extend(client_auth.iter().cloned()),
+    }
+    Callout {
+        id,
+        cluster: up.cluster.clone(),
+        headers,
+        body,
+        timeout_ms,
+    }
+}

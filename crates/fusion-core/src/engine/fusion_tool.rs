@@ -1,0 +1,83 @@
+//! The fusion function the outer model sees, and the tool result it gets back.
+
+use crate::conversation::ToolDef;
+use serde_json::{json, Value};
+
+pub const TOOL_NAME: &str = "fusion";
+
+pub fn tool_def() -> ToolDef {
+    ToolDef {
+        name: TOOL_NAME.to_string(),
+        description:
+            "Ask a panel of independent AI models to answer the conversation in parallel, \
+            and get back their answers with a judge's structured comparison (consensus, \
+            contradictions, partial coverage, unique insights, blind spots). Use it for hard, \
+            high-stakes or contested questions; then write the final answer from the result."
+                .to_string(),
+        parameters: json!({
+            "type": "object",
+            "properties": {"question": {"type": "string", "description": "The question the panel should answer."}},
+        }),
+    }
+}
+
+/// A panel member's answer or failure, as the tool result lists it.
+pub struct MemberOutcome<'a> {
+    pub model: &'a str,
+    pub answer: Result<&'a str, String>,
+}
+
+/// `{"status":"ok","analysis"?,"responses","failed_models"}`, or the error form
+/// when no member answered.
+pub fn tool_result(members: &[MemberOutcome<'_>], analysis: Option<&Value>) -> Value {
+    let responses: Vec<Value> = members
+        .iter()
+        .filter_map(|m| {
+            m.answer
+                .as_ref()
+                .ok()
+                .map(|a| json!({"model": m.model, "content": a}))
+        })
+        .collect();
+    let failed: Vec<Value> = members
+        .iter()
+        .filter_map(|m| {
+            m.answer
+                .as_ref()
+                .err()
+                .map(|r| json!({"model": m.model, "reason": r}))
+        })
+        .collect();
+    if responses.is_empty() {
+        let reasons: Vec<&str> = members
+            .iter()
+            .filter_map(|m| m.answer.as_ref().err().map(String::as_str))
+            .collect();
+        let failure_reason = if reasons.contains(&"rate_limited") {
+            "rate_limited"
+        } else if reasons.contains(&"insufficient_credits") {
+            "insufficient_credits"
+        } else {
+            "all_panels_failed"
+        };
+        return json!({
+            "status": "error",
+            "error": "no panel member produced a usable answer; answer without the panel",
+            "failure_reason": failure_reason,
+            "failed_models": failed,
+        });
+    }
+    let mut out = json!({"status": "ok", "responses": responses, "failed_models": failed});
+    if let (Some(a), Some(obj)) = (analysis, out.as_object_mut()) {
+        obj.insert("analysis".into(), a.clone());
+    }
+    out
+}
+
+pub fn capped_result() -> Value {
+    json!({
+        "status": "error",
+        "error": "fusion runs at most once per turn; answer with the result you already have",
+        "failure_reason": "fusion_invocation_capped",
+    })
+}

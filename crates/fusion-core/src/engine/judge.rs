@@ -1,0 +1,115 @@
+//! The judge step: the prompt that asks for a structured comparison, and the
+//! tolerant parse of what comes back.
+
+use crate::conversation::{Conversation, Message};
+use serde_json::{Map, Value};
+
+pub const ANALYSIS_KEYS: [&str; 5] = [
+    "consensus",
+    "contradictions",
+    "partial_coverage",
+    "unique_insights",
+    "blind_spots",
+];
+
+const SYSTEM: &str = "You are the judge of a panel of AI models that answered the same conversation. \
+Compare the responses; do not merge them and do not answer the question yourself. \
+Reply with one JSON object and nothing else, with exactly these keys, each an array of short strings: \
+\"consensus\" (claims the responses agree on), \
+\"contradictions\" (where they disagree, and which side is better supported), \
+\"partial_coverage\" (points only some responses address), \
+\"unique_insights\" (valuable points only one response makes), \
+\"blind_spots\" (what every response missed). Use [] for an empty key.";
+
+/// The judge's conversation: the client's conversation as a transcript, and the
+/// panel answers labelled by number only, so the judge cannot favour a brand.
+pub fn judge_conversation(conversation: &Conversation, answers: &[&str]) -> Conversation {
+    let mut text = String::from("## Conversation\n\n");
+    if let Some(system) = &conversation.system {
+        text.push_str(&format!("System: {system}\n\n"));
+    }
+    for m in &conversation.messages {
+        match m {
+            Message::User(t) => text.push_str(&format!("User: {t}\n\n")),
+            Message::Assistant { text: t, .. } if !t.is_empty() => {
+                text.push_str(&format!("Assistant: {t}\n\n"))
+            }
+            Message::Assistant { .. } => {}
+            Message::ToolResult { content, .. } => {
+                text.push_str(&format!("Tool result: {content}\n\n"))
+            }
+        }
+    }
+    text.push_str("## Responses\n");
+    for (i, a) in answers.iter().enumerate() {
+        text.push_str(&format!("\n### Response {}\n\n{}\n", i + 1, a));
+    }
+    Conversation {
+        system: Some(SYSTEM.to_string()),
+        messages: vec![Message::User(text)],
+    }
+}
+
+/// Reads an analysis out of the judge's text: code fences and leading prose are
+/// tolerated; the result has exactly the five keys, each an array.
+/// `None` when there is no JSON object with at least one of the keys.
+pub fn parse_analysis(text: &str) -> Option<Value> {
+    let start = text.find('{')?;
+    let end = text.rfind('}')?;
+    let candidate = text.get(start..=end)?;
+    let parsed: Value = serde_json::from_str(candidate).ok()?;
+    let obj = parsed.as_object()?;
+    if !ANALYSIS_KEYS.iter().any(|k| obj.contains_key(*k)) {
+        return None;
+    }
+    let mut out = Map::new();
+    for key in ANALYSIS_KEYS {
+        let value = match obj.get(key) {
+            None | Some(Value::Null) => Value::Array(Vec::new()),
+            Some(Value::Array(items)) => Value::Array(items.clone()),
+            Some(Value::String(s)) => Value::Array(vec![Value::String(s.clone())]),
+            Some(_) => return None,
+        };
+        out.insert(key.to_string(), value);
+    }
+    Some(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_neutral_and_numbered() {
+        let conv = Conversation {
+            system: Some("be brief".into()),
+            messages: vec![Message::User("why?".into())],
+        };
+        let c = judge_conversation(&conv, &["a", "b"]);
+        let Message::User(t) = &c.messages[0] else {
+            panic!()
+        };
+        assert!(t.contains("### Response 1\n\na") && t.contains("### Response 2\n\nb"));
+        assert!(t.contains("System: be brief") && t.contains("User: why?"));
+        assert!(c.system.unwrap().contains("blind_spots"));
+    }
+
+    #[test]
+    fn parses_fenced_json_with_leading_text() {
+        let a =
+            parse_analysis("Sure:\n```json\n{\"consensus\": [\"x\"], \"blind_spots\": \"y\"}\n```")
+                .unwrap();
+        assert_eq!(a["consensus"][0], "x");
+        assert_eq!(a["blind_spots"][0], "y");
+        assert_eq!(a["contradictions"], serde_json::json!([]));
+        assert_eq!(a.as_object().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn rejects_prose_and_foreign_json() {
+        assert!(parse_analysis("They mostly agree.").is_none());
+        assert!(parse_analysis("{\"answer\": 1}").is_none());
+        assert!(parse_analysis("{\"consensus\": 3}").is_none());
+        assert!(parse_analysis("{ broken").is_none());
+    }
+}

@@ -1,0 +1,308 @@
+//! Drives whole turns through the sans-IO engine with scripted callout answers.
+//! Runs natively and, under wasm-bindgen-test, inside wasm.
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use fusion_core::api::Api;
+use fusion_core::config::Config;
+use fusion_core::engine::{self, CallResult, Callout, Command, RequestInfo, Start, Turn};
+use serde_json::{json, Value};
+use std::rc::Rc;
+
+fn config() -> Rc<Config> {
+    Rc::new(Config::default_mock().unwrap())
+}
+
+fn chat(model: &str) -> Vec<u8> {
+    json!({"model": model, "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Is the sky blue?"}
+    ]})
+    .to_string()
+    .into_bytes()
+}
+
+fn info(depth: u32) -> RequestInfo {
+    RequestInfo {
+        request_id: "req-1".into(),
+        depth,
+        client_auth: vec![],
+    }
+}
+
+fn start(body: &[u8]) -> (Box<Turn>, Vec<Callout>) {
+    match engine::start(&config(), Api::Chat, info(0), body, 1_000) {
+        Start::Run(turn, cmds) => (turn, dispatches(cmds)),
+        other => panic!("expected a run, got {other:?}"),
+    }
+}
+
+fn dispatches(cmds: Vec<Command>) -> Vec<Callout> {
+    cmds.into_iter()
+        .map(|c| match c {
+            Command::Dispatch(c) => c,
+            other => panic!("expected a dispatch, got {other:?}"),
+        })
+        .collect()
+}
+
+fn body_of(c: &Callout) -> Value {
+    serde_json::from_slice(&c.body).unwrap()
+}
+
+fn header<'a>(c: &'a Callout, name: &str) -> Option<&'a str> {
+    c.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn ok(text: &str, prompt: u64, completion: u64) -> CallResult {
+    CallResult {
+        status: Some(200),
+        body: json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": prompt, "completion_tokens": completion}})
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+fn analysis() -> String {
+    json!({"consensus": ["blue"], "contradictions": [], "partial_coverage": [], "unique_insights": ["Rayleigh"], "blind_spots": []}).to_string()
+}
+
+fn reply_json(cmds: Vec<Command>) -> (u16, Value) {
+    match cmds.as_slice() {
+        [Command::Reply(r)] => (r.status, serde_json::from_slice(&r.body).unwrap()),
+        other => panic!("expected one reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn non_fusion_requests_pass_through_unparsed() {
+    let c = config();
+    assert!(matches!(
+        engine::start(&c, Api::Chat, info(0), &chat("gpt-x"), 0),
+        Start::PassThrough
+    ));
+    assert!(matches!(
+        engine::start(&c, Api::Chat, info(0), b"{not json", 0),
+        Start::PassThrough
+    ));
+    assert!(!engine::may_be_fusion(&c, &chat("gpt-x")));
+}
+
+#[test]
+fn depth_rule_resolves_alias_to_plain_model() {
+    match engine::start(&config(), Api::Chat, info(1), &chat("fusion"), 0) {
+        Start::Rewrite(body) => {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["model"], "mock-outer");
+            assert_eq!(v["messages"][1]["content"], "Is the sky blue?");
+        }
+        other => panic!("expected rewrite, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_alias_request_gets_native_400() {
+    let body = json!({"model": "fusion", "messages": "hi"}).to_string();
+    match engine::start(&config(), Api::Chat, info(0), body.as_bytes(), 0) {
+        Start::Reply(r) => {
+            assert_eq!(r.status, 400);
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["error"]["type"], "invalid_request_error");
+            assert_eq!(v["error"]["param"], "messages");
+        }
+        other => panic!("expected reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn forced_turn_panel_then_judge_then_outer() {
+    let (mut turn, panel) = start(&chat("fusion"));
+    assert_eq!(panel.len(), 3, "the whole panel is dispatched at once");
+    let models: Vec<Value> = panel.iter().map(|c| body_of(c)["model"].clone()).collect();
+    assert_eq!(
+        models,
+        vec![json!("mock-a"), json!("mock-b"), json!("mock-c")]
+    );
+    for c in &panel {
+        assert_eq!(header(c, "x-fusion-depth"), Some("1"));
+        assert_eq!(header(c, ":path"), Some("/v1/chat/completions"));
+        assert_eq!(c.cluster, "mock");
+        assert_eq!(c.timeout_ms, 30_000);
+        let b = body_of(c);
+        assert_eq!(
+            b["messages"][0],
+            json!({"role": "system", "content": "Be brief."})
+        );
+        assert!(b.get("tools").is_none(), "the panel gets no fusion tool");
+    }
+    assert!(turn
+        .on_call_result(panel[0].id, ok("yes", 10, 1), 1_100)
+        .is_empty());
+    assert!(turn
+        .on_call_result(panel[1].id, ok("blue", 10, 1), 1_200)
+        .is_empty());
+    let judge = dispatches(turn.on_call_result(panel[2].id, ok("azure", 10, 1), 1_300));
+    assert_eq!(judge.len(), 1);
+    let jb = body_of(&judge[0]);
+    assert_eq!(jb["model"], "mock-judge");
+    assert_eq!(jb["temperature"], 0.0);
+    let prompt = jb["messages"][1]["content"].as_str().unwrap();
+    assert!(prompt.contains("### Response 3\n\nazure"));
+    assert!(!prompt.contains("mock-a"), "answers are labelled neutrally");
+
+    let outer = dispatches(turn.on_call_result(judge[0].id, ok(&analysis(), 50, 20), 1_400));
+    assert_eq!(outer.len(), 1);
+    let ob = body_of(&outer[0]);
+    assert_eq!(ob["model"], "mock-outer");
+    let msgs = ob["messages"].as_array().unwrap();
+    let call = &msgs[msgs.len() - 2];
+    assert_eq!(call["tool_calls"][0]["function"]["name"], "fusion");
+    let result: Value =
+        serde_json::from_str(msgs[msgs.len() - 1]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(result["status"], "ok");
+    assert_eq!(result["analysis"]["unique_insights"][0], "Rayleigh");
+    assert_eq!(result["responses"].as_array().unwrap().len(), 3);
+    assert_eq!(ob["tool_choice"], "none", "the one invocation is spent");
+
+    let (status, v) =
+        reply_json(turn.on_call_result(outer[0].id, ok("The sky is blue.", 100, 5), 1_500));
+    assert_eq!(status, 200);
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "mock-outer");
+    assert_eq!(v["choices"][0]["message"]["content"], "The sky is blue.");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        v["usage"],
+        json!({"prompt_tokens": 180, "completion_tokens": 28, "total_tokens": 208})
+    );
+    assert_eq!(v["fusion"]["analysis"], true);
+    assert_eq!(v["fusion"]["panel"][1]["status"], "ok");
+    assert_eq!(v["fusion"]["panel"][1]["latency_ms"], 200);
+    assert_eq!(v["fusion"]["judge"]["model"], "mock-judge");
+    assert!(turn.is_done());
+}
+
+#[test]
+fn failed_member_is_dropped_and_named() {
+    let (mut turn, panel) = start(&chat("fusion"));
+    turn.on_call_result(
+        panel[0].id,
+        CallResult {
+            status: Some(500),
+            body: b"{}".to_vec(),
+        },
+        1_100,
+    );
+    turn.on_call_result(
+        panel[1].id,
+        CallResult {
+            status: None,
+            body: vec![],
+        },
+        1_100,
+    );
+    let judge = dispatches(turn.on_call_result(panel[2].id, ok("azure", 1, 1), 1_100));
+    let outer = dispatches(turn.on_call_result(judge[0].id, ok("no json here", 1, 1), 1_200));
+    let ob = body_of(&outer[0]);
+    let msgs = ob["messages"].as_array().unwrap();
+    let result: Value =
+        serde_json::from_str(msgs[msgs.len() - 1]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(result["status"], "ok");
+    assert!(
+        result.get("analysis").is_none(),
+        "judge degradation omits the analysis"
+    );
+    assert_eq!(
+        result["failed_models"],
+        json!([{"model": "mock-a", "reason": "http_500"}, {"model": "mock-b", "reason": "unreachable"}])
+    );
+    let (_, v) = reply_json(turn.on_call_result(outer[0].id, ok("fine", 1, 1), 1_300));
+    assert_eq!(v["fusion"]["analysis"], false);
+    assert_eq!(v["fusion"]["judge"]["status"], "failed");
+    assert_eq!(v["fusion"]["panel"][0]["failure_reason"], "http_500");
+}
+
+#[test]
+fn all_members_failing_still_answers() {
+    let (mut turn, panel) = start(&chat("fusion"));
+    turn.on_call_result(
+        panel[0].id,
+        CallResult {
+            status: Some(429),
+            body: vec![],
+        },
+        1_100,
+    );
+    turn.on_call_result(
+        panel[1].id,
+        CallResult {
+            status: Some(500),
+            body: vec![],
+        },
+        1_100,
+    );
+    let outer = dispatches(turn.on_call_result(panel[2].id, ok("   ", 1, 1), 1_100));
+    let ob = body_of(&outer[0]);
+    assert_eq!(ob["model"], "mock-outer", "no judge call without answers");
+    let msgs = ob["messages"].as_array().unwrap();
+    let result: Value =
+        serde_json::from_str(msgs[msgs.len() - 1]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(result["status"], "error");
+    assert_eq!(result["failure_reason"], "rate_limited");
+    let (status, _) = reply_json(turn.on_call_result(outer[0].id, ok("alone", 1, 1), 1_200));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn outer_failure_is_a_native_error_with_the_report() {
+    let (mut turn, panel) = start(&chat("fusion"));
+    for c in &panel {
+        turn.on_call_result(c.id, ok("x", 1, 1), 1_100);
+    }
+    let judge = dispatches(Vec::new());
+    assert!(judge.is_empty());
+    let outer = match turn
+        .on_call_result(turn_judge_id(&panel), ok(&analysis(), 1, 1), 1_200)
+        .pop()
+    {
+        Some(Command::Dispatch(c)) => c,
+        other => panic!("{other:?}"),
+    };
+    let (status, v) = reply_json(turn.on_call_result(
+        outer.id,
+        CallResult {
+            status: Some(503),
+            body: vec![],
+        },
+        1_300,
+    ));
+    assert_eq!(status, 502);
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("mock-outer"));
+    assert_eq!(v["fusion"]["panel"].as_array().unwrap().len(), 3);
+}
+
+/// Engine ids are handed out in dispatch order: the judge follows the panel.
+fn turn_judge_id(panel: &[Callout]) -> u32 {
+    panel.iter().map(|c| c.id).max().unwrap() + 1
+}
+
+#[test]
+fn late_answers_after_the_turn_are_ignored() {
+    let (mut turn, panel) = start(&chat("fusion"));
+    assert_eq!(turn.pending_calls(), 3);
+    assert!(turn.on_call_result(999, ok("?", 1, 1), 1_100).is_empty());
+    turn.on_call_result(panel[0].id, ok("a", 1, 1), 1_100);
+    assert!(
+        turn.on_call_result(panel[0].id, ok("a", 1, 1), 1_100)
+            .is_empty(),
+        "a repeated id is ignored"
+    );
+}

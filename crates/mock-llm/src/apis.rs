@@ -1,0 +1,177 @@
+//! The three wire formats behind one enum, plus what they share.
+
+use serde_json::Value;
+
+use crate::convo::{Answer, Convo};
+use crate::{chat, messages, responses};
+
+/// Which LLM API a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// OpenAI Chat Completions.
+    Chat,
+    /// OpenAI Responses.
+    Responses,
+    /// Anthropic Messages.
+    Messages,
+}
+
+impl Api {
+    /// The API served at `path` (without query string), if any.
+    pub fn from_path(path: &str) -> Option<Api> {
+        let path = path.trim_end_matches('/');
+        if path.ends_with("/chat/completions") {
+            Some(Api::Chat)
+        } else if path.ends_with("/responses") {
+            Some(Api::Responses)
+        } else if path.ends_with("/messages") {
+            Some(Api::Messages)
+        } else {
+            None
+        }
+    }
+
+    /// Name used in the call log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Chat => "chat",
+            Api::Responses => "responses",
+            Api::Messages => "messages",
+        }
+    }
+
+    /// Flattens a request body.
+    pub fn parse(self, body: &Value) -> Convo {
+        match self {
+            Api::Chat => chat::parse(body),
+            Api::Responses => responses::parse(body),
+            Api::Messages => messages::parse(body),
+        }
+    }
+
+    /// The non-streaming response body.
+    pub fn body(self, reply: &Reply) -> Value {
+        match self {
+            Api::Chat => chat::body(reply),
+            Api::Responses => responses::body(reply),
+            Api::Messages => messages::body(reply),
+        }
+    }
+
+    /// The SSE events of a streaming response, each a complete
+    /// `event:`/`data:` block ending in a blank line.
+    pub fn events(self, reply: &Reply) -> Vec<String> {
+        match self {
+            Api::Chat => chat::events(reply),
+            Api::Responses => responses::events(reply),
+            Api::Messages => messages::events(reply),
+        }
+    }
+
+    /// The error body for an HTTP status, in the API's native shape.
+    pub fn error(self, status: u16, message: &str) -> Value {
+        match self {
+            Api::Chat | Api::Responses => openai_error(status, message),
+            Api::Messages => messages::error(status, message),
+        }
+    }
+}
+
+/// Everything needed to render one answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Sequence number of the call in the log (ids derive from it).
+    pub seq: u64,
+    /// The model string exactly as requested.
+    pub model: String,
+    /// Unix seconds.
+    pub created: u64,
+    pub input_tokens: u64,
+    pub answer: Answer,
+    /// The request body (for echoed fields such as `instructions`).
+    pub request: Value,
+}
+
+impl Reply {
+    pub fn output_tokens(&self) -> u64 {
+        self.answer.output_tokens()
+    }
+}
+
+fn openai_error(status: u16, message: &str) -> Value {
+    let (ty, code) = match status {
+        400 => ("invalid_request_error", Value::Null),
+        401 => ("invalid_request_error", "invalid_api_key".into()),
+        403 => ("permission_error", Value::Null),
+        404 => ("invalid_request_error", "model_not_found".into()),
+        429 => ("rate_limit_error", "rate_limit_exceeded".into()),
+        500..=599 => ("server_error", Value::Null),
+        _ => ("invalid_request_error", Value::Null),
+    };
+    serde_json::json!({
+        "error": { "message": message, "type": ty, "param": null, "code": code }
+    })
+}
+
+/// `data: <json>` SSE block (Chat Completions).
+pub fn sse_data(v: &Value) -> String {
+    format!("data: {v}\n\n")
+}
+
+/// `event: <name>` + `data: <json>` SSE block (Responses, Messages).
+pub fn sse_event(name: &str, v: &Value) -> String {
+    format!("event: {name}\ndata: {v}\n\n")
+}
+
+/// Splits text into per-word pieces (each word with the whitespace after
+/// it); the pieces concatenate back to the text.
+pub fn split_words(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut in_space = false;
+    for (i, c) in text.char_indices() {
+        let space = c.is_whitespace();
+        if in_space && !space {
+            if let Some(p) = text.get(start..i) {
+                pieces.push(p);
+            }
+            start = i;
+        }
+        in_space = space;
+    }
+    if let Some(p) = text.get(start..) {
+        if !p.is_empty() {
+            pieces.push(p);
+        }
+    }
+    pieces
+}
+
+/// Splits a string into pieces of at most `n` characters.
+pub fn split_chars(text: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(n.max(1)).map(|c| c.iter().collect()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_suffix() {
+        assert_eq!(Api::from_path("/v1/chat/completions"), Some(Api::Chat));
+        assert_eq!(Api::from_path("/openai/v1/responses"), Some(Api::Responses));
+        assert_eq!(Api::from_path("/v1/messages"), Some(Api::Messages));
+        assert_eq!(Api::from_path("/health"), None);
+    }
+
+    #[test]
+    fn split_words_round_trips() {
+        let t = "one two  three\nfour ";
+        let p = split_words(t);
+        assert_eq!(p, vec!["one ", "two  ", "three\n", "four "]);
+        assert_eq!(p.concat(), t);
+        assert!(split_words("").is_empty());
+        assert_eq!(split_chars("abcdé", 2), vec!["ab", "cd", "é"]);
+    }
+}

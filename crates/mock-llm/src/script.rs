@@ -1,0 +1,141 @@
+//! Behaviour scripted by the model name: `base` or `base:dir,dir=val,...`.
+
+/// The directives parsed from a model name. Unknown directives are kept in
+/// `unknown` and otherwise ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Script {
+    /// The part before the first `:`.
+    pub base: String,
+    /// `latency=MS`: sleep before sending the response headers.
+    pub latency_ms: u64,
+    /// `chunk_delay=MS`: sleep between SSE events.
+    pub chunk_delay_ms: u64,
+    /// `status=CODE`: reply with this status and a native error body.
+    pub status: Option<u16>,
+    /// `malformed`: truncated JSON body or truncated SSE stream.
+    pub malformed: bool,
+    /// `reset`: close the connection without answering.
+    pub reset: bool,
+    /// `hang`: never answer.
+    pub hang: bool,
+    /// `empty`: answer with empty text.
+    pub empty: bool,
+    /// `prose`: as judge, answer plain prose instead of JSON.
+    pub prose: bool,
+    /// `fenced`: as judge, answer JSON inside a code fence after some text.
+    pub fenced: bool,
+    /// `nocall`: never call an offered tool.
+    pub nocall: bool,
+    /// `call=NAME`: call this offered function tool instead of `fusion`.
+    pub call: Option<String>,
+    /// `words=N`: make the plain answer about N words long.
+    pub words: Option<usize>,
+    /// Directives that were not understood.
+    pub unknown: Vec<String>,
+}
+
+impl Script {
+    /// Parses a model name. Never fails: bad values land in `unknown`.
+    pub fn parse(model: &str) -> Script {
+        let (base, rest) = match model.split_once(':') {
+            Some((b, r)) => (b, r),
+            None => (model, ""),
+        };
+        let mut s = Script {
+            base: base.to_string(),
+            ..Script::default()
+        };
+        for raw in rest.split(',') {
+            let dir = raw.trim();
+            if dir.is_empty() {
+                continue;
+            }
+            let (key, val) = match dir.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (dir, None),
+            };
+            let ok = match (key, val) {
+                ("latency", Some(v)) => set(&mut s.latency_ms, v),
+                ("chunk_delay", Some(v)) => set(&mut s.chunk_delay_ms, v),
+                ("status", Some(v)) => v.parse().map(|c| s.status = Some(c)).is_ok(),
+                ("words", Some(v)) => v.parse().map(|n| s.words = Some(n)).is_ok(),
+                ("call", Some(v)) if !v.is_empty() => {
+                    s.call = Some(v.to_string());
+                    true
+                }
+                ("malformed", None) => flag(&mut s.malformed),
+                ("reset", None) => flag(&mut s.reset),
+                ("hang", None) => flag(&mut s.hang),
+                ("empty", None) => flag(&mut s.empty),
+                ("prose", None) => flag(&mut s.prose),
+                ("fenced", None) => flag(&mut s.fenced),
+                ("nocall", None) => flag(&mut s.nocall),
+                _ => false,
+            };
+            if !ok {
+                s.unknown.push(dir.to_string());
+            }
+        }
+        s
+    }
+}
+
+fn set(slot: &mut u64, v: &str) -> bool {
+    v.parse().map(|n| *slot = n).is_ok()
+}
+
+fn flag(slot: &mut bool) -> bool {
+    *slot = true;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_name_has_no_directives() {
+        let s = Script::parse("gpt-4o");
+        assert_eq!(s.base, "gpt-4o");
+        assert_eq!(
+            s,
+            Script {
+                base: "gpt-4o".into(),
+                ..Script::default()
+            }
+        );
+    }
+
+    #[test]
+    fn parses_all_directives() {
+        let s = Script::parse(
+            "m1:latency=250,chunk_delay=5,status=429,malformed,reset,hang,empty,prose,fenced,nocall,call=get_weather,words=40",
+        );
+        assert_eq!(s.base, "m1");
+        assert_eq!(s.latency_ms, 250);
+        assert_eq!(s.chunk_delay_ms, 5);
+        assert_eq!(s.status, Some(429));
+        assert!(s.malformed && s.reset && s.hang && s.empty);
+        assert!(s.prose && s.fenced && s.nocall);
+        assert_eq!(s.call.as_deref(), Some("get_weather"));
+        assert_eq!(s.words, Some(40));
+        assert!(s.unknown.is_empty());
+    }
+
+    #[test]
+    fn bad_values_are_unknown() {
+        let s = Script::parse("b:latency=abc,bogus,hang=1, empty ,");
+        assert_eq!(s.base, "b");
+        assert_eq!(s.latency_ms, 0);
+        assert!(s.empty);
+        assert!(!s.hang);
+        assert_eq!(s.unknown, vec!["latency=abc", "bogus", "hang=1"]);
+    }
+
+    #[test]
+    fn only_first_colon_splits() {
+        let s = Script::parse("a:call=ns:tool");
+        assert_eq!(s.base, "a");
+        assert_eq!(s.call.as_deref(), Some("ns:tool"));
+    }
+}

@@ -1,0 +1,287 @@
+//! Connection handling and routing.
+
+use std::io::{self, BufReader};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::apis::{Api, Reply};
+use crate::convo::decide;
+use crate::http::{self, Chunked, Request};
+use crate::recorder::{CallId, NewCall, Recorder};
+use crate::script::Script;
+
+/// Stack size of connection threads: they only parse and render JSON.
+const STACK: usize = 256 * 1024;
+/// How long `hang` waits before closing without an answer.
+const HANG: Duration = Duration::from_secs(300);
+
+/// Accepts connections forever, one thread each.
+pub fn serve(listener: TcpListener, rec: Arc<Recorder>) {
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                let rec = Arc::clone(&rec);
+                let spawned = thread::Builder::new()
+                    .name("mock-conn".into())
+                    .stack_size(STACK)
+                    .spawn(move || handle(stream, &rec));
+                if let Err(e) = spawned {
+                    eprintln!("mock-llm: cannot spawn connection thread: {e}");
+                }
+            }
+            Err(e) => {
+                // E.g. out of file descriptors: back off a little.
+                eprintln!("mock-llm: accept failed: {e}");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// What to do with the connection after a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    KeepOpen,
+    Close,
+}
+
+fn handle(stream: TcpStream, rec: &Recorder) {
+    let _ = stream.set_nodelay(true);
+    let Ok(mut w) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let req = match http::read_request(&mut reader, &mut w) {
+            Ok(Some(req)) => req,
+            Ok(None) => break,
+            Err(e) => {
+                if e.kind() == io::ErrorKind::InvalidData {
+                    let body = json!({ "error": e.to_string() }).to_string();
+                    let _ = http::write_full(&mut w, 400, &json_ct(), body.as_bytes(), false, true);
+                }
+                break;
+            }
+        };
+        let keep_alive = req.keep_alive();
+        match route(&req, &mut w, rec, keep_alive) {
+            Ok(Next::KeepOpen) if keep_alive => {}
+            _ => break,
+        }
+    }
+    let _ = w.shutdown(Shutdown::Both);
+}
+
+fn json_ct() -> Vec<(&'static str, String)> {
+    vec![("content-type", "application/json".to_string())]
+}
+
+fn route(req: &Request, w: &mut TcpStream, rec: &Recorder, keep: bool) -> io::Result<Next> {
+    let path = req.path();
+    match path {
+        "/__mock/calls" => {
+            let body = rec.calls_json();
+            http::write_full(
+                w,
+                200,
+                &json_ct(),
+                body.as_bytes(),
+                keep,
+                req.method != "HEAD",
+            )?;
+            return Ok(Next::KeepOpen);
+        }
+        "/__mock/script" => {
+            let ok = serde_json::from_slice::<Value>(&req.body)
+                .map(|v| rec.add_scripts(&v))
+                .unwrap_or(false);
+            let (status, body): (u16, &[u8]) = if ok {
+                (200, b"{\"ok\":true}")
+            } else {
+                (
+                    400,
+                    b"{\"error\":\"expected {\\\"model\\\": \\\"directives\\\"}\"}",
+                )
+            };
+            http::write_full(w, status, &json_ct(), body, keep, true)?;
+            return Ok(Next::KeepOpen);
+        }
+        "/__mock/reset" => {
+            rec.reset();
+            http::write_full(w, 200, &json_ct(), b"{\"ok\":true}", keep, true)?;
+            return Ok(Next::KeepOpen);
+        }
+        _ => {}
+    }
+    match Api::from_path(path) {
+        Some(api) if req.method == "POST" => llm(api, req, w, rec, keep),
+        _ => echo(req, w, rec, keep),
+    }
+}
+
+fn lossy(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).into_owned()
+}
+
+/// Any non-LLM request: answer what was received.
+fn echo(req: &Request, w: &mut TcpStream, rec: &Recorder, keep: bool) -> io::Result<Next> {
+    let logged =
+        serde_json::from_slice(&req.body).unwrap_or_else(|_| Value::String(lossy(&req.body)));
+    let id = rec.record(NewCall {
+        method: &req.method,
+        path: &req.target,
+        api: "other",
+        model: None,
+        headers: &req.headers,
+        body: logged,
+    });
+    let body = json!({
+        "echo": true,
+        "method": req.method,
+        "path": req.target,
+        "body": lossy(&req.body),
+    })
+    .to_string();
+    let res = http::write_full(
+        w,
+        200,
+        &json_ct(),
+        body.as_bytes(),
+        keep,
+        req.method != "HEAD",
+    );
+    rec.finish(id);
+    res.map(|()| Next::KeepOpen)
+}
+
+fn llm(api: Api, req: &Request, w: &mut TcpStream, rec: &Recorder, keep: bool) -> io::Result<Next> {
+    let body: Option<Value> = serde_json::from_slice(&req.body).ok();
+    let model = body
+        .as_ref()
+        .and_then(|b| b.get("model"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let logged = body
+        .clone()
+        .unwrap_or_else(|| Value::String(lossy(&req.body)));
+    let id = rec.record(NewCall {
+        method: &req.method,
+        path: &req.target,
+        api: api.name(),
+        model: Some(&model),
+        headers: &req.headers,
+        body: logged,
+    });
+    let script = Script::parse(&rec.scripted_model(&model));
+    let res = answer(api, body, model, &script, (rec, id), w, keep);
+    rec.finish(id);
+    res
+}
+
+fn answer(
+    api: Api,
+    body: Option<Value>,
+    model: String,
+    script: &Script,
+    (rec, id): (&Recorder, CallId),
+    w: &mut TcpStream,
+    keep: bool,
+) -> io::Result<Next> {
+    let seq = id.seq;
+    if script.latency_ms > 0 {
+        thread::sleep(Duration::from_millis(script.latency_ms));
+    }
+    if script.hang {
+        thread::sleep(HANG);
+        return Ok(Next::Close);
+    }
+    if script.reset {
+        return Ok(Next::Close);
+    }
+    let mut headers = json_ct();
+    headers.push(("x-request-id", format!("req_mock_{seq}")));
+    let Some(body) = body else {
+        let err = api
+            .error(400, "mock-llm: request body is not valid JSON")
+            .to_string();
+        http::write_full(w, 400, &headers, err.as_bytes(), keep, true)?;
+        return Ok(Next::KeepOpen);
+    };
+    if let Some(status) = script.status.filter(|s| *s != 200) {
+        let msg = format!("mock-llm: status {status} requested by model {model}");
+        let err = api.error(status, &msg).to_string();
+        if status == 429 {
+            headers.push(("retry-after", "1".to_string()));
+        }
+        http::write_full(w, status, &headers, err.as_bytes(), keep, true)?;
+        return Ok(Next::KeepOpen);
+    }
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let convo = api.parse(&body);
+    let reply = Reply {
+        seq,
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        input_tokens: convo.input_words(),
+        answer: decide(&convo, script, &model),
+        model,
+        request: body,
+    };
+    rec.set_usage(id, reply.input_tokens, reply.output_tokens());
+    if stream {
+        write_sse(api, &reply, script, w, keep)?;
+    } else {
+        let text = api.body(&reply).to_string();
+        let bytes = text.as_bytes();
+        let bytes = if script.malformed {
+            bytes.get(..bytes.len() / 2).unwrap_or(bytes)
+        } else {
+            bytes
+        };
+        http::write_full(w, 200, &headers, bytes, keep, true)?;
+    }
+    Ok(Next::KeepOpen)
+}
+
+fn write_sse(
+    api: Api,
+    reply: &Reply,
+    script: &Script,
+    w: &mut TcpStream,
+    keep: bool,
+) -> io::Result<()> {
+    let headers = [
+        ("content-type", "text/event-stream".to_string()),
+        ("cache-control", "no-cache".to_string()),
+        ("x-request-id", format!("req_mock_{}", reply.seq)),
+    ];
+    let mut events = api.events(reply);
+    let mut tail: Option<String> = None;
+    if script.malformed {
+        // Keep the first half of the events plus half of the next one.
+        let keep_n = (events.len() / 2).max(1);
+        let rest = events.split_off(keep_n.min(events.len()));
+        tail = rest.first().map(|e| {
+            let cut = (1..=e.len() / 2)
+                .rev()
+                .find(|i| e.is_char_boundary(*i))
+                .unwrap_or(0);
+            e.get(..cut).unwrap_or("").to_string()
+        });
+    }
+    let delay = Duration::from_millis(script.chunk_delay_ms);
+    let mut out = Chunked::start(w, 200, &headers, keep)?;
+    for (i, ev) in events.iter().chain(tail.iter()).enumerate() {
+        if i > 0 && !delay.is_zero() {
+            thread::sleep(delay);
+        }
+        out.chunk(ev.as_bytes())?;
+    }
+    out.finish()
+}

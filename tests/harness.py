@@ -1,0 +1,143 @@
+"""Starts the real thing on loopback: the mock LLM server and Envoy with dist/fusion.wasm."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
+WASM = ROOT / "dist" / "fusion.wasm"
+ENVOY = Path(os.environ.get("ENVOY", ROOT / ".venv" / "bin" / "envoy"))
+MOCK = ROOT / "target" / "release" / "mock-llm"
+DEMO_CONFIG = ROOT / "envoy" / "demo.yaml"
+# Every process started here exits by itself after this long, even if the tests die.
+LIFETIME_S = 3600
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require(path: Path, what: str) -> None:
+    if not path.exists():
+        raise RuntimeError(f"{what} is missing at {path}: run `make test` (it installs and builds everything)")
+
+
+class Mock:
+    """The mock LLM server, with its call log and run-time scripts."""
+
+    def __init__(self) -> None:
+        require(MOCK, "the mock LLM server")
+        self.proc = subprocess.Popen(
+            [str(MOCK), "--port", "0", "--exit-after", str(LIFETIME_S)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        if not m:
+            self.stop()
+            raise RuntimeError(f"mock-llm did not start: {line!r}")
+        self.port = int(m.group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def calls(self, api: str | None = None) -> list[dict]:
+        calls = httpx.get(f"{self.url}/__mock/calls").json()
+        return [c for c in calls if api is None or c["api"] == api]
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/__mock/reset").raise_for_status()
+
+    def script(self, scripts: dict[str, str]) -> None:
+        """Adds directives per base model name, e.g. {"mock-a": "latency=300"}."""
+        httpx.post(f"{self.url}/__mock/script", json=scripts).raise_for_status()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def render(template: Path, out: Path, **ports: object) -> Path:
+    text = template.read_text()
+    for key, value in ports.items():
+        text = text.replace("{{" + key + "}}", str(value))
+    out.write_text(text)
+    return out
+
+
+class Envoy:
+    """A real Envoy process running the filter, on free loopback ports."""
+
+    def __init__(self, mock: Mock, template: Path = DEMO_CONFIG, name: str = "envoy") -> None:
+        require(ENVOY, "Envoy")
+        require(WASM, "dist/fusion.wasm")
+        RUN_DIR.mkdir(exist_ok=True)
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.config_path = render(
+            template,
+            RUN_DIR / f"{name}.yaml",
+            LISTEN_PORT=self.port,
+            ADMIN_PORT=self.admin_port,
+            MOCK_PORT=mock.port,
+            WASM_PATH=WASM,
+        )
+        self.log_path = RUN_DIR / f"{name}.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [str(ENVOY), "-c", str(self.config_path), "--disable-hot-restart",
+             "--concurrency", "2", "-l", "info", "--base-id", str(self.admin_port)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin = f"http://127.0.0.1:{self.admin_port}"
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Envoy exited ({self.proc.returncode}):\n{self.log_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.admin}/ready", timeout=1).text.strip() == "LIVE":
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"Envoy did not become ready:\n{self.log_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def post(self, path: str, body: object, headers: dict | None = None, timeout: float = 60) -> httpx.Response:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        h = {"content-type": "application/json"}
+        h.update(headers or {})
+        return httpx.post(f"{self.url}{path}", content=data, headers=h, timeout=timeout)
+
+    def stats(self) -> str:
+        return httpx.get(f"{self.admin}/stats/prometheus").text
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
