@@ -396,6 +396,9 @@ fn secret(
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     fn no_env(_: &str) -> Option<String> {

@@ -1,6 +1,9 @@
 //! Drives whole turns through the sans-IO engine with scripted callout answers.
 //! Runs natively and, under wasm-bindgen-test, inside wasm.
 
+// The whole file is test code: panicking on a broken expectation is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 

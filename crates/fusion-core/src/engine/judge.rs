@@ -77,6 +77,9 @@ pub fn parse_analysis(text: &str) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     #[test]

@@ -1,0 +1,51 @@
+# fusion-wasm. `make run` serves the demo; `make test` runs every test.
+# Both install what is missing first (scripts/setup.sh).
+
+SHELL := /bin/bash
+PY    := .venv/bin/python
+MOCK  := target/release/mock-llm
+WASM_SOURCES := $(shell find src crates/fusion-core/src -name '*.rs') Cargo.toml Cargo.lock
+
+.PHONY: all setup build run test test-unit test-wasm test-integration bench fmt lint clean
+
+all: build
+
+setup:
+	scripts/setup.sh all
+
+## build: the filter (dist/fusion.wasm) and the mock LLM server
+build: dist/fusion.wasm $(MOCK)
+
+dist/fusion.wasm: $(WASM_SOURCES)
+	scripts/setup.sh wasm
+	scripts/build-wasm.sh
+
+$(MOCK): $(shell find crates/mock-llm -name '*.rs' -o -name Cargo.toml) Cargo.lock
+	cargo build --release -p mock-llm
+
+## run: Envoy with the filter in front of the mock, until Ctrl-C
+run: build
+	scripts/setup.sh envoy
+	scripts/run.sh
+
+## test: native unit tests, the engine tests in wasm, then Envoy integration tests
+test: setup build test-unit test-wasm test-integration
+
+test-unit:
+	cargo test --workspace
+
+test-wasm:
+	scripts/test-wasm.sh
+
+test-integration: build
+	$(PY) -m pytest -c tests/pytest.ini tests
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean:
+	rm -rf target dist .run
