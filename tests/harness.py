@@ -68,18 +68,65 @@ class Mock:
         self.proc.wait()
 
 
-def render(template: Path, out: Path, **ports: object) -> Path:
+def render(template: Path, out: Path, fusion_config: dict | None = None, extra_clusters: str = "",
+           **ports: object) -> Path:
+    """Fills the template's placeholders; optionally swaps in another filter
+    configuration and appends clusters (the template ends with its cluster list)."""
     text = template.read_text()
+    if fusion_config is not None:
+        text = replace_fusion_config(text, fusion_config)
+    text = text.rstrip("\n") + "\n" + extra_clusters
     for key, value in ports.items():
         text = text.replace("{{" + key + "}}", str(value))
     out.write_text(text)
     return out
 
 
+def replace_fusion_config(text: str, config: dict) -> str:
+    """Replaces the JSON block under `value: |` (the filter configuration)."""
+    lines = text.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.strip() == "value: |")
+    indent = " " * (len(lines[start]) - len(lines[start].lstrip()) + 2)
+    end = start + 1
+    while end < len(lines) and (lines[end].startswith(indent) or not lines[end].strip()):
+        end += 1
+    block = [indent + line for line in json.dumps(config, indent=2).split("\n")]
+    return "\n".join(lines[: start + 1] + block + lines[end:])
+
+
+def demo_fusion_config() -> dict:
+    """The filter configuration shipped in envoy/demo.yaml."""
+    lines = DEMO_CONFIG.read_text().split("\n")
+    start = next(i for i, line in enumerate(lines) if line.strip() == "value: |")
+    indent = " " * (len(lines[start]) - len(lines[start].lstrip()) + 2)
+    block = []
+    for line in lines[start + 1:]:
+        if not line.startswith(indent) and line.strip():
+            break
+        block.append(line)
+    return json.loads("\n".join(block))
+
+
+def self_cluster(name: str = "self") -> str:
+    """A cluster that routes back into the Envoy's own listener."""
+    return f"""  - name: {name}
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{address: 127.0.0.1, port_value: {{{{LISTEN_PORT}}}}}}
+"""
+
+
 class Envoy:
     """A real Envoy process running the filter, on free loopback ports."""
 
-    def __init__(self, mock: Mock, template: Path = DEMO_CONFIG, name: str = "envoy") -> None:
+    def __init__(self, mock: Mock, template: Path = DEMO_CONFIG, name: str = "envoy",
+                 fusion_config: dict | None = None, extra_clusters: str = "") -> None:
         require(ENVOY, "Envoy")
         require(WASM, "dist/fusion.wasm")
         RUN_DIR.mkdir(exist_ok=True)
@@ -88,6 +135,8 @@ class Envoy:
         self.config_path = render(
             template,
             RUN_DIR / f"{name}.yaml",
+            fusion_config=fusion_config,
+            extra_clusters=extra_clusters,
             LISTEN_PORT=self.port,
             ADMIN_PORT=self.admin_port,
             MOCK_PORT=mock.port,

@@ -30,6 +30,8 @@ pub struct Convo {
     pub messages: Vec<(Role, String)>,
     /// Offered function tools.
     pub tools: Vec<Tool>,
+    /// `tool_choice` is none: never call a tool.
+    pub tool_choice_none: bool,
 }
 
 impl Convo {
@@ -77,6 +79,16 @@ impl Convo {
             }
         }
         None
+    }
+
+    /// Tool results after the last user message.
+    pub fn tool_results_since_user(&self) -> usize {
+        self.messages
+            .iter()
+            .rev()
+            .take_while(|(r, _)| *r != Role::User)
+            .filter(|(r, _)| *r == Role::Tool)
+            .count()
     }
 
     /// Whitespace-separated words across all request text, at least 1.
@@ -222,10 +234,32 @@ pub fn judge_json(n: usize) -> String {
 
 /// Rule 2: call an offered function tool.
 fn tool_call(convo: &Convo, script: &Script, model: &str) -> Option<Answer> {
-    if convo.tools.is_empty() || convo.pending_tool_result().is_some() || script.nocall {
+    if convo.tools.is_empty() || script.nocall || convo.tool_choice_none {
         return None;
     }
     let question = convo.last_user_text();
+    if convo.pending_tool_result().is_some() {
+        // `fusion_calls=N`: keep calling fusion until N tool results came back.
+        if convo.tool_results_since_user() >= script.fusion_calls {
+            return None;
+        }
+        convo.offers("fusion")?;
+        let arguments = json!({ "question": question }).to_string();
+        let hash = format!(
+            "{:016x}",
+            fnv1a(&[
+                model,
+                "fusion",
+                &arguments,
+                &convo.tool_results_since_user().to_string()
+            ])
+        );
+        return Some(Answer::ToolCall {
+            hash,
+            name: "fusion".to_string(),
+            arguments,
+        });
+    }
     let (name, args) = match script.call.as_deref().and_then(|n| convo.offers(n)) {
         Some(tool) => (tool.name.clone(), client_args(&tool.schema, question)),
         None => {

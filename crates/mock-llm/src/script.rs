@@ -28,6 +28,8 @@ pub struct Script {
     pub nocall: bool,
     /// `call=NAME`: call this offered function tool instead of `fusion`.
     pub call: Option<String>,
+    /// `fusion_calls=N`: call an offered `fusion` tool again until N tool results came back.
+    pub fusion_calls: usize,
     /// `words=N`: make the plain answer about N words long.
     pub words: Option<usize>,
     /// Directives that were not understood.
@@ -57,6 +59,7 @@ impl Script {
             let ok = match (key, val) {
                 ("latency", Some(v)) => set(&mut s.latency_ms, v),
                 ("chunk_delay", Some(v)) => set(&mut s.chunk_delay_ms, v),
+                ("fusion_calls", Some(v)) => v.parse().map(|n| s.fusion_calls = n).is_ok(),
                 ("status", Some(v)) => v.parse().map(|c| s.status = Some(c)).is_ok(),
                 ("words", Some(v)) => v.parse().map(|n| s.words = Some(n)).is_ok(),
                 ("call", Some(v)) if !v.is_empty() => {

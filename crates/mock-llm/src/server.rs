@@ -222,7 +222,10 @@ fn answer(
         return Ok(Next::KeepOpen);
     }
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let convo = api.parse(&body);
+    let mut convo = api.parse(&body);
+    convo.tool_choice_none = body
+        .get("tool_choice")
+        .is_some_and(|c| c == "none" || c.get("type").and_then(Value::as_str) == Some("none"));
     let reply = Reply {
         seq,
         created: SystemTime::now()

@@ -66,8 +66,15 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
         let tools = tools
             .as_array()
             .ok_or_else(|| ApiError::invalid("`tools` must be an array", Some("tools")))?;
-        req.tools = tools.iter().filter_map(parse_function_tool).collect();
+        for t in tools {
+            if super::is_fusion_tool(t) {
+                req.fusion_tools.push(t.clone());
+            } else if let Some(def) = parse_function_tool(t) {
+                req.tools.push(def);
+            }
+        }
     }
+    req.fusion_block = obj.get("fusion").filter(|v| v.is_object()).cloned();
     req.tool_choice = parse_tool_choice(obj.get("tool_choice"));
     req.params = GenParams {
         max_tokens: obj
@@ -103,6 +110,7 @@ fn parse_tool_choice(v: Option<&Value>) -> ToolChoice {
             "required" => ToolChoice::Required,
             _ => ToolChoice::Auto,
         },
+        Some(v) if super::is_fusion_tool(v) => ToolChoice::Named(super::FUSION_TOOL.to_string()),
         Some(Value::Object(o)) => o
             .get("function")
             .and_then(|f| f.get("name"))
@@ -261,7 +269,7 @@ pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
     })
 }
 
-fn finish_reason(reply: &Reply, truncated: bool) -> &'static str {
+pub(crate) fn finish_reason(reply: &Reply, truncated: bool) -> &'static str {
     if truncated {
         return "length";
     }

@@ -1,6 +1,9 @@
 //! Wire APIs: one module of pure translation functions per API.
 
 pub mod chat;
+pub mod messages;
+pub mod responses;
+pub mod sse;
 mod text;
 
 use crate::conversation::{Conversation, GenParams, Reply, ToolChoice, ToolDef, Usage};
@@ -48,6 +51,28 @@ impl Api {
     }
 }
 
+/// The name the fusion tool has wherever a model sees it.
+pub const FUSION_TOOL: &str = "fusion";
+
+/// Whether a `tools` entry (or a `tool_choice` object) is the fusion server tool.
+pub fn is_fusion_tool(entry: &Value) -> bool {
+    matches!(
+        entry.get("type").and_then(Value::as_str),
+        Some("fusion" | "openrouter:fusion")
+    )
+}
+
+/// Whether a `tool_choice` value, in any API's spelling, forces the fusion tool.
+pub fn names_fusion(choice: &Value) -> bool {
+    is_fusion_tool(choice)
+        || choice.get("name").and_then(Value::as_str) == Some(FUSION_TOOL)
+        || choice
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+            == Some(FUSION_TOOL)
+}
+
 /// A client request, parsed into the common model.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClientRequest {
@@ -59,6 +84,22 @@ pub struct ClientRequest {
     pub tools: Vec<ToolDef>,
     pub tool_choice: ToolChoice,
     pub params: GenParams,
+    /// Fusion server-tool entries found in `tools` (`{"type":"fusion",...}` or
+    /// `{"type":"openrouter:fusion",...}`), raw, removed from `tools`.
+    pub fusion_tools: Vec<Value>,
+    /// A top-level `fusion` object (merge mode), raw.
+    pub fusion_block: Option<Value>,
+}
+
+/// The fusion call as the client sees it: Responses shows it as an output item,
+/// Messages as a `server_tool_use` block followed by its result block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusionCallView {
+    pub id: String,
+    /// JSON text of the arguments.
+    pub arguments: String,
+    /// The tool result the outer model received.
+    pub result: Value,
 }
 
 /// A request the filter refuses, written in the client's API error shape.
@@ -96,35 +137,50 @@ pub struct ResponseMeta {
     pub fusion: Value,
     /// The budget ran out: the client sees its API's truncation signal.
     pub truncated: bool,
+    pub fusion_call: Option<FusionCallView>,
 }
 
 pub fn parse_request(api: Api, body: &Value) -> Result<ClientRequest, ApiError> {
     match api {
         Api::Chat => chat::parse_request(body),
-        Api::Responses | Api::Messages => Err(ApiError::invalid(
-            format!("fusion is not available on the {} API yet", api.name()),
-            Some("model"),
-        )),
+        Api::Responses => responses::parse_request(body),
+        Api::Messages => messages::parse_request(body),
     }
 }
 
-/// The body of a provider call in the API the provider speaks.
+/// The body of a provider call in the API the provider speaks (never streaming).
 pub fn build_request(api: Api, req: &crate::conversation::ModelRequest<'_>) -> Value {
     match api {
-        Api::Chat | Api::Responses | Api::Messages => chat::build_request(req),
+        Api::Chat => chat::build_request(req),
+        Api::Responses => responses::build_request(req),
+        Api::Messages => messages::build_request(req),
     }
 }
 
+/// A provider's answer: a JSON body, or an SSE body when the call streamed.
 pub fn parse_response(api: Api, body: &[u8]) -> Result<Reply, String> {
+    if sse::looks_like_sse(body) {
+        return sse::parse_stream(api, body);
+    }
     match api {
-        Api::Chat | Api::Responses | Api::Messages => chat::parse_response(body),
+        Api::Chat => chat::parse_response(body),
+        Api::Responses => responses::parse_response(body),
+        Api::Messages => messages::parse_response(body),
     }
 }
 
+/// The client's JSON response.
 pub fn write_response(api: Api, reply: &Reply, meta: &ResponseMeta) -> Value {
     match api {
-        Api::Chat | Api::Responses | Api::Messages => chat::write_response(reply, meta),
+        Api::Chat => chat::write_response(reply, meta),
+        Api::Responses => responses::write_response(reply, meta),
+        Api::Messages => messages::write_response(reply, meta),
     }
+}
+
+/// The client's response as a complete SSE stream in its API's event grammar.
+pub fn write_stream(api: Api, reply: &Reply, meta: &ResponseMeta, include_usage: bool) -> String {
+    sse::write_stream(api, reply, meta, include_usage)
 }
 
 pub fn error_body(api: Api, err: &ApiError) -> Value {

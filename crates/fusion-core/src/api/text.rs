@@ -28,3 +28,31 @@ pub fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 pub fn u64_field(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
+
+/// Splits text into stream pieces of about `target` characters, cut after
+/// whitespace where possible (at most twice `target`); the pieces join back to `text`.
+pub fn pieces(text: &str, target: usize) -> Vec<&str> {
+    let target = target.max(1);
+    let mut out = Vec::new();
+    let (mut start, mut count) = (0, 0);
+    for (i, c) in text.char_indices() {
+        count += 1;
+        if (count >= target && c.is_whitespace()) || count >= target * 2 {
+            let end = i + c.len_utf8();
+            out.extend(text.get(start..end));
+            start = end;
+            count = 0;
+        }
+    }
+    out.extend(text.get(start..).filter(|p| !p.is_empty()));
+    out
+}
+
+/// `id` with `prefix` in front, unless it already starts with it.
+pub fn with_prefix(prefix: &str, id: &str) -> String {
+    if id.starts_with(prefix) {
+        id.to_string()
+    } else {
+        format!("{prefix}{id}")
+    }
+}

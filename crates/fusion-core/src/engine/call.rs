@@ -56,9 +56,15 @@ pub fn classify(api: Api, result: &CallResult) -> Result<Reply, Failure> {
         Some(504) => Err(Failure::Timeout),
         Some(429) => Err(Failure::RateLimited),
         Some(402) => Err(Failure::InsufficientCredits),
+        // Envoy's own reply when the connection failed or was reset before headers.
+        Some(503) if is_envoy_connect_failure(&result.body) => Err(Failure::Unreachable),
         Some(s) if !(200..300).contains(&s) => Err(Failure::HttpError(s)),
         Some(_) => api::parse_response(api, &result.body).map_err(|_| Failure::Unusable),
     }
+}
+
+fn is_envoy_connect_failure(body: &[u8]) -> bool {
+    body.starts_with(b"upstream connect error") || body.starts_with(b"no healthy upstream")
 }
 
 /// The usage a failed call still reports, if its body says.

@@ -4,10 +4,11 @@
 mod call;
 pub mod fusion_tool;
 pub mod judge;
+pub mod plan;
 mod turn;
 
 pub use call::{CallResult, Callout, Failure};
-pub use turn::Turn;
+pub use turn::{Mode, Turn};
 
 use crate::api::{self, Api, ApiError};
 use crate::config::Config;
@@ -83,25 +84,47 @@ pub fn start(config: &Rc<Config>, api: Api, info: RequestInfo, body: &[u8], now_
         Err(_) => return Start::PassThrough,
     };
     let model = value.get("model").and_then(Value::as_str).unwrap_or("");
-    if !config.is_alias(model) {
+    let alias = config.is_alias(model);
+    let declared = value
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|t| t.iter().any(api::is_fusion_tool));
+    if !alias && !declared {
         return Start::PassThrough;
     }
     if info.depth >= config.max_depth {
-        return refuse_by_depth(config, value);
+        return refuse_by_depth(config, value, alias);
     }
     let req = match api::parse_request(api, &value) {
         Ok(r) => r,
         Err(e) => return Start::Reply(LocalReply::error(api, &e)),
     };
-    let (turn, commands) = Turn::start_forced(Rc::clone(config), api, info, req, now_ms);
-    Start::Run(Box::new(turn), commands)
+    match Turn::start(Rc::clone(config), api, info, req, alias, now_ms) {
+        Ok((turn, commands)) => Start::Run(Box::new(turn), commands),
+        Err(e) => Start::Reply(LocalReply::error(api, &e)),
+    }
 }
 
 /// An inner call that came back through the gateway: the alias resolves to its
-/// plain model and no fusion runs, so calls cannot recurse.
-fn refuse_by_depth(config: &Config, mut value: Value) -> Start {
-    if let Some(obj) = value.as_object_mut() {
+/// plain model, fusion tool entries are removed, and no fusion runs, so calls
+/// cannot recurse.
+fn refuse_by_depth(config: &Config, mut value: Value, alias: bool) -> Start {
+    let Some(obj) = value.as_object_mut() else {
+        return Start::PassThrough;
+    };
+    if alias {
         obj.insert("model".into(), Value::String(config.outer_model.clone()));
+    }
+    obj.remove("fusion");
+    if let Some(Value::Array(tools)) = obj.get_mut("tools") {
+        tools.retain(|t| !api::is_fusion_tool(t));
+        if tools.is_empty() {
+            obj.remove("tools");
+            obj.remove("tool_choice");
+        }
+    }
+    if obj.get("tool_choice").is_some_and(api::names_fusion) {
+        obj.remove("tool_choice");
     }
     Start::Rewrite(value.to_string().into_bytes())
 }

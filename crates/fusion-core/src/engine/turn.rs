@@ -3,8 +3,9 @@
 use super::call::{self, CallResult, Failure};
 use super::fusion_tool::{self, MemberOutcome, TOOL_NAME};
 use super::judge;
+use super::plan::{self, Plan};
 use super::{Command, LocalReply, RequestInfo};
-use crate::api::{self, Api, ApiError, ClientRequest, ResponseMeta};
+use crate::api::{self, Api, ApiError, ClientRequest, FusionCallView, ResponseMeta};
 use crate::config::Config;
 use crate::conversation::{
     Conversation, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, Usage,
@@ -12,6 +13,27 @@ use crate::conversation::{
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+
+/// How the request asked for fusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `"model": "fusion"`: forced once, answered by the configured outer model.
+    Alias,
+    /// The fusion tool is declared and `tool_choice` forces it: no decision round.
+    Forced,
+    /// The fusion tool is declared; the outer model decides whether to call it.
+    Auto,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Alias => "alias",
+            Mode::Forced => "forced",
+            Mode::Auto => "auto",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -48,6 +70,21 @@ impl CallRecord {
         }
     }
 
+    /// Records a call's outcome; returns the parsed reply when it is usable.
+    fn settle(&mut self, api: Api, result: &CallResult, now_ms: u64) -> Result<Reply, Failure> {
+        let outcome = call::classify(api, result);
+        self.latency_ms = now_ms.saturating_sub(self.started_ms);
+        self.usage = match &outcome {
+            Ok(reply) => reply.usage,
+            Err(_) => call::failed_usage(api, result),
+        };
+        self.status = match &outcome {
+            Ok(reply) => Status::Ok(reply.text.clone()),
+            Err(f) => Status::Failed(*f),
+        };
+        outcome
+    }
+
     fn report(&self) -> Value {
         let mut v = json!({
             "model": self.model,
@@ -80,7 +117,10 @@ pub struct Turn {
     api: Api,
     info: RequestInfo,
     req: ClientRequest,
-    mode: &'static str,
+    mode: Mode,
+    plan: Plan,
+    /// The model that decides and, without a synthesizer, writes the answer.
+    outer_model: String,
     started_ms: u64,
     /// Assistant tool calls and tool results appended to the client's conversation.
     history: Vec<Message>,
@@ -89,52 +129,104 @@ pub struct Turn {
     invocations: u32,
     /// The fusion tool call being answered by the running panel.
     fusion_call: Option<ToolCall>,
+    /// Further fusion calls in the message that started the run: capped.
+    capped_with_call: Vec<ToolCall>,
+    fusion_view: Option<FusionCallView>,
+    tool_started_ms: u64,
     panel: Vec<CallRecord>,
     judge: Option<CallRecord>,
     analysis: bool,
     outer: Vec<CallRecord>,
+    /// The latest outer answer's text: what a truncated turn still returns.
+    last_text: String,
     next_id: u32,
     pending: BTreeMap<u32, Role>,
     usage: Usage,
 }
 
 impl Turn {
-    /// Alias mode: fusion is forced, so the panel starts at once; no outer
-    /// round is spent deciding a call whose answer is known.
-    pub fn start_forced(
+    /// Starts a turn. Forced fusion (alias, or `tool_choice` naming fusion) starts
+    /// the panel at once: no outer round is spent deciding a call whose answer is known.
+    pub fn start(
         config: Rc<Config>,
         api: Api,
         info: RequestInfo,
         req: ClientRequest,
+        alias: bool,
         now_ms: u64,
-    ) -> (Turn, Vec<Command>) {
+    ) -> Result<(Turn, Vec<Command>), ApiError> {
+        let plan = match req.fusion_tools.as_slice() {
+            [] => Plan::defaults(&config),
+            [decl] => plan::from_declaration(&config, decl)?,
+            _ => {
+                return Err(ApiError::invalid(
+                    "declare the fusion tool at most once in `tools`",
+                    Some("tools"),
+                ))
+            }
+        };
+        let outer_model = if alias {
+            config.outer_model.clone()
+        } else if config.resolve(&req.model).is_some() {
+            req.model.clone()
+        } else {
+            return Err(ApiError::invalid(
+                format!(
+                    "model `{}` is not served by any upstream of the fusion filter",
+                    req.model
+                ),
+                Some("model"),
+            ));
+        };
+        let forces_fusion = match &req.tool_choice {
+            ToolChoice::Named(n) => n == TOOL_NAME,
+            ToolChoice::Required => req.tools.is_empty(),
+            _ => false,
+        };
+        let mode = if alias {
+            Mode::Alias
+        } else if forces_fusion {
+            Mode::Forced
+        } else {
+            Mode::Auto
+        };
         let mut turn = Turn {
             config,
             api,
             info,
             req,
-            mode: "alias",
+            mode,
+            plan,
+            outer_model,
             started_ms: now_ms,
             history: Vec::new(),
             phase: Phase::Outer,
             rounds: 0,
             invocations: 0,
             fusion_call: None,
+            capped_with_call: Vec::new(),
+            fusion_view: None,
+            tool_started_ms: now_ms,
             panel: Vec::new(),
             judge: None,
             analysis: false,
             outer: Vec::new(),
+            last_text: String::new(),
             next_id: 0,
             pending: BTreeMap::new(),
             usage: Usage::default(),
         };
-        let call = ToolCall {
-            id: format!("call_fusion_{}", short_id(&turn.info.request_id)),
-            name: TOOL_NAME.to_string(),
-            arguments: json!({"question": turn.req.conversation.last_user_text()}).to_string(),
+        let commands = if mode == Mode::Auto {
+            turn.outer_round(now_ms)
+        } else {
+            let call = ToolCall {
+                id: format!("call_fusion_{}", short_id(&turn.info.request_id)),
+                name: TOOL_NAME.to_string(),
+                arguments: json!({"question": turn.req.conversation.last_user_text()}).to_string(),
+            };
+            turn.start_fusion(call, now_ms)
         };
-        let commands = turn.start_fusion(call, now_ms);
-        (turn, commands)
+        Ok((turn, commands))
     }
 
     /// Calls dispatched and not yet answered.
@@ -146,7 +238,7 @@ impl Turn {
         self.phase == Phase::Done
     }
 
-    pub fn mode(&self) -> &'static str {
+    pub fn mode(&self) -> Mode {
         self.mode
     }
 
@@ -155,6 +247,9 @@ impl Turn {
         let Some(role) = self.pending.remove(&id) else {
             return Vec::new();
         };
+        if self.phase == Phase::Done {
+            return Vec::new();
+        }
         match role {
             Role::Panel(i) => self.on_panel_answer(i, &result, now_ms),
             Role::Judge => self.on_judge_answer(&result, now_ms),
@@ -166,25 +261,27 @@ impl Turn {
         self.invocations += 1;
         self.fusion_call = Some(call);
         self.phase = Phase::Panel;
-        let members: Vec<String> = self.config.panel.iter().map(|m| m.model.clone()).collect();
+        self.tool_started_ms = now_ms;
+        let members = self.plan.panel.clone();
+        let conversation = self.req.conversation.clone();
         let params = GenParams::default();
+        let deadline = self.tool_deadline();
         let mut commands = Vec::with_capacity(members.len());
         for (i, model) in members.iter().enumerate() {
             self.panel.push(CallRecord::new(model, now_ms));
-            let conversation = self.req.conversation.clone();
             match self.dispatch(
                 Role::Panel(i),
                 model,
                 &conversation,
                 false,
                 &params,
-                self.tool_deadline(now_ms),
+                deadline,
                 now_ms,
             ) {
                 Some(c) => commands.push(c),
                 None => {
                     if let Some(rec) = self.panel.get_mut(i) {
-                        rec.status = Status::Failed(Failure::Unreachable);
+                        rec.status = Status::Failed(Failure::Timeout);
                     }
                 }
             }
@@ -196,26 +293,13 @@ impl Turn {
     }
 
     fn on_panel_answer(&mut self, i: usize, result: &CallResult, now_ms: u64) -> Vec<Command> {
-        let outcome = call::classify(
-            self.config_api_of(self.panel.get(i).map(|r| r.model.as_str())),
-            result,
-        );
-        let usage = match &outcome {
-            Ok(reply) => reply.usage,
-            Err(_) => call::failed_usage(
-                self.config_api_of(self.panel.get(i).map(|r| r.model.as_str())),
-                result,
-            ),
-        };
-        self.usage.add(usage);
+        let api = self.api_of(self.panel.get(i).map(|r| r.model.as_str()));
         if let Some(rec) = self.panel.get_mut(i) {
-            rec.latency_ms = now_ms.saturating_sub(rec.started_ms);
-            rec.usage = usage;
-            rec.status = match outcome {
-                Ok(reply) if reply.text.trim().is_empty() => Status::Failed(Failure::Empty),
-                Ok(reply) => Status::Ok(reply.text),
-                Err(f) => Status::Failed(f),
-            };
+            let outcome = rec.settle(api, result, now_ms);
+            self.usage.add(rec.usage);
+            if matches!(&outcome, Ok(r) if r.text.trim().is_empty()) {
+                rec.status = Status::Failed(Failure::Empty);
+            }
         }
         if self.phase != Phase::Panel || self.pending.values().any(|r| matches!(r, Role::Panel(_)))
         {
@@ -238,7 +322,7 @@ impl Turn {
             return self.finish_fusion(None, now_ms);
         }
         self.phase = Phase::Judge;
-        let model = self.config.judge.clone();
+        let model = self.plan.judge.clone();
         let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
         let conversation = judge::judge_conversation(&self.req.conversation, &refs);
         let params = GenParams {
@@ -246,40 +330,39 @@ impl Turn {
             ..GenParams::default()
         };
         self.judge = Some(CallRecord::new(&model, now_ms));
+        let deadline = self.tool_deadline();
         match self.dispatch(
             Role::Judge,
             &model,
             &conversation,
             false,
             &params,
-            self.tool_deadline(now_ms),
+            deadline,
             now_ms,
         ) {
             Some(c) => vec![c],
-            None => self.finish_fusion(None, now_ms),
+            None => {
+                if let Some(rec) = self.judge.as_mut() {
+                    rec.status = Status::Failed(Failure::Timeout);
+                }
+                self.finish_fusion(None, now_ms)
+            }
         }
     }
 
     fn on_judge_answer(&mut self, result: &CallResult, now_ms: u64) -> Vec<Command> {
-        let api = self.config_api_of(Some(self.config.judge.as_str()));
-        let outcome = call::classify(api, result);
-        let usage = match &outcome {
-            Ok(r) => r.usage,
-            Err(_) => call::failed_usage(api, result),
-        };
-        self.usage.add(usage);
-        let analysis = outcome
-            .as_ref()
-            .ok()
-            .and_then(|r| judge::parse_analysis(&r.text));
+        let api = self.api_of(Some(self.plan.judge.as_str()));
+        let mut analysis = None;
         if let Some(rec) = self.judge.as_mut() {
-            rec.latency_ms = now_ms.saturating_sub(rec.started_ms);
-            rec.usage = usage;
-            rec.status = match (&outcome, &analysis) {
-                (Ok(r), Some(_)) => Status::Ok(r.text.clone()),
-                (Ok(_), None) => Status::Failed(Failure::Unusable),
-                (Err(f), _) => Status::Failed(*f),
-            };
+            let outcome = rec.settle(api, result, now_ms);
+            self.usage.add(rec.usage);
+            analysis = outcome
+                .as_ref()
+                .ok()
+                .and_then(|r| judge::parse_analysis(&r.text));
+            if outcome.is_ok() && analysis.is_none() {
+                rec.status = Status::Failed(Failure::Unusable);
+            }
         }
         self.finish_fusion(analysis, now_ms)
     }
@@ -303,58 +386,74 @@ impl Turn {
         let Some(call) = self.fusion_call.take() else {
             return self.fail(ApiError::upstream(500, "fusion finished without a call"));
         };
+        self.fusion_view = Some(FusionCallView {
+            id: call.id.clone(),
+            arguments: call.arguments.clone(),
+            result: result.clone(),
+        });
+        let capped = std::mem::take(&mut self.capped_with_call);
+        let mut tool_calls = vec![call.clone()];
+        tool_calls.extend(capped.iter().cloned());
         self.history.push(Message::Assistant {
-            text: String::new(),
-            tool_calls: vec![call.clone()],
+            text: std::mem::take(&mut self.last_text),
+            tool_calls,
         });
         self.history.push(Message::ToolResult {
             call_id: call.id,
             content: result.to_string(),
         });
+        for c in capped {
+            self.history.push(Message::ToolResult {
+                call_id: c.id,
+                content: fusion_tool::capped_result().to_string(),
+            });
+        }
         self.outer_round(now_ms)
     }
 
     fn outer_round(&mut self, now_ms: u64) -> Vec<Command> {
         self.phase = Phase::Outer;
+        if self.rounds >= self.config.limits.max_rounds {
+            return self.finish_truncated();
+        }
         self.rounds += 1;
-        let model = self.outer_model().to_string();
+        let model = self.answering_model().to_string();
         let mut conversation = self.req.conversation.clone();
         conversation.messages.extend(self.history.iter().cloned());
         let params = self.req.params.clone();
         self.outer.push(CallRecord::new(&model, now_ms));
+        let deadline = self.turn_deadline();
         match self.dispatch(
             Role::Outer,
             &model,
             &conversation,
             true,
             &params,
-            self.turn_deadline(),
+            deadline,
             now_ms,
         ) {
             Some(c) => vec![c],
-            None => self.fail(ApiError::upstream(504, "the turn's time budget ran out")),
+            None => self.finish_truncated(),
         }
     }
 
     fn on_outer_answer(&mut self, result: &CallResult, now_ms: u64) -> Vec<Command> {
-        let model = self.outer_model().to_string();
-        let api = self.config_api_of(Some(&model));
-        let outcome = call::classify(api, result);
-        let usage = match &outcome {
-            Ok(r) => r.usage,
-            Err(_) => call::failed_usage(api, result),
+        let model = self.answering_model().to_string();
+        let api = self.api_of(Some(&model));
+        let outcome = match self.outer.last_mut() {
+            Some(rec) => {
+                let o = rec.settle(api, result, now_ms);
+                self.usage.add(rec.usage);
+                o
+            }
+            None => call::classify(api, result),
         };
-        self.usage.add(usage);
-        if let Some(rec) = self.outer.last_mut() {
-            rec.latency_ms = now_ms.saturating_sub(rec.started_ms);
-            rec.usage = usage;
-            rec.status = match &outcome {
-                Ok(r) => Status::Ok(r.text.clone()),
-                Err(f) => Status::Failed(*f),
-            };
-        }
         let mut reply = match outcome {
             Ok(r) => r,
+            // The turn's own budget ran out under this call: end with what we have.
+            Err(Failure::Timeout) if now_ms + 100 >= self.turn_deadline() => {
+                return self.finish_truncated()
+            }
             Err(f) => {
                 let status = match f {
                     Failure::RateLimited => 429,
@@ -374,13 +473,24 @@ impl Turn {
             .tool_calls
             .drain(..)
             .partition(|c| c.name == TOOL_NAME);
+        // Text, or a call of the client's own tools: the turn ends, as without the filter.
         if !client_calls.is_empty() || fusion_calls.is_empty() {
             reply.tool_calls = client_calls;
             return self.finish(reply, false);
         }
-        // The model asked for fusion again: the cap answers it, and the turn goes on.
+        self.last_text = reply.text;
+        if self.invocations == 0 {
+            let mut calls = fusion_calls.into_iter();
+            if let Some(first) = calls.next() {
+                // Further fusion calls in the same message are answered by the cap.
+                self.capped_with_call = calls.collect();
+                return self.start_fusion(first, now_ms);
+            }
+            return self.finish_truncated();
+        }
+        // One invocation per turn: a further call is answered by the cap, and the turn goes on.
         self.history.push(Message::Assistant {
-            text: reply.text.clone(),
+            text: std::mem::take(&mut self.last_text),
             tool_calls: fusion_calls.clone(),
         });
         for c in fusion_calls {
@@ -389,31 +499,26 @@ impl Turn {
                 content: fusion_tool::capped_result().to_string(),
             });
         }
-        if self.rounds >= self.config.limits.max_rounds {
-            reply.tool_calls.clear();
-            return self.finish(reply, true);
-        }
         self.outer_round(now_ms)
     }
 
-    fn outer_model(&self) -> &str {
-        self.config
-            .synthesizer
-            .as_deref()
-            .unwrap_or(&self.config.outer_model)
+    /// The model of the next outer round: the synthesizer once fusion ran, if one is set.
+    fn answering_model(&self) -> &str {
+        match (&self.plan.synthesizer, self.invocations) {
+            (Some(s), n) if n > 0 => s,
+            _ => &self.outer_model,
+        }
     }
 
-    fn config_api_of(&self, model: Option<&str>) -> Api {
+    fn api_of(&self, model: Option<&str>) -> Api {
         model
             .and_then(|m| self.config.resolve(m))
             .map_or(Api::Chat, |t| t.upstream.api)
     }
 
-    /// Absolute deadline for calls inside the fusion tool: the tool budget from the
-    /// invocation's start, never past the turn's.
-    fn tool_deadline(&self, now_ms: u64) -> u64 {
-        let tool_start = self.panel.first().map_or(now_ms, |r| r.started_ms);
-        (tool_start + self.config.limits.tool_timeout_ms).min(self.turn_deadline())
+    /// Deadline of calls inside the fusion tool: the tool budget, never past the turn's.
+    fn tool_deadline(&self) -> u64 {
+        (self.tool_started_ms + self.config.limits.tool_timeout_ms).min(self.turn_deadline())
     }
 
     fn turn_deadline(&self) -> u64 {
@@ -431,6 +536,7 @@ impl Turn {
         deadline_ms: u64,
         now_ms: u64,
     ) -> Option<Command> {
+        // Never 0: Envoy reads a zero timeout as "no timeout".
         let timeout_ms = deadline_ms.saturating_sub(now_ms);
         if timeout_ms == 0 {
             return None;
@@ -442,12 +548,7 @@ impl Turn {
         if with_tools {
             tools = self.req.tools.clone();
             tools.push(fusion_tool::tool_def());
-            // The one invocation is spent: with no client tools, ask for text.
-            if self.invocations > 0 && self.req.tools.is_empty() {
-                choice = ToolChoice::None;
-            } else if !matches!(&self.req.tool_choice, ToolChoice::Named(n) if n == TOOL_NAME) {
-                choice = self.req.tool_choice.clone();
-            }
+            choice = self.outer_tool_choice();
         }
         let request = ModelRequest {
             model: target.model,
@@ -459,7 +560,10 @@ impl Turn {
         let id = self.next_id;
         self.next_id += 1;
         self.pending.insert(id, role);
-        let depth = (self.config.depth_header.as_str(), self.info.depth + 1);
+        let depth = (
+            self.config.depth_header.as_str(),
+            self.info.depth.saturating_add(1),
+        );
         Some(Command::Dispatch(call::build(
             id,
             target,
@@ -470,19 +574,53 @@ impl Turn {
         )))
     }
 
-    fn finish(&mut self, reply: Reply, truncated: bool) -> Vec<Command> {
+    fn outer_tool_choice(&self) -> ToolChoice {
+        if self.invocations == 0 {
+            return self.req.tool_choice.clone();
+        }
+        // The one invocation is spent: with no client tools, ask for text.
+        if self.req.tools.is_empty() {
+            return ToolChoice::None;
+        }
+        match &self.req.tool_choice {
+            ToolChoice::Named(n) if n == TOOL_NAME => ToolChoice::Auto,
+            other => other.clone(),
+        }
+    }
+
+    fn finish_truncated(&mut self) -> Vec<Command> {
+        let reply = Reply {
+            text: std::mem::take(&mut self.last_text),
+            ..Reply::default()
+        };
+        self.finish(reply, true)
+    }
+
+    fn finish(&mut self, mut reply: Reply, truncated: bool) -> Vec<Command> {
         self.phase = Phase::Done;
         let meta = ResponseMeta {
-            id: format!("fusion-{}", self.info.request_id),
+            id: format!("fusion-{}", short_id(&self.info.request_id)),
             created_s: self.started_ms / 1000,
             usage: self.usage,
             fusion: self.report(),
             truncated,
+            fusion_call: self.fusion_view.clone(),
         };
-        let mut reply = reply;
-        reply.model = self.outer_model().to_string();
-        let body = api::write_response(self.api, &reply, &meta);
-        vec![Command::Reply(LocalReply::json(200, &body))]
+        reply.model = self.answering_model().to_string();
+        let response = if self.req.stream {
+            LocalReply {
+                status: 200,
+                headers: vec![
+                    ("content-type".into(), "text/event-stream".into()),
+                    ("cache-control".into(), "no-cache".into()),
+                ],
+                body: api::write_stream(self.api, &reply, &meta, self.req.include_usage)
+                    .into_bytes(),
+            }
+        } else {
+            LocalReply::json(200, &api::write_response(self.api, &reply, &meta))
+        };
+        vec![Command::Reply(response)]
     }
 
     fn fail(&mut self, err: ApiError) -> Vec<Command> {
@@ -498,11 +636,11 @@ impl Turn {
     pub fn report(&self) -> Value {
         json!({
             "run_id": self.info.request_id,
-            "mode": self.mode,
+            "mode": self.mode.name(),
             "panel": self.panel.iter().map(CallRecord::report).collect::<Vec<_>>(),
             "judge": self.judge.as_ref().map(CallRecord::report),
             "analysis": self.analysis,
-            "synthesizer": self.outer_model(),
+            "synthesizer": self.answering_model(),
             "rounds": self.rounds,
             "invocations": self.invocations,
         })
@@ -513,7 +651,7 @@ fn short_id(request_id: &str) -> String {
     let id: String = request_id
         .chars()
         .filter(char::is_ascii_alphanumeric)
-        .take(24)
+        .take(32)
         .collect();
     if id.is_empty() {
         "0".to_string()

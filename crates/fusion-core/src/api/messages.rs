@@ -1,0 +1,840 @@
+//! Anthropic Messages (`/v1/messages`).
+
+use super::text::{content_text, str_field, u64_field, with_prefix};
+use super::{is_fusion_tool, ApiError, ClientRequest, ResponseMeta, FUSION_TOOL};
+use crate::conversation::{
+    Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
+};
+use serde_json::{json, Map, Value};
+
+/// `max_tokens` is required by the Messages API: the default when the client set none.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("the request body must be a JSON object", None))?;
+    let model = str_field(body, "model")
+        .ok_or_else(|| ApiError::invalid("`model` must be a string", Some("model")))?;
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::invalid("`messages` must be an array", Some("messages")))?;
+    let mut req = ClientRequest {
+        model: model.to_string(),
+        stream: obj.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        // A Messages stream always carries the usage.
+        include_usage: true,
+        ..ClientRequest::default()
+    };
+    let system = obj.get("system").map(content_text).unwrap_or_default();
+    if !system.is_empty() {
+        req.conversation.system = Some(system);
+    }
+    for (i, m) in messages.iter().enumerate() {
+        let role = str_field(m, "role").ok_or_else(|| {
+            ApiError::invalid(
+                format!("`messages[{i}].role` must be a string"),
+                Some("messages"),
+            )
+        })?;
+        let content = m.get("content").unwrap_or(&Value::Null);
+        let out = &mut req.conversation.messages;
+        match (role, content) {
+            ("user" | "assistant", Value::Array(blocks)) => parse_blocks(role, blocks, out),
+            ("user", other) => out.push(Message::User(content_text(other))),
+            ("assistant", other) => out.push(Message::Assistant {
+                text: content_text(other),
+                tool_calls: Vec::new(),
+            }),
+            (other, _) => {
+                return Err(ApiError::invalid(
+                    format!("`messages[{i}].role` `{other}` is not a Messages role"),
+                    Some("messages"),
+                ))
+            }
+        }
+    }
+    if let Some(tools) = obj.get("tools").filter(|v| !v.is_null()) {
+        let tools = tools
+            .as_array()
+            .ok_or_else(|| ApiError::invalid("`tools` must be an array", Some("tools")))?;
+        for t in tools {
+            if is_fusion_tool(t) {
+                req.fusion_tools.push(t.clone());
+            } else if let Some(def) = parse_custom_tool(t) {
+                req.tools.push(def);
+            }
+        }
+    }
+    req.tool_choice = parse_tool_choice(obj.get("tool_choice"));
+    req.params = GenParams {
+        max_tokens: obj.get("max_tokens").and_then(Value::as_u64),
+        temperature: obj.get("temperature").and_then(Value::as_f64),
+        top_p: obj.get("top_p").and_then(Value::as_f64),
+        stop: obj.get("stop_sequences").filter(|v| !v.is_null()).cloned(),
+    };
+    req.fusion_block = obj.get("fusion").filter(|v| v.is_object()).cloned();
+    Ok(req)
+}
+
+/// A message's content blocks. Text blocks join into the message text, an
+/// assistant's `tool_use` blocks become its tool calls and a user's
+/// `tool_result` blocks become tool results, emitted before the user's text.
+/// Other blocks (images, documents, thinking, server tool blocks) are skipped.
+fn parse_blocks(role: &str, blocks: &[Value], out: &mut Vec<Message>) {
+    let mut text: Vec<&str> = Vec::new();
+    let mut tool_calls = Vec::new();
+    let mut results = Vec::new();
+    for b in blocks {
+        match (role, str_field(b, "type")) {
+            (_, Some("text")) => text.extend(str_field(b, "text")),
+            ("assistant", Some("tool_use")) => {
+                if let Some(name) = str_field(b, "name") {
+                    tool_calls.push(ToolCall {
+                        id: str_field(b, "id").unwrap_or_default().to_string(),
+                        name: name.to_string(),
+                        arguments: input_text(b.get("input")),
+                    });
+                }
+            }
+            ("user", Some("tool_result")) => results.push(Message::ToolResult {
+                call_id: str_field(b, "tool_use_id").unwrap_or_default().to_string(),
+                content: b.get("content").map(content_text).unwrap_or_default(),
+            }),
+            _ => {}
+        }
+    }
+    let text = text.join("\n");
+    if role == "assistant" {
+        out.push(Message::Assistant { text, tool_calls });
+        return;
+    }
+    let had_results = !results.is_empty();
+    out.extend(results);
+    if !had_results || !text.is_empty() {
+        out.push(Message::User(text));
+    }
+}
+
+/// A `tool_use` input as the JSON text of the arguments.
+fn input_text(input: Option<&Value>) -> String {
+    match input {
+        Some(Value::Null) | None => "{}".to_string(),
+        Some(v) => v.to_string(),
+    }
+}
+
+fn parse_custom_tool(t: &Value) -> Option<ToolDef> {
+    match str_field(t, "type") {
+        None | Some("custom") => {}
+        Some(_) => return None,
+    }
+    Some(ToolDef {
+        name: str_field(t, "name")?.to_string(),
+        description: str_field(t, "description").unwrap_or_default().to_string(),
+        parameters: t
+            .get("input_schema")
+            .filter(|p| !p.is_null())
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+    })
+}
+
+fn parse_tool_choice(v: Option<&Value>) -> ToolChoice {
+    let Some(o) = v.filter(|v| v.is_object()) else {
+        return ToolChoice::Auto;
+    };
+    if is_fusion_tool(o) {
+        return ToolChoice::Named(FUSION_TOOL.into());
+    }
+    match str_field(o, "type") {
+        Some("any") => ToolChoice::Required,
+        Some("none") => ToolChoice::None,
+        Some("tool") => str_field(o, "name")
+            .map(|n| ToolChoice::Named(n.to_string()))
+            .unwrap_or_default(),
+        _ => ToolChoice::Auto,
+    }
+}
+
+pub fn build_request(req: &ModelRequest<'_>) -> Value {
+    // (role, blocks), adjacent same-role messages merged: the API wants them alternating.
+    let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
+    for m in &req.conversation.messages {
+        let (role, blocks) = match m {
+            Message::User(text) => ("user", text_block(text).into_iter().collect()),
+            Message::Assistant { text, tool_calls } => {
+                let mut blocks: Vec<Value> = text_block(text).into_iter().collect();
+                blocks.extend(tool_calls.iter().map(|c| {
+                    json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input_object(&c.arguments)})
+                }));
+                ("assistant", blocks)
+            }
+            Message::ToolResult { call_id, content } => (
+                "user",
+                vec![json!({"type": "tool_result", "tool_use_id": call_id, "content": content})],
+            ),
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        match turns.last_mut() {
+            Some((last, existing)) if *last == role => existing.extend(blocks),
+            _ => turns.push((role, blocks)),
+        }
+    }
+    let messages: Vec<Value> = turns
+        .into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect();
+    let p = req.params;
+    let mut body = Map::new();
+    body.insert("model".into(), json!(req.model));
+    body.insert(
+        "max_tokens".into(),
+        json!(p.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+    );
+    if let Some(system) = &req.conversation.system {
+        body.insert("system".into(), json!(system));
+    }
+    body.insert("messages".into(), Value::Array(messages));
+    if !req.tools.is_empty() {
+        let tools: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                json!({"name": t.name, "description": t.description, "input_schema": t.parameters})
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+        let choice = match req.tool_choice {
+            ToolChoice::Auto => json!({"type": "auto"}),
+            ToolChoice::None => json!({"type": "none"}),
+            ToolChoice::Required => json!({"type": "any"}),
+            ToolChoice::Named(name) => json!({"type": "tool", "name": name}),
+        };
+        body.insert("tool_choice".into(), choice);
+    }
+    if let Some(v) = p.temperature {
+        body.insert("temperature".into(), json!(v));
+    }
+    if let Some(v) = p.top_p {
+        body.insert("top_p".into(), json!(v));
+    }
+    // `stop` may come from a Chat client as a single string.
+    let stop: Vec<&str> = match &p.stop {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if !stop.is_empty() {
+        body.insert("stop_sequences".into(), json!(stop));
+    }
+    Value::Object(body)
+}
+
+/// A text block, or none for empty text (the API rejects empty text blocks).
+fn text_block(text: &str) -> Option<Value> {
+    (!text.is_empty()).then(|| json!({"type": "text", "text": text}))
+}
+
+/// Tool-call arguments as a `tool_use` input: the parsed object, or `{}`.
+pub(crate) fn input_object(arguments: &str) -> Value {
+    serde_json::from_str::<Value>(arguments)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}))
+}
+
+pub fn parse_response(body: &[u8]) -> Result<Reply, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
+    if str_field(&v, "type") == Some("error") {
+        let message = v
+            .get("error")
+            .and_then(|e| str_field(e, "message"))
+            .unwrap_or("unknown error");
+        return Err(format!("response is an error: {message}"));
+    }
+    let content = v
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or("response has no content")?;
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for b in content {
+        match str_field(b, "type") {
+            Some("text") => text.push_str(str_field(b, "text").unwrap_or_default()),
+            Some("tool_use") => {
+                if let Some(name) = str_field(b, "name") {
+                    tool_calls.push(ToolCall {
+                        id: str_field(b, "id").unwrap_or_default().to_string(),
+                        name: name.to_string(),
+                        arguments: input_text(b.get("input")),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Reply {
+        model: str_field(&v, "model").unwrap_or_default().to_string(),
+        text,
+        finish: finish_of(str_field(&v, "stop_reason"), !tool_calls.is_empty()),
+        tool_calls,
+        usage: v.get("usage").map_or(Usage::default(), usage_of),
+    })
+}
+
+/// A `stop_reason` as a finish.
+pub(crate) fn finish_of(stop_reason: Option<&str>, has_tool_calls: bool) -> Finish {
+    match stop_reason {
+        Some("max_tokens") => Finish::Length,
+        _ if has_tool_calls => Finish::ToolCalls,
+        _ => Finish::Stop,
+    }
+}
+
+/// A `usage` object: cache reads and writes count as input.
+pub(crate) fn usage_of(u: &Value) -> Usage {
+    Usage {
+        input_tokens: input_tokens_of(u),
+        output_tokens: u64_field(u, "output_tokens"),
+    }
+}
+
+pub(crate) fn input_tokens_of(u: &Value) -> u64 {
+    u64_field(u, "input_tokens")
+        + u64_field(u, "cache_read_input_tokens")
+        + u64_field(u, "cache_creation_input_tokens")
+}
+
+pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
+    json!({
+        "id": message_id(meta),
+        "type": "message",
+        "role": "assistant",
+        "model": reply.model,
+        "content": content_blocks(reply, meta),
+        "stop_reason": stop_reason(reply, meta),
+        "stop_sequence": null,
+        "usage": {
+            "input_tokens": meta.usage.input_tokens,
+            "output_tokens": meta.usage.output_tokens,
+        },
+        "fusion": meta.fusion,
+    })
+}
+
+pub(crate) fn message_id(meta: &ResponseMeta) -> String {
+    with_prefix("msg_", &meta.id)
+}
+
+pub(crate) fn stop_reason(reply: &Reply, meta: &ResponseMeta) -> &'static str {
+    if meta.truncated {
+        "pause_turn"
+    } else if reply.finish == Finish::Length {
+        "max_tokens"
+    } else if !reply.tool_calls.is_empty() || reply.finish == Finish::ToolCalls {
+        "tool_use"
+    } else {
+        "end_turn"
+    }
+}
+
+/// The response's content blocks, complete: the fusion call and its result,
+/// the text, the tool calls. Streams send the same blocks.
+pub(crate) fn content_blocks(reply: &Reply, meta: &ResponseMeta) -> Vec<Value> {
+    let base = meta.id.strip_prefix("msg_").unwrap_or(&meta.id);
+    let mut blocks = Vec::with_capacity(reply.tool_calls.len() + 3);
+    if let Some(call) = &meta.fusion_call {
+        let id = with_prefix("srvtoolu_", &call.id);
+        blocks.push(json!({
+            "type": "server_tool_use",
+            "id": id,
+            "name": FUSION_TOOL,
+            "input": input_object(&call.arguments),
+        }));
+        blocks.push(json!({
+            "type": "fusion_tool_result",
+            "tool_use_id": id,
+            "content": call.result,
+        }));
+    }
+    if !reply.text.is_empty() || reply.tool_calls.is_empty() {
+        blocks.push(json!({"type": "text", "text": reply.text}));
+    }
+    for (i, c) in reply.tool_calls.iter().enumerate() {
+        let id = if c.id.is_empty() {
+            format!("toolu_{base}_{i}")
+        } else {
+            c.id.clone()
+        };
+        blocks.push(json!({
+            "type": "tool_use",
+            "id": id,
+            "name": c.name,
+            "input": input_object(&c.arguments),
+        }));
+    }
+    blocks
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::api::FusionCallView;
+    use crate::conversation::Conversation;
+
+    fn meta() -> ResponseMeta {
+        ResponseMeta {
+            id: "fusion-r1".into(),
+            created_s: 1_700_000_000,
+            usage: Usage {
+                input_tokens: 30,
+                output_tokens: 12,
+            },
+            fusion: json!({"panel": ["a", "b"]}),
+            truncated: false,
+            fusion_call: None,
+        }
+    }
+
+    fn call(id: &str, name: &str, args: &str) -> ToolCall {
+        ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: args.into(),
+        }
+    }
+
+    fn result(id: &str, content: &str) -> Message {
+        Message::ToolResult {
+            call_id: id.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn parses_a_simple_request() {
+        let req = parse_request(&json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "system": "be brief",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": true,
+        }))
+        .unwrap();
+        assert_eq!(req.model, "claude-sonnet-4-5");
+        assert!(req.stream);
+        assert_eq!(req.conversation.system.as_deref(), Some("be brief"));
+        assert_eq!(req.conversation.messages, vec![Message::User("hi".into())]);
+        assert_eq!(req.params.max_tokens, Some(1024));
+        assert_eq!(req.tool_choice, ToolChoice::Auto);
+        assert_eq!(req.fusion_block, None);
+    }
+
+    #[test]
+    fn parses_blocks_tool_uses_and_tool_results() {
+        let req = parse_request(&json!({
+            "model": "m",
+            "max_tokens": 10,
+            "system": [{"type": "text", "text": "sys1"}, {"type": "text", "text": "sys2", "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "..."}},
+                    {"type": "text", "text": "weather and time?"}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "hmm", "signature": "s"},
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+                    {"type": "tool_use", "id": "toolu_2", "name": "time", "input": {}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                    {"type": "tool_result", "tool_use_id": "toolu_2", "content": [{"type": "text", "text": "noon"}], "is_error": false},
+                    {"type": "text", "text": "thanks"}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "server_tool_use", "id": "srvtoolu_1", "name": "fusion", "input": {}},
+                    {"type": "fusion_tool_result", "tool_use_id": "srvtoolu_1", "content": {}},
+                    {"type": "text", "text": "Sunny at noon."}
+                ]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_3"}]},
+            ],
+        }))
+        .unwrap();
+        assert_eq!(req.conversation.system.as_deref(), Some("sys1\nsys2"));
+        assert_eq!(
+            req.conversation.messages,
+            vec![
+                Message::User("weather and time?".into()),
+                Message::Assistant {
+                    text: "Checking.".into(),
+                    tool_calls: vec![
+                        call("toolu_1", "weather", "{\"city\":\"Paris\"}"),
+                        call("toolu_2", "time", "{}"),
+                    ],
+                },
+                result("toolu_1", "sunny"),
+                result("toolu_2", "noon"),
+                Message::User("thanks".into()),
+                Message::Assistant {
+                    text: "Sunny at noon.".into(),
+                    tool_calls: vec![],
+                },
+                result("toolu_3", ""),
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_tools_choice_params_and_fusion() {
+        let req = parse_request(&json!({
+            "model": "m",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "q"}],
+            "tools": [
+                {"name": "weather", "description": "Weather", "input_schema": {"type": "object"}},
+                {"type": "custom", "name": "time", "input_schema": {"type": "object", "properties": {}}},
+                {"type": "web_search_20250305", "name": "web_search"},
+                {"description": "nameless"},
+                {"type": "fusion", "models": ["a"]},
+                {"type": "openrouter:fusion"},
+            ],
+            "tool_choice": {"type": "tool", "name": "weather"},
+            "temperature": 0.3,
+            "top_p": 0.8,
+            "stop_sequences": ["END"],
+            "fusion": {"models": ["x"]},
+        }))
+        .unwrap();
+        let names: Vec<&str> = req.tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["weather", "time"]);
+        assert_eq!(req.tools[0].description, "Weather");
+        assert_eq!(req.tools[0].parameters, json!({"type": "object"}));
+        assert_eq!(req.fusion_tools.len(), 2);
+        assert_eq!(req.tool_choice, ToolChoice::Named("weather".into()));
+        assert_eq!(req.params.temperature, Some(0.3));
+        assert_eq!(req.params.top_p, Some(0.8));
+        assert_eq!(req.params.stop, Some(json!(["END"])));
+        assert_eq!(req.fusion_block, Some(json!({"models": ["x"]})));
+    }
+
+    #[test]
+    fn parses_tool_choices() {
+        let choice = |c: Value| {
+            parse_request(&json!({"model": "m", "messages": [], "tool_choice": c}))
+                .unwrap()
+                .tool_choice
+        };
+        assert_eq!(choice(json!({"type": "auto"})), ToolChoice::Auto);
+        assert_eq!(choice(json!({"type": "any"})), ToolChoice::Required);
+        assert_eq!(choice(json!({"type": "none"})), ToolChoice::None);
+        assert_eq!(
+            choice(json!({"type": "tool", "name": "t"})),
+            ToolChoice::Named("t".into())
+        );
+        assert_eq!(choice(json!({"type": "tool"})), ToolChoice::Auto);
+        assert_eq!(
+            choice(json!({"type": "fusion"})),
+            ToolChoice::Named("fusion".into())
+        );
+        assert_eq!(choice(json!("any")), ToolChoice::Auto);
+    }
+
+    #[test]
+    fn rejects_bad_requests_naming_the_field() {
+        let param = |body: Value| parse_request(&body).unwrap_err().param;
+        assert_eq!(parse_request(&json!("x")).unwrap_err().status, 400);
+        assert_eq!(param(json!({"messages": []})), Some("model".into()));
+        assert_eq!(param(json!({"model": "m"})), Some("messages".into()));
+        assert_eq!(
+            param(json!({"model": "m", "messages": "hi"})),
+            Some("messages".into())
+        );
+        assert_eq!(
+            param(json!({"model": "m", "messages": [{"content": "hi"}]})),
+            Some("messages".into())
+        );
+        assert_eq!(
+            param(json!({"model": "m", "messages": [{"role": "system", "content": "hi"}]})),
+            Some("messages".into())
+        );
+        assert_eq!(
+            param(json!({"model": "m", "messages": [], "tools": "weather"})),
+            Some("tools".into())
+        );
+    }
+
+    #[test]
+    fn builds_a_request_merging_turns() {
+        let conversation = Conversation {
+            system: Some("sys".into()),
+            messages: vec![
+                Message::User("q".into()),
+                Message::User("more".into()),
+                Message::Assistant {
+                    text: "Checking.".into(),
+                    tool_calls: vec![
+                        call("toolu_1", "weather", "{\"city\":\"Paris\"}"),
+                        call("toolu_2", "time", "not json"),
+                    ],
+                },
+                result("toolu_1", "sunny"),
+                result("toolu_2", "noon"),
+                Message::User("thanks".into()),
+                Message::Assistant {
+                    text: String::new(),
+                    tool_calls: vec![],
+                },
+                Message::Assistant {
+                    text: "Done.".into(),
+                    tool_calls: vec![],
+                },
+            ],
+        };
+        let tools = [ToolDef {
+            name: "weather".into(),
+            description: "Weather".into(),
+            parameters: json!({"type": "object"}),
+        }];
+        let params = GenParams {
+            max_tokens: None,
+            temperature: Some(0.5),
+            top_p: None,
+            stop: Some(json!("END")),
+        };
+        let body = build_request(&ModelRequest {
+            model: "claude",
+            conversation: &conversation,
+            tools: &tools,
+            tool_choice: &ToolChoice::Required,
+            params: &params,
+        });
+        assert_eq!(
+            body,
+            json!({
+                "model": "claude",
+                "max_tokens": 4096,
+                "system": "sys",
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "q"}, {"type": "text", "text": "more"}]},
+                    {"role": "assistant", "content": [
+                        {"type": "text", "text": "Checking."},
+                        {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+                        {"type": "tool_use", "id": "toolu_2", "name": "time", "input": {}},
+                    ]},
+                    {"role": "user", "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                        {"type": "tool_result", "tool_use_id": "toolu_2", "content": "noon"},
+                        {"type": "text", "text": "thanks"},
+                    ]},
+                    {"role": "assistant", "content": [{"type": "text", "text": "Done."}]},
+                ],
+                "tools": [{"name": "weather", "description": "Weather", "input_schema": {"type": "object"}}],
+                "tool_choice": {"type": "any"},
+                "temperature": 0.5,
+                "stop_sequences": ["END"],
+            })
+        );
+    }
+
+    #[test]
+    fn builds_tool_choices_and_params() {
+        let conversation = Conversation {
+            system: None,
+            messages: vec![Message::User("q".into())],
+        };
+        let tools = [ToolDef {
+            name: "t".into(),
+            description: String::new(),
+            parameters: json!({}),
+        }];
+        let build = |choice: ToolChoice, tools: &[ToolDef]| {
+            let params = GenParams {
+                max_tokens: Some(50),
+                top_p: Some(0.9),
+                stop: Some(json!(["a", "b"])),
+                ..GenParams::default()
+            };
+            build_request(&ModelRequest {
+                model: "m",
+                conversation: &conversation,
+                tools,
+                tool_choice: &choice,
+                params: &params,
+            })
+        };
+        assert_eq!(
+            build(ToolChoice::Auto, &tools)["tool_choice"],
+            json!({"type": "auto"})
+        );
+        assert_eq!(
+            build(ToolChoice::None, &tools)["tool_choice"],
+            json!({"type": "none"})
+        );
+        assert_eq!(
+            build(ToolChoice::Named("t".into()), &tools)["tool_choice"],
+            json!({"type": "tool", "name": "t"})
+        );
+        let body = build(ToolChoice::Required, &[]);
+        assert_eq!(
+            body,
+            json!({
+                "model": "m", "max_tokens": 50,
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "q"}]}],
+                "top_p": 0.9, "stop_sequences": ["a", "b"],
+            })
+        );
+    }
+
+    #[test]
+    fn parses_a_tool_use_response() {
+        let body = br#"{"content":[{"type":"text","text":"Let me check."},{"id":"toolu_49f9","input":{"question":"hello there"},"name":"fusion","type":"tool_use"}],"id":"msg_mock_11","model":"m1","role":"assistant","stop_reason":"tool_use","stop_sequence":null,"type":"message","usage":{"cache_creation_input_tokens":5,"cache_read_input_tokens":100,"input_tokens":2,"output_tokens":10}}"#;
+        let reply = parse_response(body).unwrap();
+        assert_eq!(reply.model, "m1");
+        assert_eq!(reply.text, "Let me check.");
+        assert_eq!(
+            reply.tool_calls,
+            vec![call(
+                "toolu_49f9",
+                "fusion",
+                "{\"question\":\"hello there\"}"
+            )]
+        );
+        assert_eq!(reply.finish, Finish::ToolCalls);
+        assert_eq!(
+            reply.usage,
+            Usage {
+                input_tokens: 107,
+                output_tokens: 10
+            }
+        );
+    }
+
+    #[test]
+    fn parses_text_responses_and_stop_reasons() {
+        let body = br#"{"type":"message","model":"claude","content":[{"type":"thinking","thinking":"x"},{"type":"text","text":"Hello"},{"type":"text","text":" world"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":2}}"#;
+        let reply = parse_response(body).unwrap();
+        assert_eq!(reply.text, "Hello world");
+        assert_eq!(reply.finish, Finish::Stop);
+        let body = br#"{"type":"message","content":[{"type":"text","text":"cut"}],"stop_reason":"max_tokens"}"#;
+        let reply = parse_response(body).unwrap();
+        assert_eq!(reply.finish, Finish::Length);
+        assert_eq!(reply.usage, Usage::default());
+    }
+
+    #[test]
+    fn rejects_error_responses() {
+        let err = parse_response(br#"{"error":{"message":"mock-llm: status 429 requested","type":"rate_limit_error"},"type":"error"}"#).unwrap_err();
+        assert!(err.contains("status 429"), "{err}");
+        assert!(parse_response(br#"{"type":"message"}"#).is_err());
+        assert!(parse_response(b"<html>").is_err());
+    }
+
+    #[test]
+    fn writes_a_text_response() {
+        let reply = Reply {
+            model: "outer".into(),
+            text: "The answer.".into(),
+            ..Reply::default()
+        };
+        assert_eq!(
+            write_response(&reply, &meta()),
+            json!({
+                "id": "msg_fusion-r1",
+                "type": "message",
+                "role": "assistant",
+                "model": "outer",
+                "content": [{"type": "text", "text": "The answer."}],
+                "stop_reason": "end_turn",
+                "stop_sequence": null,
+                "usage": {"input_tokens": 30, "output_tokens": 12},
+                "fusion": {"panel": ["a", "b"]},
+            })
+        );
+    }
+
+    #[test]
+    fn writes_fusion_blocks_and_tool_uses() {
+        let reply = Reply {
+            model: "outer".into(),
+            text: String::new(),
+            tool_calls: vec![
+                call("toolu_1", "weather", "{\"city\":\"Oslo\"}"),
+                call("", "t", "[]"),
+            ],
+            finish: Finish::ToolCalls,
+            ..Reply::default()
+        };
+        let mut m = meta();
+        m.id = "msg_abc".into();
+        m.fusion_call = Some(FusionCallView {
+            id: "fusion_1".into(),
+            arguments: "{\"question\":\"q\"}".into(),
+            result: json!({"answers": []}),
+        });
+        let v = write_response(&reply, &m);
+        assert_eq!(v["id"], "msg_abc");
+        assert_eq!(v["stop_reason"], "tool_use");
+        assert_eq!(
+            v["content"],
+            json!([
+                {"type": "server_tool_use", "id": "srvtoolu_fusion_1", "name": "fusion", "input": {"question": "q"}},
+                {"type": "fusion_tool_result", "tool_use_id": "srvtoolu_fusion_1", "content": {"answers": []}},
+                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Oslo"}},
+                {"type": "tool_use", "id": "toolu_abc_1", "name": "t", "input": {}},
+            ])
+        );
+    }
+
+    #[test]
+    fn writes_stop_reasons() {
+        let reply = Reply {
+            text: "x".into(),
+            ..Reply::default()
+        };
+        let mut m = meta();
+        m.truncated = true;
+        assert_eq!(write_response(&reply, &m)["stop_reason"], "pause_turn");
+        let cut = Reply {
+            finish: Finish::Length,
+            ..reply.clone()
+        };
+        assert_eq!(write_response(&cut, &meta())["stop_reason"], "max_tokens");
+        // A server tool id that already has its prefix keeps it.
+        let mut m = meta();
+        m.fusion_call = Some(FusionCallView {
+            id: "srvtoolu_9".into(),
+            arguments: "oops".into(),
+            result: json!("r"),
+        });
+        let v = write_response(&reply, &m);
+        assert_eq!(v["content"][0]["id"], "srvtoolu_9");
+        assert_eq!(v["content"][0]["input"], json!({}));
+        assert_eq!(v["content"][2], json!({"type": "text", "text": "x"}));
+    }
+
+    #[test]
+    fn written_responses_parse_back() {
+        let reply = Reply {
+            model: "outer".into(),
+            text: "Hi.".into(),
+            tool_calls: vec![call("toolu_1", "weather", "{\"city\":\"Oslo\"}")],
+            usage: Usage::default(),
+            finish: Finish::ToolCalls,
+        };
+        let v = write_response(&reply, &meta());
+        let back = parse_response(v.to_string().as_bytes()).unwrap();
+        assert_eq!(back.text, reply.text);
+        assert_eq!(back.tool_calls, reply.tool_calls);
+        assert_eq!(back.finish, Finish::ToolCalls);
+        assert_eq!(back.usage, meta().usage);
+    }
+}

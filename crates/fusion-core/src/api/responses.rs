@@ -1,0 +1,883 @@
+//! OpenAI Responses (`/v1/responses`).
+
+use super::text::{content_text, str_field, u64_field, with_prefix};
+use super::{is_fusion_tool, ApiError, ClientRequest, ResponseMeta, FUSION_TOOL};
+use crate::conversation::{
+    Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
+};
+use serde_json::{json, Map, Value};
+
+pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("the request body must be a JSON object", None))?;
+    let model = str_field(body, "model")
+        .ok_or_else(|| ApiError::invalid("`model` must be a string", Some("model")))?;
+    let mut req = ClientRequest {
+        model: model.to_string(),
+        stream: obj.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        // A Responses stream always ends with the usage.
+        include_usage: true,
+        ..ClientRequest::default()
+    };
+    let mut system: Vec<String> = Vec::new();
+    if let Some(instructions) = str_field(body, "instructions") {
+        system.push(instructions.to_string());
+    }
+    match obj.get("input") {
+        Some(Value::String(s)) => req.conversation.messages.push(Message::User(s.clone())),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                parse_item(i, item, &mut req.conversation.messages, &mut system)?;
+            }
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "`input` must be a string or an array of input items",
+                Some("input"),
+            ))
+        }
+    }
+    if !system.is_empty() {
+        req.conversation.system = Some(system.join("\n\n"));
+    }
+    if let Some(tools) = obj.get("tools").filter(|v| !v.is_null()) {
+        let tools = tools
+            .as_array()
+            .ok_or_else(|| ApiError::invalid("`tools` must be an array", Some("tools")))?;
+        for t in tools {
+            if is_fusion_tool(t) {
+                req.fusion_tools.push(t.clone());
+            } else if let Some(def) = parse_function_tool(t) {
+                req.tools.push(def);
+            }
+        }
+    }
+    req.tool_choice = parse_tool_choice(obj.get("tool_choice"));
+    req.params = GenParams {
+        max_tokens: obj.get("max_output_tokens").and_then(Value::as_u64),
+        temperature: obj.get("temperature").and_then(Value::as_f64),
+        top_p: obj.get("top_p").and_then(Value::as_f64),
+        stop: None,
+    };
+    req.fusion_block = obj.get("fusion").filter(|v| v.is_object()).cloned();
+    Ok(req)
+}
+
+/// One `input` item: a message, a function call or a function call's output.
+/// Other item types (reasoning, references, server tool calls) carry nothing the
+/// conversation keeps.
+fn parse_item(
+    i: usize,
+    item: &Value,
+    messages: &mut Vec<Message>,
+    system: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    if !item.is_object() {
+        return Err(ApiError::invalid(
+            format!("`input[{i}]` must be an object"),
+            Some("input"),
+        ));
+    }
+    match str_field(item, "type") {
+        None | Some("message") => {
+            let role = str_field(item, "role").ok_or_else(|| {
+                ApiError::invalid(format!("`input[{i}].role` must be a string"), Some("input"))
+            })?;
+            let text = item.get("content").map(content_text).unwrap_or_default();
+            match role {
+                "system" | "developer" => system.push(text),
+                "user" => messages.push(Message::User(text)),
+                "assistant" => messages.push(Message::Assistant {
+                    text,
+                    tool_calls: Vec::new(),
+                }),
+                other => {
+                    return Err(ApiError::invalid(
+                        format!("`input[{i}].role` `{other}` is not a Responses role"),
+                        Some("input"),
+                    ))
+                }
+            }
+        }
+        Some("function_call") => {
+            let name = str_field(item, "name").ok_or_else(|| {
+                ApiError::invalid(format!("`input[{i}].name` must be a string"), Some("input"))
+            })?;
+            let call = ToolCall {
+                id: str_field(item, "call_id")
+                    .or_else(|| str_field(item, "id"))
+                    .unwrap_or_default()
+                    .to_string(),
+                name: name.to_string(),
+                arguments: arguments_text(item.get("arguments")),
+            };
+            // Consecutive calls, and the assistant text just before them, are one turn.
+            match messages.last_mut() {
+                Some(Message::Assistant { tool_calls, .. }) => tool_calls.push(call),
+                _ => messages.push(Message::Assistant {
+                    text: String::new(),
+                    tool_calls: vec![call],
+                }),
+            }
+        }
+        Some("function_call_output") => messages.push(Message::ToolResult {
+            call_id: str_field(item, "call_id").unwrap_or_default().to_string(),
+            content: match item.get("output") {
+                Some(Value::String(s)) => s.clone(),
+                Some(v @ Value::Array(_)) => content_text(v),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            },
+        }),
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+fn arguments_text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "{}".to_string(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn parse_function_tool(t: &Value) -> Option<ToolDef> {
+    if str_field(t, "type") != Some("function") {
+        return None;
+    }
+    // The flat Responses shape, or the nested Chat shape for leniency.
+    let f = t.get("function").unwrap_or(t);
+    Some(ToolDef {
+        name: str_field(f, "name")?.to_string(),
+        description: str_field(f, "description").unwrap_or_default().to_string(),
+        parameters: f
+            .get("parameters")
+            .filter(|p| !p.is_null())
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+    })
+}
+
+fn parse_tool_choice(v: Option<&Value>) -> ToolChoice {
+    match v {
+        Some(Value::String(s)) => match s.as_str() {
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            _ => ToolChoice::Auto,
+        },
+        Some(o @ Value::Object(_)) if is_fusion_tool(o) => ToolChoice::Named(FUSION_TOOL.into()),
+        Some(o @ Value::Object(_)) if str_field(o, "type") == Some("function") => o
+            .get("name")
+            .or_else(|| o.get("function").and_then(|f| f.get("name")))
+            .and_then(Value::as_str)
+            .map(|n| ToolChoice::Named(n.to_string()))
+            .unwrap_or_default(),
+        _ => ToolChoice::Auto,
+    }
+}
+
+pub fn build_request(req: &ModelRequest<'_>) -> Value {
+    let mut input = Vec::with_capacity(req.conversation.messages.len());
+    for m in &req.conversation.messages {
+        match m {
+            Message::User(text) => input.push(json!({"role": "user", "content": text})),
+            Message::Assistant { text, tool_calls } => {
+                if !text.is_empty() || tool_calls.is_empty() {
+                    input.push(json!({"role": "assistant", "content": text}));
+                }
+                input.extend(tool_calls.iter().map(|c| {
+                    json!({
+                        "type": "function_call",
+                        "call_id": c.id,
+                        "name": c.name,
+                        "arguments": c.arguments,
+                    })
+                }));
+            }
+            Message::ToolResult { call_id, content } => input.push(json!({
+                "type": "function_call_output",
+                "call_id": call_id,
+                "output": content,
+            })),
+        }
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(req.model));
+    body.insert("input".into(), Value::Array(input));
+    if let Some(system) = &req.conversation.system {
+        body.insert("instructions".into(), json!(system));
+    }
+    if !req.tools.is_empty() {
+        let tools: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                json!({
+                    "type": "function",
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                })
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+        let choice = match req.tool_choice {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Named(name) => json!({"type": "function", "name": name}),
+        };
+        body.insert("tool_choice".into(), choice);
+    }
+    // Responses has no stop sequences: `stop` is dropped.
+    let p = req.params;
+    if let Some(v) = p.max_tokens {
+        body.insert("max_output_tokens".into(), json!(v));
+    }
+    if let Some(v) = p.temperature {
+        body.insert("temperature".into(), json!(v));
+    }
+    if let Some(v) = p.top_p {
+        body.insert("top_p".into(), json!(v));
+    }
+    body.insert("store".into(), json!(false));
+    Value::Object(body)
+}
+
+pub fn parse_response(body: &[u8]) -> Result<Reply, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
+    reply_from_response(&v)
+}
+
+/// A Responses `response` object (a JSON body, or the one a stream ends with).
+pub(crate) fn reply_from_response(v: &Value) -> Result<Reply, String> {
+    if let Some(err) = v.get("error").filter(|e| e.is_object()) {
+        let message = str_field(err, "message").unwrap_or("unknown error");
+        return Err(format!("response has an error: {message}"));
+    }
+    let status = str_field(v, "status");
+    if status == Some("failed") {
+        return Err("response failed".to_string());
+    }
+    let output = v
+        .get("output")
+        .and_then(Value::as_array)
+        .ok_or("response has no output")?;
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for item in output {
+        match str_field(item, "type") {
+            Some("message") => {
+                let parts = item.get("content").and_then(Value::as_array);
+                for part in parts.into_iter().flatten() {
+                    if str_field(part, "type") == Some("output_text") {
+                        text.push_str(str_field(part, "text").unwrap_or_default());
+                    }
+                }
+            }
+            Some("function_call") => {
+                if let Some(name) = str_field(item, "name") {
+                    tool_calls.push(ToolCall {
+                        id: str_field(item, "call_id")
+                            .or_else(|| str_field(item, "id"))
+                            .unwrap_or_default()
+                            .to_string(),
+                        name: name.to_string(),
+                        arguments: arguments_text(item.get("arguments")),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let usage = v.get("usage").map_or(Usage::default(), |u| Usage {
+        input_tokens: u64_field(u, "input_tokens"),
+        output_tokens: u64_field(u, "output_tokens"),
+    });
+    let out_of_tokens = v
+        .get("incomplete_details")
+        .and_then(|d| d.get("reason"))
+        .and_then(Value::as_str)
+        == Some("max_output_tokens");
+    let finish = if status == Some("incomplete") && out_of_tokens {
+        Finish::Length
+    } else if !tool_calls.is_empty() {
+        Finish::ToolCalls
+    } else {
+        Finish::Stop
+    };
+    Ok(Reply {
+        model: str_field(v, "model").unwrap_or_default().to_string(),
+        text,
+        tool_calls,
+        usage,
+        finish,
+    })
+}
+
+pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
+    let incomplete = is_incomplete(reply, meta);
+    json!({
+        "id": response_id(meta),
+        "object": "response",
+        "created_at": meta.created_s,
+        "status": if incomplete { "incomplete" } else { "completed" },
+        "background": false,
+        "error": null,
+        "incomplete_details": if incomplete {
+            json!({"reason": "max_output_tokens"})
+        } else {
+            Value::Null
+        },
+        "instructions": null,
+        "max_output_tokens": null,
+        "metadata": {},
+        "model": reply.model,
+        "output": output_items(reply, meta),
+        "parallel_tool_calls": true,
+        "previous_response_id": null,
+        "reasoning": {"effort": null, "summary": null},
+        "store": false,
+        "temperature": null,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": null,
+        "truncation": "disabled",
+        "usage": {
+            "input_tokens": meta.usage.input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": meta.usage.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": meta.usage.total(),
+        },
+        "user": null,
+        "fusion": meta.fusion,
+    })
+}
+
+/// The budget ran out or the model hit its token limit.
+pub(crate) fn is_incomplete(reply: &Reply, meta: &ResponseMeta) -> bool {
+    meta.truncated || reply.finish == Finish::Length
+}
+
+pub(crate) fn response_id(meta: &ResponseMeta) -> String {
+    with_prefix("resp_", &meta.id)
+}
+
+/// The response's output items, complete: the fusion call, the message, the
+/// function calls. Streams announce the same items, with the same ids.
+pub(crate) fn output_items(reply: &Reply, meta: &ResponseMeta) -> Vec<Value> {
+    let base = meta.id.strip_prefix("resp_").unwrap_or(&meta.id);
+    let mut items = Vec::with_capacity(reply.tool_calls.len() + 2);
+    if let Some(call) = &meta.fusion_call {
+        items.push(json!({
+            "type": "fusion_call",
+            "id": call.id,
+            "status": "completed",
+            "arguments": call.arguments,
+            "output": call.result,
+        }));
+    }
+    if !reply.text.is_empty() || reply.tool_calls.is_empty() {
+        items.push(json!({
+            "type": "message",
+            "id": format!("msg_{base}"),
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": reply.text, "annotations": []}],
+        }));
+    }
+    for (i, c) in reply.tool_calls.iter().enumerate() {
+        let call_id = if c.id.is_empty() {
+            format!("call_{base}_{i}")
+        } else {
+            c.id.clone()
+        };
+        items.push(json!({
+            "type": "function_call",
+            "id": format!("fc_{base}_{i}"),
+            "call_id": call_id,
+            "name": c.name,
+            "arguments": c.arguments,
+            "status": "completed",
+        }));
+    }
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::api::FusionCallView;
+    use crate::conversation::Conversation;
+
+    fn meta() -> ResponseMeta {
+        ResponseMeta {
+            id: "fusion-r1".into(),
+            created_s: 1_700_000_000,
+            usage: Usage {
+                input_tokens: 30,
+                output_tokens: 12,
+            },
+            fusion: json!({"panel": ["a", "b"]}),
+            truncated: false,
+            fusion_call: None,
+        }
+    }
+
+    fn call(id: &str, name: &str, args: &str) -> ToolCall {
+        ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: args.into(),
+        }
+    }
+
+    #[test]
+    fn parses_a_string_input() {
+        let req = parse_request(&json!({
+            "model": "gpt-5", "input": "hi", "instructions": "be brief", "stream": true,
+        }))
+        .unwrap();
+        assert_eq!(req.model, "gpt-5");
+        assert!(req.stream);
+        assert_eq!(req.conversation.system.as_deref(), Some("be brief"));
+        assert_eq!(req.conversation.messages, vec![Message::User("hi".into())]);
+        assert_eq!(req.tool_choice, ToolChoice::Auto);
+        assert!(req.tools.is_empty() && req.fusion_tools.is_empty());
+        assert_eq!(req.fusion_block, None);
+    }
+
+    #[test]
+    fn parses_input_items() {
+        let req = parse_request(&json!({
+            "model": "m",
+            "instructions": "inst",
+            "input": [
+                {"role": "developer", "content": "dev"},
+                {"type": "message", "role": "user", "content": [
+                    {"type": "input_text", "text": "what is"},
+                    {"type": "input_image", "image_url": "data:..."},
+                    {"type": "input_text", "text": "the weather?"}
+                ]},
+                {"type": "message", "role": "assistant", "content": [
+                    {"type": "output_text", "text": "Let me look.", "annotations": []}
+                ]},
+                {"type": "reasoning", "id": "rs_1", "summary": []},
+                {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{\"city\":\"Paris\"}"},
+                {"type": "function_call", "call_id": "c2", "name": "time", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+                {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "noon"}]},
+                {"type": "fusion_call", "id": "fc1", "arguments": "{}", "output": {}},
+                {"role": "system", "content": "sys"},
+                {"type": "function_call", "call_id": "c3", "name": "time", "arguments": {"tz": "UTC"}},
+            ],
+        }))
+        .unwrap();
+        assert_eq!(
+            req.conversation.system.as_deref(),
+            Some("inst\n\ndev\n\nsys")
+        );
+        assert_eq!(
+            req.conversation.messages,
+            vec![
+                Message::User("what is\nthe weather?".into()),
+                Message::Assistant {
+                    text: "Let me look.".into(),
+                    tool_calls: vec![
+                        call("c1", "weather", "{\"city\":\"Paris\"}"),
+                        call("c2", "time", "{}"),
+                    ],
+                },
+                Message::ToolResult {
+                    call_id: "c1".into(),
+                    content: "sunny".into()
+                },
+                Message::ToolResult {
+                    call_id: "c2".into(),
+                    content: "noon".into()
+                },
+                Message::Assistant {
+                    text: String::new(),
+                    tool_calls: vec![call("c3", "time", "{\"tz\":\"UTC\"}")],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_tools_choice_params_and_fusion() {
+        let req = parse_request(&json!({
+            "model": "m",
+            "input": "q",
+            "tools": [
+                {"type": "function", "name": "weather", "description": "Weather", "parameters": {"type": "object"}},
+                {"type": "function", "name": "bare"},
+                {"type": "function"},
+                {"type": "web_search"},
+                {"type": "fusion", "models": ["a", "b"]},
+                {"type": "openrouter:fusion"},
+            ],
+            "tool_choice": {"type": "function", "name": "weather"},
+            "max_output_tokens": 500,
+            "temperature": 0.2,
+            "top_p": 0.9,
+            "fusion": {"models": ["x"]},
+        }))
+        .unwrap();
+        let names: Vec<&str> = req.tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["weather", "bare"]);
+        assert_eq!(req.tools[0].description, "Weather");
+        assert_eq!(req.tools[0].parameters, json!({"type": "object"}));
+        assert_eq!(req.tools[1].parameters["type"], "object");
+        assert_eq!(
+            req.fusion_tools,
+            vec![
+                json!({"type": "fusion", "models": ["a", "b"]}),
+                json!({"type": "openrouter:fusion"})
+            ]
+        );
+        assert_eq!(req.tool_choice, ToolChoice::Named("weather".into()));
+        assert_eq!(req.params.max_tokens, Some(500));
+        assert_eq!(req.params.temperature, Some(0.2));
+        assert_eq!(req.params.top_p, Some(0.9));
+        assert_eq!(req.params.stop, None);
+        assert_eq!(req.fusion_block, Some(json!({"models": ["x"]})));
+    }
+
+    #[test]
+    fn parses_tool_choices() {
+        let choice = |c: Value| {
+            parse_request(&json!({"model": "m", "input": "q", "tool_choice": c}))
+                .unwrap()
+                .tool_choice
+        };
+        assert_eq!(choice(json!("auto")), ToolChoice::Auto);
+        assert_eq!(choice(json!("none")), ToolChoice::None);
+        assert_eq!(choice(json!("required")), ToolChoice::Required);
+        assert_eq!(
+            choice(json!({"type": "fusion"})),
+            ToolChoice::Named("fusion".into())
+        );
+        assert_eq!(
+            choice(json!({"type": "openrouter:fusion"})),
+            ToolChoice::Named("fusion".into())
+        );
+        assert_eq!(choice(json!({"type": "web_search"})), ToolChoice::Auto);
+        assert_eq!(choice(json!(7)), ToolChoice::Auto);
+    }
+
+    #[test]
+    fn a_non_object_fusion_is_not_a_block() {
+        let req = parse_request(&json!({"model": "m", "input": "q", "fusion": true})).unwrap();
+        assert_eq!(req.fusion_block, None);
+    }
+
+    #[test]
+    fn rejects_bad_requests_naming_the_field() {
+        let param = |body: Value| parse_request(&body).unwrap_err().param;
+        assert_eq!(parse_request(&json!([1])).unwrap_err().status, 400);
+        assert_eq!(param(json!({"input": "q"})), Some("model".into()));
+        assert_eq!(
+            param(json!({"model": 3, "input": "q"})),
+            Some("model".into())
+        );
+        assert_eq!(param(json!({"model": "m"})), Some("input".into()));
+        assert_eq!(
+            param(json!({"model": "m", "input": 5})),
+            Some("input".into())
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": [3]})),
+            Some("input".into())
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": [{"role": "tool", "content": "x"}]})),
+            Some("input".into())
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": [{"type": "message", "content": "x"}]})),
+            Some("input".into())
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": [{"type": "function_call", "call_id": "c"}]})),
+            Some("input".into())
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": "q", "tools": {"type": "function"}})),
+            Some("tools".into())
+        );
+    }
+
+    #[test]
+    fn builds_a_request() {
+        let conversation = Conversation {
+            system: Some("sys".into()),
+            messages: vec![
+                Message::User("q".into()),
+                Message::Assistant {
+                    text: "looking".into(),
+                    tool_calls: vec![call("c1", "weather", "{\"city\":\"Paris\"}")],
+                },
+                Message::ToolResult {
+                    call_id: "c1".into(),
+                    content: "sunny".into(),
+                },
+                Message::Assistant {
+                    text: "It is sunny.".into(),
+                    tool_calls: vec![],
+                },
+                Message::Assistant {
+                    text: String::new(),
+                    tool_calls: vec![call("c2", "time", "{}")],
+                },
+            ],
+        };
+        let tools = [ToolDef {
+            name: "weather".into(),
+            description: "Weather".into(),
+            parameters: json!({"type": "object"}),
+        }];
+        let params = GenParams {
+            max_tokens: Some(100),
+            temperature: Some(0.5),
+            top_p: Some(1.0),
+            stop: Some(json!(["END"])),
+        };
+        let body = build_request(&ModelRequest {
+            model: "gpt-5",
+            conversation: &conversation,
+            tools: &tools,
+            tool_choice: &ToolChoice::Named("weather".into()),
+            params: &params,
+        });
+        assert_eq!(
+            body,
+            json!({
+                "model": "gpt-5",
+                "instructions": "sys",
+                "input": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": "looking"},
+                    {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{\"city\":\"Paris\"}"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+                    {"role": "assistant", "content": "It is sunny."},
+                    {"type": "function_call", "call_id": "c2", "name": "time", "arguments": "{}"},
+                ],
+                "tools": [{"type": "function", "name": "weather", "description": "Weather", "parameters": {"type": "object"}}],
+                "tool_choice": {"type": "function", "name": "weather"},
+                "max_output_tokens": 100,
+                "temperature": 0.5,
+                "top_p": 1.0,
+                "store": false,
+            })
+        );
+    }
+
+    #[test]
+    fn builds_a_minimal_request() {
+        let conversation = Conversation {
+            system: None,
+            messages: vec![Message::User("q".into())],
+        };
+        let body = build_request(&ModelRequest {
+            model: "m",
+            conversation: &conversation,
+            tools: &[],
+            tool_choice: &ToolChoice::Required,
+            params: &GenParams::default(),
+        });
+        assert_eq!(
+            body,
+            json!({"model": "m", "input": [{"role": "user", "content": "q"}], "store": false})
+        );
+    }
+
+    #[test]
+    fn parses_a_text_response() {
+        let body = br#"{"background":false,"created_at":1795250737,"error":null,"id":"resp_mock_14","incomplete_details":null,"model":"m1:words=5","object":"response","output":[{"id":"rs_1","type":"reasoning","summary":[]},{"content":[{"annotations":[],"logprobs":[],"text":"m1 answers","type":"output_text"},{"type":"refusal","refusal":"no"},{"annotations":[],"text":" here","type":"output_text"}],"id":"msg_mock_14","role":"assistant","status":"completed","type":"message"}],"parallel_tool_calls":true,"status":"completed","tool_choice":"auto","tools":[],"usage":{"input_tokens":2,"input_tokens_details":{"cached_tokens":0},"output_tokens":6,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":8}}"#;
+        let reply = parse_response(body).unwrap();
+        assert_eq!(reply.model, "m1:words=5");
+        assert_eq!(reply.text, "m1 answers here");
+        assert!(reply.tool_calls.is_empty());
+        assert_eq!(
+            reply.usage,
+            Usage {
+                input_tokens: 2,
+                output_tokens: 6
+            }
+        );
+        assert_eq!(reply.finish, Finish::Stop);
+    }
+
+    #[test]
+    fn parses_a_tool_call_response() {
+        let body = br#"{"created_at":1795250737,"error":null,"id":"resp_mock_10","incomplete_details":null,"model":"m1","object":"response","output":[{"arguments":"{\"question\":\"hello there\"}","call_id":"call_49f9","id":"fc_49f9","name":"fusion","status":"completed","type":"function_call"}],"status":"completed","usage":{"input_tokens":2,"output_tokens":10,"total_tokens":12}}"#;
+        let reply = parse_response(body).unwrap();
+        assert_eq!(reply.text, "");
+        assert_eq!(
+            reply.tool_calls,
+            vec![call(
+                "call_49f9",
+                "fusion",
+                "{\"question\":\"hello there\"}"
+            )]
+        );
+        assert_eq!(reply.finish, Finish::ToolCalls);
+        assert_eq!(reply.usage.output_tokens, 10);
+    }
+
+    #[test]
+    fn parses_an_incomplete_response() {
+        let body = br#"{"id":"r","model":"m","status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},"output":[{"type":"message","role":"assistant","content":[{"type":"output_text","text":"cut"}]}]}"#;
+        let reply = parse_response(body).unwrap();
+        assert_eq!(reply.text, "cut");
+        assert_eq!(reply.finish, Finish::Length);
+        assert_eq!(reply.usage, Usage::default());
+        let body = br#"{"status":"incomplete","incomplete_details":{"reason":"content_filter"},"output":[]}"#;
+        assert_eq!(parse_response(body).unwrap().finish, Finish::Stop);
+    }
+
+    #[test]
+    fn rejects_error_responses() {
+        let err = parse_response(br#"{"error":{"code":null,"message":"mock-llm: status 500","param":null,"type":"server_error"}}"#).unwrap_err();
+        assert!(err.contains("mock-llm: status 500"), "{err}");
+        assert!(parse_response(br#"{"status":"failed","error":null,"output":[]}"#).is_err());
+        assert!(parse_response(br#"{"status":"completed"}"#).is_err());
+        assert!(parse_response(b"not json").is_err());
+        assert!(parse_response(b"[1,2]").is_err());
+    }
+
+    #[test]
+    fn writes_a_text_response() {
+        let reply = Reply {
+            model: "outer".into(),
+            text: "The answer.".into(),
+            ..Reply::default()
+        };
+        let v = write_response(&reply, &meta());
+        assert_eq!(v["id"], "resp_fusion-r1");
+        assert_eq!(v["object"], "response");
+        assert_eq!(v["created_at"], 1_700_000_000);
+        assert_eq!(v["status"], "completed");
+        assert_eq!(v["incomplete_details"], Value::Null);
+        assert_eq!(v["model"], "outer");
+        assert_eq!(
+            v["output"],
+            json!([{
+                "type": "message", "id": "msg_fusion-r1", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": "The answer.", "annotations": []}],
+            }])
+        );
+        assert_eq!(
+            v["usage"],
+            json!({
+                "input_tokens": 30, "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": 12, "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 42,
+            })
+        );
+        assert_eq!(v["parallel_tool_calls"], true);
+        assert_eq!(v["tool_choice"], "auto");
+        assert_eq!(v["tools"], json!([]));
+        assert_eq!(v["error"], Value::Null);
+        assert_eq!(v["fusion"], json!({"panel": ["a", "b"]}));
+    }
+
+    #[test]
+    fn writes_fusion_call_and_function_calls() {
+        let reply = Reply {
+            model: "outer".into(),
+            text: String::new(),
+            tool_calls: vec![
+                call("call_1", "weather", "{\"city\":\"Oslo\"}"),
+                call("", "time", "{}"),
+            ],
+            finish: Finish::ToolCalls,
+            ..Reply::default()
+        };
+        let mut m = meta();
+        m.id = "resp_abc".into();
+        m.fusion_call = Some(FusionCallView {
+            id: "fusion_1".into(),
+            arguments: "{\"question\":\"q\"}".into(),
+            result: json!({"answers": []}),
+        });
+        let v = write_response(&reply, &m);
+        assert_eq!(v["id"], "resp_abc");
+        assert_eq!(
+            v["output"],
+            json!([
+                {"type": "fusion_call", "id": "fusion_1", "status": "completed",
+                 "arguments": "{\"question\":\"q\"}", "output": {"answers": []}},
+                {"type": "function_call", "id": "fc_abc_0", "call_id": "call_1", "name": "weather",
+                 "arguments": "{\"city\":\"Oslo\"}", "status": "completed"},
+                {"type": "function_call", "id": "fc_abc_1", "call_id": "call_abc_1", "name": "time",
+                 "arguments": "{}", "status": "completed"},
+            ])
+        );
+        assert_eq!(v["status"], "completed");
+    }
+
+    #[test]
+    fn writes_text_before_function_calls() {
+        let reply = Reply {
+            text: "Checking.".into(),
+            tool_calls: vec![call("call_1", "weather", "{}")],
+            ..Reply::default()
+        };
+        let v = write_response(&reply, &meta());
+        let types: Vec<&str> = v["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["message", "function_call"]);
+    }
+
+    #[test]
+    fn writes_incomplete_when_truncated_or_cut() {
+        let reply = Reply {
+            text: "partial".into(),
+            ..Reply::default()
+        };
+        let mut m = meta();
+        m.truncated = true;
+        let v = write_response(&reply, &m);
+        assert_eq!(v["status"], "incomplete");
+        assert_eq!(
+            v["incomplete_details"],
+            json!({"reason": "max_output_tokens"})
+        );
+        let cut = Reply {
+            finish: Finish::Length,
+            ..reply
+        };
+        assert_eq!(write_response(&cut, &meta())["status"], "incomplete");
+    }
+
+    #[test]
+    fn written_responses_parse_back() {
+        let reply = Reply {
+            model: "outer".into(),
+            text: "Hi.".into(),
+            tool_calls: vec![call("call_1", "weather", "{}")],
+            usage: Usage::default(),
+            finish: Finish::ToolCalls,
+        };
+        let v = write_response(&reply, &meta());
+        let back = parse_response(v.to_string().as_bytes()).unwrap();
+        assert_eq!(back.text, reply.text);
+        assert_eq!(back.tool_calls, reply.tool_calls);
+        assert_eq!(back.finish, Finish::ToolCalls);
+        assert_eq!(back.usage, meta().usage);
+    }
+}
