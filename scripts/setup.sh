@@ -59,17 +59,19 @@ PY
 
 setup_wasm_test() {
   # wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
-  local want have=""
+  # It is installed once per machine (cargo's own bin dir), not once per clone.
+  local want
   want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/"/,"",$3); print $3; exit}' Cargo.lock)
-  if [ -x "$TOOLS/bin/wasm-bindgen-test-runner" ]; then
-    have=$("$TOOLS/bin/wasm-bindgen-test-runner" --version 2>/dev/null | awk '{print $2}')
-  fi
-  if [ "$have" != "$want" ]; then
-    say "cargo install wasm-bindgen-cli $want (about 3 minutes, once)"
-    cargo install -q wasm-bindgen-cli --version "$want" --root "$TOOLS"
+  if [ "$(wasm_bindgen_runner_version)" != "$want" ]; then
+    say "cargo install wasm-bindgen-cli $want (about 3 minutes, once per machine)"
+    cargo install -q wasm-bindgen-cli --version "$want" --force
   fi
   command -v node >/dev/null || apt_install nodejs
-  say "wasm-bindgen-test-runner $want, node $(node --version)"
+  say "wasm-bindgen-test-runner $want ($(command -v wasm-bindgen-test-runner)), node $(node --version)"
+}
+
+wasm_bindgen_runner_version() {
+  wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}'
 }
 
 [ $# -gt 0 ] || set -- all
