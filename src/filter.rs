@@ -2,7 +2,9 @@
 
 use fusion_core::api::Api;
 use fusion_core::config::Config;
-use fusion_core::engine::{self, CallResult, Command, LocalReply, RequestInfo, Start, Turn};
+use fusion_core::engine::{
+    self, CallResult, Command, LocalReply, RequestInfo, Resume, Start, Turn,
+};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -17,6 +19,8 @@ pub struct FusionFilter {
     turn: Option<Box<Turn>>,
     /// Host callout token -> engine call id.
     tokens: BTreeMap<u32, u32>,
+    /// Size of the buffered request body, replaced when the request resumes.
+    body_size: usize,
 }
 
 impl FusionFilter {
@@ -26,6 +30,7 @@ impl FusionFilter {
             candidate: None,
             turn: None,
             tokens: BTreeMap::new(),
+            body_size: 0,
         }
     }
 
@@ -72,7 +77,31 @@ impl FusionFilter {
                     }
                 }
                 Command::Reply(reply) => send_reply(&reply),
+                Command::Resume(resume) => self.resume(&resume),
             }
+        }
+    }
+}
+
+impl FusionFilter {
+    /// Sends the rewritten request up its own route (the final answer streams back).
+    fn resume(&self, resume: &Resume) {
+        let set = |k: &str, v: Option<&str>| {
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, k, v);
+        };
+        if let Err(status) =
+            hostcalls::set_buffer(BufferType::HttpRequestBody, 0, self.body_size, &resume.body)
+        {
+            log::error!("fusion: replacing the request body failed: {status:?}");
+        }
+        for (k, v) in &resume.headers {
+            set(k, Some(v));
+        }
+        set("content-length", Some(&resume.body.len().to_string()));
+        // The relayed stream is rewritten on the way back: it must arrive uncompressed.
+        set("accept-encoding", None);
+        if let Err(status) = hostcalls::resume_http_request() {
+            log::error!("fusion: resume_http_request failed: {status:?}");
         }
     }
 }
@@ -151,10 +180,15 @@ impl HttpContext for FusionFilter {
             .iter()
             .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
             .collect();
+        let route_cluster = hostcalls::get_property(vec!["xds", "cluster_name"])
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok());
         let info = RequestInfo {
             request_id: self.header("x-request-id").unwrap_or_default(),
             depth,
             client_auth,
+            route_cluster,
         };
         self.candidate = Some((api, info));
         // Hold the headers until the body decides (allow_on_headers_stop_iteration).
@@ -176,6 +210,7 @@ impl HttpContext for FusionFilter {
             .ok()
             .flatten()
             .unwrap_or_default();
+        self.body_size = body_size;
         match engine::start(&self.config, api, info, &body, now_ms()) {
             Start::PassThrough => Action::Continue,
             Start::Rewrite(new_body) => {
@@ -201,6 +236,29 @@ impl HttpContext for FusionFilter {
                 Action::Pause
             }
         }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.turn.as_ref().is_some_and(|t| t.relays_response()) {
+            // The relayed body changes size on the way.
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", None);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(turn) = self.turn.as_mut().filter(|t| t.relays_response()) else {
+            return Action::Continue;
+        };
+        let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let out = turn.on_response_body(&chunk, end_of_stream);
+        if out != chunk {
+            let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out);
+        }
+        Action::Continue
     }
 
     fn on_log(&mut self) {

@@ -127,3 +127,48 @@ def test_errors_in_native_shape(oai, ant, mock):
                             tools=[{"type": "fusion", "judge": 3}])
     assert e.value.body["error"]["type"] == "invalid_request_error"
     assert "judge" in e.value.body["error"]["message"]
+
+
+def test_stream_relays_the_final_answer_as_it_is_produced(envoy, mock):
+    """The final answer goes up the request's own route: the first bytes reach the
+    client while the outer model is still writing (the mock streams slowly)."""
+    import json
+    import time
+
+    import httpx
+
+    mock.script({"mock-outer": "chunk_delay=60"})
+    body = {"model": "fusion", "stream": True, "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": QUESTION}]}
+    first_ms = None
+    events = []
+    with httpx.stream("POST", f"{envoy.url}/v1/chat/completions", json=body,
+                      headers={"x-client-marker": "route"}, timeout=30) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = line[len("data: "):]
+            if data == "[DONE]":
+                events.append(data)
+                continue
+            chunk = json.loads(data)
+            if first_ms is None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                first_ms = time.time() * 1000
+            events.append(chunk)
+    outer = mock.calls()[-1]
+    assert outer["model"] == "mock-outer" and outer["body"]["stream"] is True
+    # It came up the route (the client's own headers travel with it), not as a callout.
+    assert outer["headers"].get("x-client-marker") == "route"
+    assert outer["headers"]["x-fusion-depth"] == "1"
+    assert first_ms is not None and first_ms < outer["end_ms"] - 200, "first bytes before the final call finished"
+    assert events[-1] == "[DONE]"
+    usage = events[-2]["usage"]
+    calls = mock.calls()
+    assert usage["prompt_tokens"] == sum(c["usage"]["input_tokens"] for c in calls)
+    assert usage["completion_tokens"] == sum(c["usage"]["output_tokens"] for c in calls)
+    fusion = [e["fusion"] for e in events[:-1] if "fusion" in e]
+    assert len(fusion) == 1 and fusion[0]["analysis"] is True
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"])
+    assert text.startswith("mock-outer final answer.")

@@ -35,7 +35,7 @@ fn info(depth: u32) -> RequestInfo {
     RequestInfo {
         request_id: "req-1".into(),
         depth,
-        client_auth: vec![],
+        ..RequestInfo::default()
     }
 }
 
@@ -313,4 +313,67 @@ fn late_answers_after_the_turn_are_ignored() {
             .is_empty(),
         "a repeated id is ignored"
     );
+}
+
+#[test]
+fn streaming_final_answer_goes_up_the_route() {
+    let body =
+        json!({"model": "fusion", "stream": true, "messages": [{"role": "user", "content": "Q"}]})
+            .to_string();
+    let info = RequestInfo {
+        route_cluster: Some("mock".into()),
+        ..info(0)
+    };
+    let Start::Run(mut turn, cmds) = engine::start(&config(), Api::Chat, info, body.as_bytes(), 0)
+    else {
+        panic!("expected a run")
+    };
+    let panel = dispatches(cmds);
+    for c in &panel[..2] {
+        turn.on_call_result(c.id, ok("x", 1, 1), 10);
+    }
+    let judge = dispatches(turn.on_call_result(panel[2].id, ok("y", 1, 1), 10));
+    let resume = match turn
+        .on_call_result(judge[0].id, ok(&analysis(), 2, 2), 20)
+        .as_slice()
+    {
+        [Command::Resume(r)] => r.clone(),
+        other => panic!("expected resume, got {other:?}"),
+    };
+    let b: Value = serde_json::from_slice(&resume.body).unwrap();
+    assert_eq!(b["stream"], true);
+    assert_eq!(b["model"], "mock-outer");
+    assert_eq!(b["tool_choice"], "none");
+    assert!(resume
+        .headers
+        .contains(&("x-fusion-depth".into(), "1".into())));
+    assert!(turn.relays_response());
+    let out = turn.on_response_body(
+        b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5}}\n\ndata: [DONE]\n\n",
+        true,
+    );
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("\"prompt_tokens\":15"), "{out}");
+}
+
+#[test]
+fn non_streaming_or_foreign_route_answers_by_callout() {
+    let body =
+        json!({"model": "fusion", "messages": [{"role": "user", "content": "Q"}]}).to_string();
+    let info = RequestInfo {
+        route_cluster: Some("elsewhere".into()),
+        ..info(0)
+    };
+    let Start::Run(mut turn, cmds) = engine::start(&config(), Api::Chat, info, body.as_bytes(), 0)
+    else {
+        panic!("expected a run")
+    };
+    let panel = dispatches(cmds);
+    for c in &panel[..2] {
+        turn.on_call_result(c.id, ok("x", 1, 1), 10);
+    }
+    let judge = dispatches(turn.on_call_result(panel[2].id, ok("y", 1, 1), 10));
+    let outer = dispatches(turn.on_call_result(judge[0].id, ok(&analysis(), 2, 2), 20));
+    assert_eq!(outer.len(), 1);
+    assert!(!turn.relays_response());
 }

@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod messages;
+pub mod relay;
 pub mod responses;
 pub mod sse;
 mod text;

@@ -23,6 +23,16 @@ pub struct RequestInfo {
     pub depth: u32,
     /// The client's `authorization` / `x-api-key`, forwarded only where an upstream says so.
     pub client_auth: Vec<(String, String)>,
+    /// The cluster of the request's own route; a final answer for a model served
+    /// there can stream up the route instead of through a callout.
+    pub route_cluster: Option<String>,
+}
+
+/// Send the request up its own route with these headers set and this body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 /// A response the filter writes itself (`send_http_response`).
@@ -51,6 +61,9 @@ impl LocalReply {
 pub enum Command {
     Dispatch(Callout),
     Reply(LocalReply),
+    /// The final answer streams from the route: rewrite the request and resume it;
+    /// the response body then goes through [`Turn::on_response_body`].
+    Resume(Resume),
 }
 
 /// How a request starts.

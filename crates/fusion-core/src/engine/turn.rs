@@ -4,7 +4,8 @@ use super::call::{self, CallResult, Failure};
 use super::fusion_tool::{self, MemberOutcome, TOOL_NAME};
 use super::judge;
 use super::plan::{self, Plan};
-use super::{Command, LocalReply, RequestInfo};
+use super::{Command, LocalReply, RequestInfo, Resume};
+use crate::api::relay::Relay;
 use crate::api::{self, Api, ApiError, ClientRequest, FusionCallView, ResponseMeta};
 use crate::config::Config;
 use crate::conversation::{
@@ -142,6 +143,8 @@ pub struct Turn {
     next_id: u32,
     pending: BTreeMap<u32, Role>,
     usage: Usage,
+    /// Set when the final answer streams up the route.
+    relay: Option<Relay>,
 }
 
 impl Turn {
@@ -215,6 +218,7 @@ impl Turn {
             next_id: 0,
             pending: BTreeMap::new(),
             usage: Usage::default(),
+            relay: None,
         };
         let commands = if mode == Mode::Auto {
             turn.outer_round(now_ms)
@@ -422,6 +426,9 @@ impl Turn {
         conversation.messages.extend(self.history.iter().cloned());
         let params = self.req.params.clone();
         self.outer.push(CallRecord::new(&model, now_ms));
+        if let Some(resume) = self.route_final(&model, &conversation, &params) {
+            return vec![resume];
+        }
         let deadline = self.turn_deadline();
         match self.dispatch(
             Role::Outer,
@@ -434,6 +441,83 @@ impl Turn {
         ) {
             Some(c) => vec![c],
             None => self.finish_truncated(),
+        }
+    }
+
+    /// After fusion ran, a streaming client's final answer goes up the request's own
+    /// route when the route serves the answering model in the client's API and no
+    /// client tool can be called: the client then gets the provider's stream as it
+    /// is produced, and Envoy's retries and timeouts apply.
+    fn route_final(
+        &mut self,
+        model: &str,
+        conversation: &Conversation,
+        params: &GenParams,
+    ) -> Option<Command> {
+        if self.invocations == 0 || !self.req.stream || !self.req.tools.is_empty() {
+            return None;
+        }
+        let config = Rc::clone(&self.config);
+        let target = config.resolve(model)?;
+        if self.info.route_cluster.as_deref() != Some(target.upstream.cluster.as_str())
+            || target.upstream.api != self.api
+        {
+            return None;
+        }
+        let tools = vec![fusion_tool::tool_def()];
+        let request = ModelRequest {
+            model: target.model,
+            conversation,
+            tools: &tools,
+            tool_choice: &ToolChoice::None,
+            params,
+        };
+        let depth = (
+            self.config.depth_header.as_str(),
+            self.info.depth.saturating_add(1),
+        );
+        let callout = call::build(0, target, &request, depth, &self.info.client_auth, 1);
+        let mut body = api::build_request(self.api, &request);
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("stream".into(), json!(true));
+            if self.api == Api::Chat && self.req.include_usage {
+                obj.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+        }
+        let headers = callout
+            .headers
+            .into_iter()
+            .filter(|(k, _)| k != ":method")
+            .collect();
+        self.phase = Phase::Done;
+        self.relay = Some(Relay::new(self.api, self.usage, self.report()));
+        Some(Command::Resume(Resume {
+            headers,
+            body: body.to_string().into_bytes(),
+        }))
+    }
+
+    /// Whether the response comes from the route and must pass through [`Self::on_response_body`].
+    pub fn relays_response(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// One chunk of the route's response body; returns what to send the client now.
+    pub fn on_response_body(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
+        match self.relay.as_mut() {
+            Some(relay) => {
+                let out = relay.chunk(chunk, end);
+                if end {
+                    let usage = relay.relayed_usage;
+                    if let Some(rec) = self.outer.last_mut() {
+                        rec.usage = usage;
+                        rec.status = Status::Ok(String::new());
+                    }
+                    self.usage.add(usage);
+                }
+                out
+            }
+            None => chunk.to_vec(),
         }
     }
 
