@@ -265,7 +265,8 @@ impl HttpContext for FusionFilter {
         if let Some(turn) = &self.turn {
             if turn.pending_calls() > 0 {
                 log::info!(
-                    "fusion: stream ended with {} callouts in flight; their answers will be dropped",
+                    "fusion: run {} ended before its callouts: {} in flight, their answers dropped (client gone)",
+                    turn.run_id(),
                     turn.pending_calls()
                 );
             }

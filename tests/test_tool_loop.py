@@ -266,3 +266,23 @@ def test_tool_declaration_removed_at_depth(envoy, mock):
     [call] = mock.calls("chat")
     assert tool_names(call) == ["get_weather"]
     assert "tool_choice" not in call["body"]
+
+
+# --- client disconnects ----------------------------------------------------------
+
+def test_client_disconnect_mid_run(envoy, mock):
+    import httpx
+    import time
+
+    mock.script({m: "latency=800" for m in PANEL})
+    for _ in range(3):
+        with pytest.raises(httpx.ReadTimeout):
+            envoy.post(CHAT, request("fusion"), timeout=0.3)
+    time.sleep(1.2)  # the panel answers arrive after the clients left
+    # The late callouts are counted in the log, not lost silently.
+    lines = [l for l in envoy.log_text().splitlines() if "ended before its callouts: 3 in flight" in l]
+    assert len(lines) >= 3, envoy.log_text()[-2000:]
+    # The VM is alive: the next fusion request is served normally.
+    mock.reset()
+    r = envoy.post(CHAT, request("fusion"))
+    assert r.status_code == 200 and r.json()["fusion"]["analysis"] is True

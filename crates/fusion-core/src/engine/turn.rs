@@ -238,6 +238,10 @@ impl Turn {
         self.pending.len()
     }
 
+    pub fn run_id(&self) -> &str {
+        &self.info.request_id
+    }
+
     pub fn is_done(&self) -> bool {
         self.phase == Phase::Done
     }
