@@ -387,30 +387,9 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use crate::api::fixtures::{call, meta};
     use crate::api::FusionCallView;
     use crate::conversation::Conversation;
-
-    fn meta() -> ResponseMeta {
-        ResponseMeta {
-            id: "fusion-r1".into(),
-            created_s: 1_700_000_000,
-            usage: Usage {
-                input_tokens: 30,
-                output_tokens: 12,
-            },
-            fusion: json!({"panel": ["a", "b"]}),
-            truncated: false,
-            fusion_call: None,
-        }
-    }
-
-    fn call(id: &str, name: &str, args: &str) -> ToolCall {
-        ToolCall {
-            id: id.into(),
-            name: name.into(),
-            arguments: args.into(),
-        }
-    }
 
     fn result(id: &str, content: &str) -> Message {
         Message::ToolResult {

@@ -7,6 +7,9 @@ pub mod responses;
 pub mod sse;
 mod text;
 
+#[cfg(test)]
+pub(crate) mod fixtures;
+
 use crate::conversation::{Conversation, GenParams, Reply, ToolChoice, ToolDef, Usage};
 use serde::Deserialize;
 use serde_json::Value;

@@ -1,0 +1,27 @@
+//! Test fixtures the translators' tests share.
+
+use super::ResponseMeta;
+use crate::conversation::{ToolCall, Usage};
+use serde_json::json;
+
+pub fn meta() -> ResponseMeta {
+    ResponseMeta {
+        id: "fusion-r1".into(),
+        created_s: 1_700_000_000,
+        usage: Usage {
+            input_tokens: 30,
+            output_tokens: 12,
+        },
+        fusion: json!({"panel": ["a", "b"]}),
+        truncated: false,
+        fusion_call: None,
+    }
+}
+
+pub fn call(id: &str, name: &str, args: &str) -> ToolCall {
+    ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments: args.into(),
+    }
+}
