@@ -73,3 +73,14 @@ def test_panel_gets_the_conversation(mixed, mock, client, provider):
     assert text.startswith("outer final answer.")
     assert body["fusion"]["panel"][0]["status"] == "ok"
     assert body["fusion"]["analysis"] is True
+
+
+def test_model_no_upstream_serves_is_a_400(mixed, mock):
+    for decl in ({"type": "fusion", "panel": [{"model": "gpt-unrouted"}]},
+                 {"type": "fusion", "judge": {"model": "nowhere/judge"}}):
+        r = mixed.post(PATHS["messages"], client_request("messages", decl))
+        assert r.status_code == 400, r.text
+        err = r.json()
+        assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error"
+        assert "is not served by any configured upstream" in err["error"]["message"]
+    assert mock.calls() == []

@@ -286,3 +286,39 @@ def test_client_disconnect_mid_run(envoy, mock):
     mock.reset()
     r = envoy.post(CHAT, request("fusion"))
     assert r.status_code == 200 and r.json()["fusion"]["analysis"] is True
+
+
+TRUNCATION_REQUESTS = {
+    "/v1/chat/completions": request("fusion"),
+    "/v1/responses": {"model": "fusion", "input": "Is tea healthy?"},
+    "/v1/messages": {"model": "fusion", "max_tokens": 100, "messages": [{"role": "user", "content": "Is tea healthy?"}]},
+}
+
+
+@pytest.mark.parametrize("path", list(TRUNCATION_REQUESTS))
+@pytest.mark.parametrize("budget", ["turn", "rounds"])
+def test_truncation_in_each_api(tight, mock, path, budget):
+    body = copy.deepcopy(TRUNCATION_REQUESTS[path])
+    if budget == "turn":
+        mock.script({"mock-outer": "latency=5000"})
+    else:
+        # Auto mode with a client tool: the model keeps calling fusion until the rounds run out.
+        body["model"] = "mock-outer:fusion_calls=5"
+        if path == "/v1/chat/completions":
+            body["tools"] = [{"type": "fusion"}, WEATHER]
+        elif path == "/v1/responses":
+            body["tools"] = [{"type": "fusion"}, {"type": "function", **WEATHER["function"]}]
+        else:
+            f = WEATHER["function"]
+            body["tools"] = [{"type": "fusion"}, {"name": f["name"], "description": f["description"],
+                                                  "input_schema": f["parameters"]}]
+    r = tight.post(path, body, timeout=10)
+    assert r.status_code == 200, r.text
+    b = r.json()
+    if path == "/v1/chat/completions":
+        assert b["choices"][0]["finish_reason"] == "length"
+    elif path == "/v1/responses":
+        assert b["status"] == "incomplete" and b["incomplete_details"]["reason"] == "max_output_tokens"
+    else:
+        assert b["stop_reason"] == "pause_turn"
+    assert b["fusion"]["rounds"] == (1 if budget == "turn" else 2)
