@@ -315,13 +315,13 @@ fn late_answers_after_the_turn_are_ignored() {
     );
 }
 
-#[test]
-fn streaming_final_answer_goes_up_the_route() {
-    let body =
-        json!({"model": "fusion", "stream": true, "messages": [{"role": "user", "content": "Q"}]})
-            .to_string();
+/// Runs a turn on the given route through panel and judge; returns the turn and
+/// the commands for its final round.
+fn through_judge(stream: bool, route_cluster: &str) -> (Box<Turn>, Vec<Command>) {
+    let body = json!({"model": "fusion", "stream": stream, "messages": [{"role": "user", "content": "Q"}]})
+        .to_string();
     let info = RequestInfo {
-        route_cluster: Some("mock".into()),
+        route_cluster: Some(route_cluster.into()),
         ..info(0)
     };
     let Start::Run(mut turn, cmds) = engine::start(&config(), Api::Chat, info, body.as_bytes(), 0)
@@ -333,10 +333,14 @@ fn streaming_final_answer_goes_up_the_route() {
         turn.on_call_result(c.id, ok("x", 1, 1), 10);
     }
     let judge = dispatches(turn.on_call_result(panel[2].id, ok("y", 1, 1), 10));
-    let resume = match turn
-        .on_call_result(judge[0].id, ok(&analysis(), 2, 2), 20)
-        .as_slice()
-    {
+    let last = turn.on_call_result(judge[0].id, ok(&analysis(), 2, 2), 20);
+    (turn, last)
+}
+
+#[test]
+fn streaming_final_answer_goes_up_the_route() {
+    let (mut turn, last) = through_judge(true, "mock");
+    let resume = match last.as_slice() {
         [Command::Resume(r)] => r.clone(),
         other => panic!("expected resume, got {other:?}"),
     };
@@ -358,22 +362,13 @@ fn streaming_final_answer_goes_up_the_route() {
 
 #[test]
 fn non_streaming_or_foreign_route_answers_by_callout() {
-    let body =
-        json!({"model": "fusion", "messages": [{"role": "user", "content": "Q"}]}).to_string();
-    let info = RequestInfo {
-        route_cluster: Some("elsewhere".into()),
-        ..info(0)
-    };
-    let Start::Run(mut turn, cmds) = engine::start(&config(), Api::Chat, info, body.as_bytes(), 0)
-    else {
-        panic!("expected a run")
-    };
-    let panel = dispatches(cmds);
-    for c in &panel[..2] {
-        turn.on_call_result(c.id, ok("x", 1, 1), 10);
+    for (stream, cluster) in [(false, "mock"), (true, "elsewhere")] {
+        let (turn, last) = through_judge(stream, cluster);
+        assert_eq!(
+            dispatches(last).len(),
+            1,
+            "stream={stream} cluster={cluster}"
+        );
+        assert!(!turn.relays_response());
     }
-    let judge = dispatches(turn.on_call_result(panel[2].id, ok("y", 1, 1), 10));
-    let outer = dispatches(turn.on_call_result(judge[0].id, ok(&analysis(), 2, 2), 20));
-    assert_eq!(outer.len(), 1);
-    assert!(!turn.relays_response());
 }

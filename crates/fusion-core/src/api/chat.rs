@@ -1,6 +1,6 @@
 //! OpenAI Chat Completions (`/v1/chat/completions`).
 
-use super::text::{content_text, str_field, u64_field};
+use super::text::{content_text, insert_sampling, request_head, str_field, u64_field};
 use super::{ApiError, ClientRequest, ResponseMeta};
 use crate::conversation::{
     Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
@@ -8,11 +8,7 @@ use crate::conversation::{
 use serde_json::{json, Map, Value};
 
 pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ApiError::invalid("the request body must be a JSON object", None))?;
-    let model = str_field(body, "model")
-        .ok_or_else(|| ApiError::invalid("`model` must be a string", Some("model")))?;
+    let (obj, model) = request_head(body)?;
     let messages = obj
         .get("messages")
         .and_then(Value::as_array)
@@ -189,12 +185,7 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
     if let Some(v) = p.max_tokens {
         body.insert("max_completion_tokens".into(), json!(v));
     }
-    if let Some(v) = p.temperature {
-        body.insert("temperature".into(), json!(v));
-    }
-    if let Some(v) = p.top_p {
-        body.insert("top_p".into(), json!(v));
-    }
+    insert_sampling(&mut body, p);
     if let Some(v) = &p.stop {
         body.insert("stop".into(), v.clone());
     }

@@ -1,6 +1,6 @@
 //! Anthropic Messages (`/v1/messages`).
 
-use super::text::{content_text, str_field, u64_field, with_prefix};
+use super::text::{content_text, insert_sampling, request_head, str_field, u64_field, with_prefix};
 use super::{is_fusion_tool, ApiError, ClientRequest, ResponseMeta, FUSION_TOOL};
 use crate::conversation::{
     Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
@@ -11,11 +11,7 @@ use serde_json::{json, Map, Value};
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ApiError::invalid("the request body must be a JSON object", None))?;
-    let model = str_field(body, "model")
-        .ok_or_else(|| ApiError::invalid("`model` must be a string", Some("model")))?;
+    let (obj, model) = request_head(body)?;
     let messages = obj
         .get("messages")
         .and_then(Value::as_array)
@@ -216,12 +212,7 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
         };
         body.insert("tool_choice".into(), choice);
     }
-    if let Some(v) = p.temperature {
-        body.insert("temperature".into(), json!(v));
-    }
-    if let Some(v) = p.top_p {
-        body.insert("top_p".into(), json!(v));
-    }
+    insert_sampling(&mut body, p);
     // `stop` may come from a Chat client as a single string.
     let stop: Vec<&str> = match &p.stop {
         Some(Value::String(s)) => vec![s.as_str()],

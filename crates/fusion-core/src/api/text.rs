@@ -1,6 +1,28 @@
 //! Reading text out of the content shapes the APIs share.
 
-use serde_json::Value;
+use super::ApiError;
+use crate::conversation::GenParams;
+use serde_json::{json, Map, Value};
+
+/// The start every client request parser shares: a JSON object with a `model` string.
+pub fn request_head(body: &Value) -> Result<(&Map<String, Value>, &str), ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("the request body must be a JSON object", None))?;
+    let model = str_field(body, "model")
+        .ok_or_else(|| ApiError::invalid("`model` must be a string", Some("model")))?;
+    Ok((obj, model))
+}
+
+/// `temperature` and `top_p`, spelled alike in every API; absent ones are left out.
+pub fn insert_sampling(body: &mut Map<String, Value>, p: &GenParams) {
+    if let Some(v) = p.temperature {
+        body.insert("temperature".into(), json!(v));
+    }
+    if let Some(v) = p.top_p {
+        body.insert("top_p".into(), json!(v));
+    }
+}
 
 /// A content field that is a string or an array of text parts, joined by newlines.
 /// Parts without text (images, files) are skipped: the panel sees the text only.
