@@ -3,6 +3,8 @@
 //! length or chunked).
 
 use std::io::{self, BufRead, Read, Write};
+use std::thread;
+use std::time::Duration;
 
 const MAX_LINE: u64 = 64 * 1024;
 const MAX_HEADERS: usize = 256;
@@ -230,6 +232,54 @@ pub fn write_full<W: Write>(
     w.flush()
 }
 
+/// How a fixed-length body goes out: at once, dripped, or cut short.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pace {
+    /// Spread the body over this long, in up to [`DRIP_PIECES`] writes.
+    pub drip: Duration,
+    /// Send only the first half of the announced body (the caller then closes).
+    pub cut: bool,
+}
+
+/// How many writes a dripped body is split into.
+pub const DRIP_PIECES: usize = 20;
+
+/// Like [`write_full`], but the headers go out at once and the body as `pace` says.
+/// The content-length always announces the whole body.
+pub fn write_paced<W: Write>(
+    w: &mut W,
+    status: u16,
+    headers: &[(&str, String)],
+    body: &[u8],
+    keep_alive: bool,
+    pace: Pace,
+) -> io::Result<()> {
+    let mut out = head(status, headers, keep_alive).into_bytes();
+    out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    w.write_all(&out)?;
+    w.flush()?;
+    let sent = if pace.cut {
+        body.get(..body.len() / 2).unwrap_or(body)
+    } else {
+        body
+    };
+    let pieces = if pace.drip.is_zero() {
+        1
+    } else {
+        DRIP_PIECES.min(sent.len()).max(1)
+    };
+    let step = sent.len().div_ceil(pieces).max(1);
+    let pause = pace.drip / pieces as u32;
+    for piece in sent.chunks(step) {
+        if !pause.is_zero() {
+            thread::sleep(pause);
+        }
+        w.write_all(piece)?;
+        w.flush()?;
+    }
+    Ok(())
+}
+
 /// A response with `transfer-encoding: chunked`; each `chunk` is written
 /// and flushed on its own.
 pub struct Chunked<'a, W: Write> {
@@ -312,6 +362,29 @@ mod tests {
     fn eof_between_requests() {
         let mut r = Cursor::new(Vec::new());
         assert!(read_request(&mut r, &mut Vec::new()).unwrap().is_none());
+    }
+
+    #[test]
+    fn paced_writer_drips_and_cuts() {
+        let body = b"0123456789abcdefghij0123456789abcdefghij";
+        let mut out = Vec::new();
+        let pace = Pace {
+            drip: Duration::from_millis(40),
+            cut: false,
+        };
+        let t = std::time::Instant::now();
+        write_paced(&mut out, 200, &[], body, true, pace).unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(40));
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.ends_with("content-length: 40\r\n\r\n0123456789abcdefghij0123456789abcdefghij"));
+        let mut out = Vec::new();
+        let pace = Pace {
+            drip: Duration::ZERO,
+            cut: true,
+        };
+        write_paced(&mut out, 200, &[], body, true, pace).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.ends_with("content-length: 40\r\n\r\n0123456789abcdefghij"));
     }
 
     #[test]

@@ -32,6 +32,14 @@ pub struct Script {
     pub fusion_calls: usize,
     /// `words=N`: make the plain answer about N words long.
     pub words: Option<usize>,
+    /// `slow_body=MS`: send the headers at once, then drip the body over MS milliseconds.
+    pub slow_body_ms: u64,
+    /// `sse`: answer with an SSE stream even when the request did not ask for one.
+    pub sse: bool,
+    /// `cut`: send the headers and half the announced body, then close the connection.
+    pub cut: bool,
+    /// `garbage`: status 200, a JSON content type and a body of invalid UTF-8 bytes.
+    pub garbage: bool,
     /// Directives that were not understood.
     pub unknown: Vec<String>,
 }
@@ -59,6 +67,7 @@ impl Script {
             let ok = match (key, val) {
                 ("latency", Some(v)) => set(&mut s.latency_ms, v),
                 ("chunk_delay", Some(v)) => set(&mut s.chunk_delay_ms, v),
+                ("slow_body", Some(v)) => set(&mut s.slow_body_ms, v),
                 ("fusion_calls", Some(v)) => v.parse().map(|n| s.fusion_calls = n).is_ok(),
                 ("status", Some(v)) => v.parse().map(|c| s.status = Some(c)).is_ok(),
                 ("words", Some(v)) => v.parse().map(|n| s.words = Some(n)).is_ok(),
@@ -73,6 +82,9 @@ impl Script {
                 ("prose", None) => flag(&mut s.prose),
                 ("fenced", None) => flag(&mut s.fenced),
                 ("nocall", None) => flag(&mut s.nocall),
+                ("sse", None) => flag(&mut s.sse),
+                ("cut", None) => flag(&mut s.cut),
+                ("garbage", None) => flag(&mut s.garbage),
                 _ => false,
             };
             if !ok {
@@ -112,7 +124,7 @@ mod tests {
     #[test]
     fn parses_all_directives() {
         let s = Script::parse(
-            "m1:latency=250,chunk_delay=5,status=429,malformed,reset,hang,empty,prose,fenced,nocall,call=get_weather,words=40",
+            "m1:latency=250,chunk_delay=5,status=429,malformed,reset,hang,empty,prose,fenced,nocall,call=get_weather,words=40,slow_body=900,sse,cut,garbage",
         );
         assert_eq!(s.base, "m1");
         assert_eq!(s.latency_ms, 250);
@@ -122,6 +134,8 @@ mod tests {
         assert!(s.prose && s.fenced && s.nocall);
         assert_eq!(s.call.as_deref(), Some("get_weather"));
         assert_eq!(s.words, Some(40));
+        assert_eq!(s.slow_body_ms, 900);
+        assert!(s.sse && s.cut && s.garbage);
         assert!(s.unknown.is_empty());
     }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::apis::{Api, Reply};
 use crate::convo::decide;
-use crate::http::{self, Chunked, Request};
+use crate::http::{self, Chunked, Pace, Request};
 use crate::recorder::{CallId, NewCall, Recorder};
 use crate::script::Script;
 
@@ -205,6 +205,20 @@ fn answer(
     }
     let mut headers = json_ct();
     headers.push(("x-request-id", format!("req_mock_{seq}")));
+    let pace = Pace {
+        drip: Duration::from_millis(script.slow_body_ms),
+        cut: script.cut,
+    };
+    // After a cut body the connection is closed: the peer sees a premature end.
+    let next = if script.cut {
+        Next::Close
+    } else {
+        Next::KeepOpen
+    };
+    if script.garbage {
+        http::write_paced(w, 200, &headers, GARBAGE, keep, pace)?;
+        return Ok(next);
+    }
     let Some(body) = body else {
         let err = api
             .error(400, "mock-llm: request body is not valid JSON")
@@ -218,10 +232,10 @@ fn answer(
         if status == 429 {
             headers.push(("retry-after", "1".to_string()));
         }
-        http::write_full(w, status, &headers, err.as_bytes(), keep, true)?;
-        return Ok(Next::KeepOpen);
+        http::write_paced(w, status, &headers, err.as_bytes(), keep, pace)?;
+        return Ok(next);
     }
-    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stream = script.sse || body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let mut convo = api.parse(&body);
     convo.tool_choice_none = body
         .get("tool_choice")
@@ -247,10 +261,13 @@ fn answer(
         } else {
             bytes
         };
-        http::write_full(w, 200, &headers, bytes, keep, true)?;
+        http::write_paced(w, 200, &headers, bytes, keep, pace)?;
     }
-    Ok(Next::KeepOpen)
+    Ok(next)
 }
+
+/// The body of `garbage`: not UTF-8, not JSON, not SSE.
+const GARBAGE: &[u8] = b"\xff\xfe{\"id\": \x80\x81\xc3\x28 \xf0\x28\x8c\x28 data: \xed\xa0\x80}";
 
 fn write_sse(
     api: Api,
@@ -278,13 +295,23 @@ fn write_sse(
             e.get(..cut).unwrap_or("").to_string()
         });
     }
-    let delay = Duration::from_millis(script.chunk_delay_ms);
+    let n = events.len() + usize::from(tail.is_some());
+    let mut delay = Duration::from_millis(script.chunk_delay_ms);
+    if script.slow_body_ms > 0 {
+        // Dripped: the whole stream takes about `slow_body` milliseconds.
+        delay = delay.max(Duration::from_millis(script.slow_body_ms) / n.max(1) as u32);
+    }
     let mut out = Chunked::start(w, 200, &headers, keep)?;
-    for (i, ev) in events.iter().chain(tail.iter()).enumerate() {
-        if i > 0 && !delay.is_zero() {
+    // `cut`: half the events, then the connection closes inside the chunked body.
+    let sent = if script.cut { n / 2 } else { n };
+    for (i, ev) in events.iter().chain(tail.iter()).take(sent).enumerate() {
+        if (i > 0 || script.slow_body_ms > 0) && !delay.is_zero() {
             thread::sleep(delay);
         }
         out.chunk(ev.as_bytes())?;
+    }
+    if script.cut {
+        return Ok(());
     }
     out.finish()
 }
