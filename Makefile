@@ -40,6 +40,11 @@ test-wasm:
 test-integration: build
 	$(PY) -m pytest -c tests/pytest.ini tests
 
+## bench: a benchmark, not a test: own Envoys and mock on loopback; writes docs/benchmarks.md
+bench: build
+	scripts/setup.sh bench
+	$(PY) bench/run.py
+
 fmt:
 	cargo fmt --all
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing need, and only what is missing.
-# Idempotent; prints each thing it installs. Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|all]...
+# Idempotent; prints each thing it installs. Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|bench|all]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -70,6 +70,12 @@ setup_wasm_test() {
   say "wasm-bindgen-test-runner $want ($(command -v wasm-bindgen-test-runner)), node $(node --version)"
 }
 
+setup_bench() {
+  # `make bench` only: the HTTP load generator (not part of `all`).
+  command -v wrk >/dev/null || apt_install wrk
+  say "wrk: $(command -v wrk)"
+}
+
 wasm_bindgen_runner_version() {
   wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}'
 }
@@ -81,6 +87,7 @@ for what in "$@"; do
     python|envoy) setup_python ;;
     wasm-test) setup_wasm; setup_wasm_test ;;
     all) setup_wasm; setup_python; setup_wasm_test ;;
+    bench) setup_python; setup_bench ;;
     *) echo "unknown: $what" >&2; exit 2 ;;
   esac
 done
