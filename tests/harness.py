@@ -126,7 +126,12 @@ class Envoy:
     """A real Envoy process running the filter, on free loopback ports."""
 
     def __init__(self, mock: Mock, template: Path = DEMO_CONFIG, name: str = "envoy",
-                 fusion_config: dict | None = None, extra_clusters: str = "") -> None:
+                 fusion_config: dict | None = None, extra_clusters: str = "",
+                 env: dict | None = None, log_level: str = "info", extra_args: tuple = (),
+                 transform=None) -> None:
+        """env: extra environment variables for Envoy (e.g. keys for host_env_keys);
+        extra_args: more command-line flags; transform: a function applied to the
+        rendered configuration text before Envoy reads it."""
         require(ENVOY, "Envoy")
         require(WASM, "dist/fusion.wasm")
         RUN_DIR.mkdir(exist_ok=True)
@@ -142,13 +147,17 @@ class Envoy:
             MOCK_PORT=mock.port,
             WASM_PATH=WASM,
         )
+        if transform is not None:
+            self.config_path.write_text(transform(self.config_path.read_text()))
         self.log_path = RUN_DIR / f"{name}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [str(ENVOY), "-c", str(self.config_path), "--disable-hot-restart",
-             "--concurrency", "2", "-l", "info", "--base-id", str(self.admin_port)],
+             "--concurrency", "2", "-l", log_level, "--base-id", str(self.admin_port),
+             *extra_args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            env=None if env is None else {**os.environ, **env},
         )
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin = f"http://127.0.0.1:{self.admin_port}"
