@@ -248,3 +248,469 @@ def test_providers_pass_through_keeps_the_clients_own_key(providers, mock):
     assert call["headers"]["host"] == "api.anthropic.com"
     assert call["headers"]["x-api-key"] == "client-own-key"
     assert "x-fusion-depth" not in call["headers"]
+
+
+# ---------------------------------------------------------------- Istio manifests
+#
+# Field by field against the Istio APIs (istio.io/api: extensions/v1alpha1/wasm.proto,
+# networking/v1 service_entry, destination_rule, gateway, virtual_service, and
+# networking/v1alpha3 envoy_filter): names, enums and the rules the CRDs enforce.
+
+WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
+C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+WASMPLUGIN_SPEC = {"selector", "targetRef", "targetRefs", "url", "sha256", "imagePullPolicy",
+                   "imagePullSecret", "verificationKey", "pluginConfig", "pluginName", "phase",
+                   "priority", "failStrategy", "vmConfig", "match", "type"}
+WASMPLUGIN_ENUMS = {
+    "imagePullPolicy": {"UNSPECIFIED_POLICY", "IfNotPresent", "Always"},
+    "phase": {"UNSPECIFIED_PHASE", "AUTHN", "AUTHZ", "STATS"},
+    "failStrategy": {"FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"},
+    "type": {"UNSPECIFIED_PLUGIN_TYPE", "HTTP", "NETWORK"},
+}
+WORKLOAD_MODES = {"UNDEFINED", "CLIENT", "SERVER", "CLIENT_AND_SERVER"}
+TLS_MODES = {"DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"}
+PORT_PROTOCOLS = {"HTTP", "HTTPS", "GRPC", "HTTP2", "MONGO", "TCP", "TLS"}
+
+
+def unknown(where: str, obj: dict, allowed: set) -> list[str]:
+    return [f"{where}.{k}: unknown field" for k in obj if k not in allowed]
+
+
+def check_wasmplugin(doc: dict) -> list[str]:
+    errs = []
+    if doc.get("apiVersion") != "extensions.istio.io/v1alpha1":
+        errs.append("apiVersion: must be extensions.istio.io/v1alpha1")
+    spec = doc.get("spec") or {}
+    errs += unknown("spec", spec, WASMPLUGIN_SPEC)
+    url = spec.get("url", "")
+    if not url:
+        errs.append("spec.url: required")
+    elif "://" in url and url.split("://")[0] not in {"oci", "http", "https", "file"}:
+        errs.append("spec.url: scheme must be one of oci, http, https, file")
+    if "sha256" in spec and not re.fullmatch(r"(|[a-f0-9]{64})", spec["sha256"]):
+        errs.append("spec.sha256: must be 64 lowercase hex digits")
+    for field, values in WASMPLUGIN_ENUMS.items():
+        if field in spec and spec[field] not in values:
+            errs.append(f"spec.{field}: {spec[field]!r} is not one of {sorted(values)}")
+    if sum(k in spec for k in ("selector", "targetRef", "targetRefs")) > 1:
+        errs.append("spec: only one of targetRefs or selector can be set")
+    if "selector" in spec:
+        errs += unknown("spec.selector", spec["selector"], {"matchLabels"})
+    for i, ref in enumerate(spec.get("targetRefs", [])):
+        errs += unknown(f"spec.targetRefs[{i}]", ref, {"group", "kind", "name", "namespace"})
+        if not ref.get("kind") or not ref.get("name"):
+            errs.append(f"spec.targetRefs[{i}]: kind and name are required")
+    if "pluginName" in spec and not 1 <= len(spec["pluginName"]) <= 256:
+        errs.append("spec.pluginName: 1 to 256 characters")
+    if "pluginConfig" in spec and not isinstance(spec["pluginConfig"], dict):
+        errs.append("spec.pluginConfig: must be an object (google.protobuf.Struct)")
+    if "priority" in spec and not isinstance(spec["priority"], int):
+        errs.append("spec.priority: must be an integer")
+    for i, m in enumerate(spec.get("match", [])):
+        errs += unknown(f"spec.match[{i}]", m, {"mode", "ports"})
+        if m.get("mode", "UNDEFINED") not in WORKLOAD_MODES:
+            errs.append(f"spec.match[{i}].mode: {m['mode']!r} is not one of {sorted(WORKLOAD_MODES)}")
+        for j, p in enumerate(m.get("ports", [])):
+            errs += unknown(f"spec.match[{i}].ports[{j}]", p, {"number"})
+    vm = spec.get("vmConfig", {})
+    errs += unknown("spec.vmConfig", vm, {"env"})
+    names = [e.get("name") for e in vm.get("env", [])]
+    if len(names) != len(set(names)):
+        errs.append("spec.vmConfig.env: names must be unique")
+    for i, e in enumerate(vm.get("env", [])):
+        errs += unknown(f"spec.vmConfig.env[{i}]", e, {"name", "value", "valueFrom"})
+        if not C_IDENTIFIER.match(e.get("name") or ""):
+            errs.append(f"spec.vmConfig.env[{i}].name: must be a C identifier")
+        if e.get("valueFrom", "INLINE") not in {"INLINE", "HOST"}:
+            errs.append(f"spec.vmConfig.env[{i}].valueFrom: must be INLINE or HOST")
+        if e.get("valueFrom") == "HOST" and "value" in e:
+            errs.append(f"spec.vmConfig.env[{i}]: value may only be set when valueFrom is INLINE")
+    return errs
+
+
+def check_service_entry(doc: dict) -> list[str]:
+    spec = doc.get("spec") or {}
+    errs = unknown("spec", spec, {"hosts", "addresses", "ports", "location", "resolution", "endpoints",
+                                  "workloadSelector", "exportTo", "subjectAltNames"})
+    if not spec.get("hosts"):
+        errs.append("spec.hosts: required")
+    if spec.get("location", "MESH_EXTERNAL") not in {"MESH_EXTERNAL", "MESH_INTERNAL"}:
+        errs.append("spec.location: bad value")
+    if spec.get("resolution", "NONE") not in {"NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"}:
+        errs.append("spec.resolution: bad value")
+    for i, p in enumerate(spec.get("ports", [])):
+        errs += unknown(f"spec.ports[{i}]", p, {"number", "protocol", "name", "targetPort"})
+        if not isinstance(p.get("number"), int) or not p.get("name"):
+            errs.append(f"spec.ports[{i}]: number and name are required")
+        if p.get("protocol", "TCP") not in PORT_PROTOCOLS:
+            errs.append(f"spec.ports[{i}].protocol: bad value")
+    return errs
+
+
+def check_tls(where: str, tls: dict) -> list[str]:
+    errs = unknown(where, tls, {"mode", "clientCertificate", "privateKey", "caCertificates", "credentialName",
+                                "subjectAltNames", "sni", "insecureSkipVerify", "caCrl"})
+    if tls.get("mode", "DISABLE") not in TLS_MODES:
+        errs.append(f"{where}.mode: bad value")
+    return errs
+
+
+def check_destination_rule(doc: dict) -> list[str]:
+    spec = doc.get("spec") or {}
+    errs = unknown("spec", spec, {"host", "trafficPolicy", "subsets", "exportTo", "workloadSelector"})
+    if not spec.get("host"):
+        errs.append("spec.host: required")
+    tp = spec.get("trafficPolicy", {})
+    errs += unknown("spec.trafficPolicy", tp, {"loadBalancer", "connectionPool", "outlierDetection", "tls",
+                                                "portLevelSettings", "tunnel", "proxyProtocol", "retryBudget"})
+    if "tls" in tp:
+        errs += check_tls("spec.trafficPolicy.tls", tp["tls"])
+    for i, pls in enumerate(tp.get("portLevelSettings", [])):
+        errs += unknown(f"spec.trafficPolicy.portLevelSettings[{i}]", pls,
+                        {"port", "loadBalancer", "connectionPool", "outlierDetection", "tls"})
+        errs += unknown(f"spec.trafficPolicy.portLevelSettings[{i}].port", pls.get("port", {}), {"number"})
+        if "tls" in pls:
+            errs += check_tls(f"spec.trafficPolicy.portLevelSettings[{i}].tls", pls["tls"])
+    return errs
+
+
+def check_gateway(doc: dict) -> list[str]:
+    spec = doc.get("spec") or {}
+    errs = unknown("spec", spec, {"servers", "selector"})
+    for i, s in enumerate(spec.get("servers", [])):
+        errs += unknown(f"spec.servers[{i}]", s, {"port", "bind", "hosts", "tls", "name", "defaultEndpoint"})
+        errs += unknown(f"spec.servers[{i}].port", s.get("port", {}), {"number", "protocol", "name", "targetPort"})
+        if not s.get("hosts"):
+            errs.append(f"spec.servers[{i}].hosts: required")
+        if "tls" in s:
+            errs += check_tls(f"spec.servers[{i}].tls", s["tls"])
+    return errs
+
+
+def check_virtual_service(doc: dict) -> list[str]:
+    spec = doc.get("spec") or {}
+    errs = unknown("spec", spec, {"hosts", "gateways", "http", "tls", "tcp", "exportTo"})
+    for i, r in enumerate(spec.get("http", [])):
+        errs += unknown(f"spec.http[{i}]", r, {"name", "match", "route", "redirect", "directResponse", "delegate",
+                                                "rewrite", "timeout", "retries", "fault", "mirror", "mirrors",
+                                                "mirrorPercentage", "corsPolicy", "headers"})
+        errs += unknown(f"spec.http[{i}].rewrite", r.get("rewrite", {}), {"uri", "authority", "uriRegexRewrite"})
+        for j, d in enumerate(r.get("route", [])):
+            errs += unknown(f"spec.http[{i}].route[{j}]", d, {"destination", "weight", "headers"})
+            errs += unknown(f"spec.http[{i}].route[{j}].destination", d.get("destination", {}),
+                            {"host", "subset", "port"})
+    return errs
+
+
+def check_envoy_filter(doc: dict) -> list[str]:
+    if doc.get("apiVersion") != "networking.istio.io/v1alpha3":
+        return ["apiVersion: must be networking.istio.io/v1alpha3"]
+    spec = doc.get("spec") or {}
+    errs = unknown("spec", spec, {"workloadSelector", "targetRefs", "configPatches", "priority"})
+    errs += unknown("spec.workloadSelector", spec.get("workloadSelector", {}), {"labels"})
+    apply_to = {"INVALID", "LISTENER", "FILTER_CHAIN", "NETWORK_FILTER", "HTTP_FILTER", "ROUTE_CONFIGURATION",
+                "VIRTUAL_HOST", "HTTP_ROUTE", "CLUSTER", "EXTENSION_CONFIG", "BOOTSTRAP", "LISTENER_FILTER"}
+    operations = {"INVALID", "MERGE", "ADD", "REMOVE", "INSERT_BEFORE", "INSERT_AFTER", "INSERT_FIRST", "REPLACE"}
+    for i, p in enumerate(spec.get("configPatches", [])):
+        errs += unknown(f"spec.configPatches[{i}]", p, {"applyTo", "match", "patch"})
+        if p.get("applyTo") not in apply_to:
+            errs.append(f"spec.configPatches[{i}].applyTo: bad value")
+        errs += unknown(f"spec.configPatches[{i}].match", p.get("match", {}),
+                        {"context", "proxy", "listener", "routeConfiguration", "cluster"})
+        if p.get("match", {}).get("context", "ANY") not in {"ANY", "SIDECAR_INBOUND", "SIDECAR_OUTBOUND", "GATEWAY"}:
+            errs.append(f"spec.configPatches[{i}].match.context: bad value")
+        errs += unknown(f"spec.configPatches[{i}].patch", p.get("patch", {}), {"operation", "value", "filterClass"})
+        if p.get("patch", {}).get("operation") not in operations:
+            errs.append(f"spec.configPatches[{i}].patch.operation: bad value")
+        if p.get("applyTo") == "EXTENSION_CONFIG" and p.get("patch", {}).get("operation") != "ADD":
+            errs.append(f"spec.configPatches[{i}]: Istio applies only ADD to EXTENSION_CONFIG")
+    return errs
+
+
+CHECKS = {"WasmPlugin": check_wasmplugin, "ServiceEntry": check_service_entry,
+          "DestinationRule": check_destination_rule, "Gateway": check_gateway,
+          "VirtualService": check_virtual_service, "EnvoyFilter": check_envoy_filter}
+
+
+def istio_docs() -> list[dict]:
+    docs = []
+    for path in sorted(ISTIO_DIR.glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def one(kind: str, docs: list[dict] | None = None) -> dict:
+    [doc] = [d for d in (docs or istio_docs()) if d["kind"] == kind]
+    return doc
+
+
+def check(doc: dict) -> list[str]:
+    errs = []
+    if not doc.get("metadata", {}).get("name"):
+        errs.append("metadata.name: required")
+    if doc["kind"] != "WasmPlugin" and doc["kind"] != "EnvoyFilter" and doc.get("apiVersion") not in {
+            "networking.istio.io/v1", "networking.istio.io/v1beta1"}:
+        errs.append("apiVersion: networking.istio.io/v1 expected")
+    return errs + CHECKS[doc["kind"]](doc)
+
+
+def test_istio_manifests_follow_the_istio_apis():
+    docs = istio_docs()
+    assert sorted({d["kind"] for d in docs}) == sorted(CHECKS), [d["kind"] for d in docs]
+    for doc in docs:
+        assert check(doc) == [], f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda s: s.update(failStrategy="FAIL_RELOADED"), "spec.failStrategy"),
+    (lambda s: s.update(phase="ROUTING"), "spec.phase"),
+    (lambda s: s.update(pluginconfig={}), "spec.pluginconfig: unknown field"),
+    (lambda s: s.update(targetRefs=[{"kind": "Gateway", "name": "gw"}]), "only one of targetRefs or selector"),
+    (lambda s: s["vmConfig"]["env"][0].update(value="sk-inline"), "value may only be set when valueFrom is INLINE"),
+    (lambda s: s["vmConfig"]["env"][0].update(name="OPENAI-KEY"), "must be a C identifier"),
+    (lambda s: s["match"][0].update(mode="INBOUND"), "spec.match[0].mode"),
+    (lambda s: s.update(url="ftp://registry/fusion"), "spec.url: scheme"),
+    (lambda s: s.update(sha256="sha256:abc"), "spec.sha256"),
+])
+def test_wasmplugin_check_rejects_what_istio_rejects(mutate, expected):
+    doc = copy.deepcopy(one("WasmPlugin"))
+    mutate(doc["spec"])
+    assert any(expected in e for e in check(doc)), check(doc)
+
+
+def test_istio_wasmplugin_choices():
+    spec = one("WasmPlugin")["spec"]
+    assert spec["url"].startswith("oci://")
+    assert spec["failStrategy"] == "FAIL_RELOAD"
+    # After Istio's authn and authz filters: rejected requests never spend provider keys.
+    assert spec["phase"] == "STATS"
+    # A gateway's listeners are CLIENT in Istio's terms; SERVER would never match them.
+    assert [m["mode"] for m in spec["match"]] == ["CLIENT"]
+    assert spec["selector"]["matchLabels"] == {"istio": "ingressgateway"}
+    # Every key the configuration names comes from the gateway's environment, and only those.
+    host_env = sorted(e["name"] for e in spec["vmConfig"]["env"] if e.get("valueFrom") == "HOST")
+    auth_env = sorted(u["auth"]["env"] for u in spec["pluginConfig"]["upstreams"].values() if "env" in u.get("auth", {}))
+    assert host_env == auth_env == ["ANTHROPIC_API_KEY", "OPENAI_API_KEY"]
+    assert not any("value" in e for e in spec["vmConfig"]["env"])
+
+
+def test_istio_manifests_agree_with_each_other():
+    docs = istio_docs()
+    entries = {h: d["spec"] for d in docs if d["kind"] == "ServiceEntry" for h in d["spec"]["hosts"]}
+    rules = {d["spec"]["host"]: d["spec"] for d in docs if d["kind"] == "DestinationRule"}
+    plugin = one("WasmPlugin", docs)["spec"]["pluginConfig"]
+    # Each upstream's cluster is Istio's name for a ServiceEntry port that speaks HTTP,
+    # with TLS originated by a DestinationRule (SNI and SAN of the provider).
+    for name, up in plugin["upstreams"].items():
+        m = re.fullmatch(r"outbound\|(\d+)\|\|(.+)", up["cluster"])
+        assert m, up["cluster"]
+        port, host = int(m.group(1)), m.group(2)
+        assert up["authority"] == host
+        [p] = [p for p in entries[host]["ports"] if p["number"] == port]
+        assert p["protocol"] == "HTTP"
+        assert entries[host]["location"] == "MESH_EXTERNAL" and entries[host]["resolution"] == "DNS"
+        [pls] = [s for s in rules[host]["trafficPolicy"]["portLevelSettings"] if s["port"]["number"] == port]
+        assert pls["tls"] == {"mode": "SIMPLE", "sni": host, "subjectAltNames": [host]}
+    # The gateway routes clients to those same hosts: Messages to Anthropic, the rest to OpenAI.
+    vs = one("VirtualService", docs)["spec"]
+    assert vs["gateways"] == [one("Gateway", docs)["metadata"]["name"]]
+    routes = [(r.get("match", [{}])[0].get("uri", {}).get("prefix", "/"),
+               r["route"][0]["destination"]["host"], r["rewrite"]["authority"]) for r in vs["http"]]
+    assert routes == [("/v1/messages", "api.anthropic.com", "api.anthropic.com"),
+                      ("/", "api.openai.com", "api.openai.com")]
+    # envoyfilter.yaml deploys the same image, keys and configuration.
+    ef = {p["applyTo"]: p for p in one("EnvoyFilter", docs)["spec"]["configPatches"]}
+    wasm = ef["EXTENSION_CONFIG"]["patch"]["value"]
+    cfg = wasm["typed_config"]["config"]
+    assert wasm["typed_config"]["@type"] == WASM_TYPE
+    assert json.loads(cfg["configuration"]["value"]) == plugin
+    assert cfg["configuration"]["@type"] == STRING_VALUE
+    assert cfg["vm_config"]["code"]["remote"]["http_uri"]["uri"] == one("WasmPlugin", docs)["spec"]["url"]
+    assert cfg["vm_config"]["environment_variables"]["host_env_keys"] == ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
+    assert cfg["allow_on_headers_stop_iteration"] is True and cfg["failure_policy"] == "FAIL_RELOAD"
+    assert cfg["root_id"] == one("WasmPlugin", docs)["spec"]["pluginName"]
+    http = ef["HTTP_FILTER"]
+    assert http["match"]["context"] == "GATEWAY"
+    assert http["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == "envoy.filters.http.router"
+    assert http["patch"]["operation"] == "INSERT_BEFORE"
+    assert http["patch"]["value"]["name"] == wasm["name"]
+    assert http["patch"]["value"]["config_discovery"]["type_urls"] == [WASM_TYPE]
+
+
+# ---------------------------------------------------------------- Istio configs, run
+#
+# What the ingress gateway's Envoy gets from these manifests, built the way istiod
+# builds it (pilot/pkg/model/extensions.go): the plugin named <namespace>.<name>, root_id
+# from pluginName, the pluginConfig as a JSON StringValue, vmConfig.env HOST entries as
+# host_env_keys, failStrategy as failure_policy, and no allow_on_headers_stop_iteration
+# (the WasmPlugin API has no field for it); clusters outbound|<port>||<host> (here on the
+# mock); routes from the VirtualService.
+
+
+def istio_wasm_from_wasmplugin(doc: dict) -> dict:
+    spec = doc["spec"]
+    host_env = [e["name"] for e in spec.get("vmConfig", {}).get("env", []) if e.get("valueFrom") == "HOST"]
+    inline = {e["name"]: e.get("value", "") for e in spec.get("vmConfig", {}).get("env", [])
+              if e.get("valueFrom", "INLINE") == "INLINE"}
+    env = {"host_env_keys": host_env}
+    if inline:
+        env["key_values"] = inline
+    config = {
+        "name": f"{doc['metadata']['namespace']}.{doc['metadata']['name']}",
+        "root_id": spec.get("pluginName", ""),
+        "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": str(WASM)}},
+                      "environment_variables": env},
+        "configuration": {"@type": STRING_VALUE, "value": json.dumps(spec["pluginConfig"])},
+        "failure_policy": {"FAIL_OPEN": "FAIL_OPEN", "FAIL_CLOSE": "FAIL_CLOSED",
+                           "FAIL_RELOAD": "FAIL_RELOAD"}[spec.get("failStrategy", "FAIL_CLOSE")],
+    }
+    return {"@type": WASM_TYPE, "config": config}
+
+
+def istio_wasm_from_envoyfilter(doc: dict) -> dict:
+    """The EXTENSION_CONFIG value after istio-agent replaced the oci:// code by the file."""
+    ext = next(p for p in doc["spec"]["configPatches"] if p["applyTo"] == "EXTENSION_CONFIG")
+    typed = copy.deepcopy(ext["patch"]["value"]["typed_config"])
+    typed["config"]["vm_config"]["code"] = {"local": {"filename": str(WASM)}}
+    return typed
+
+
+def istio_gateway_template(wasm: dict, mock_port: int, name: str) -> Path:
+    docs = istio_docs()
+    vs = one("VirtualService", docs)["spec"]
+    routes = []
+    for r in vs["http"]:
+        d = r["route"][0]["destination"]
+        prefix = r.get("match", [{}])[0].get("uri", {}).get("prefix", "/")
+        routes.append({"match": {"prefix": prefix},
+                       "route": {"cluster": f"outbound|{d['port']['number']}||{d['host']}",
+                                 "host_rewrite_literal": r["rewrite"]["authority"], "timeout": r["timeout"]}})
+    clusters = [loopback_cluster(f"outbound|{p['number']}||{h}", mock_port)
+                for d in docs if d["kind"] == "ServiceEntry" for h in d["spec"]["hosts"] for p in d["spec"]["ports"]]
+    cfg = {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": "ADMIN_PORT"}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "gateway",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": "LISTEN_PORT"}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "gateway",
+                        "route_config": {"virtual_hosts": [{"name": "llm", "domains": ["*"], "routes": routes}]},
+                        "http_filters": [
+                            {"name": "fusion", "typed_config": wasm},
+                            {"name": "envoy.filters.http.router", "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+                        ]}}]}]}],
+            "clusters": clusters}}
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    for key in ("ADMIN_PORT", "LISTEN_PORT"):
+        text = text.replace(f"port_value: {key}", "port_value: {{" + key + "}}")
+    RUN_DIR.mkdir(exist_ok=True)
+    path = RUN_DIR / f"{name}-template.yaml"
+    path.write_text(text)
+    return path
+
+
+def start_istio_gateway(mock, wasm: dict, name: str, env: dict | None = None) -> Envoy:
+    template = istio_gateway_template(wasm, mock.port, name)
+    return Envoy(mock, template=template, name=name, env=FAKE_KEYS if env is None else env,
+                 log_level="trace", extra_args=QUIET_HEADER_DUMPS)
+
+
+def test_wasmplugin_config_is_accepted_by_the_filter(mock):
+    """The WasmPlugin's pluginConfig, as Istio hands it over, configures the filter."""
+    e = start_istio_gateway(mock, istio_wasm_from_wasmplugin(one("WasmPlugin")), "istio-wasmplugin")
+    try:
+        log = e.log_text()
+        assert "fusion: configured" in log and "panel=3" in log, log[-3000:]
+        assert "invalid fusion configuration" not in log
+        assert_no_key_in(log)
+    finally:
+        e.stop()
+
+
+def test_wasmplugin_without_stop_iteration_holds_llm_requests(mock):
+    """Documents the WasmPlugin limitation (deploy/istio/README.md): Istio cannot set
+    allow_on_headers_stop_iteration, so Envoy never delivers the body of a request the
+    filter paused on, and the request hangs; nothing reaches the provider."""
+    e = start_istio_gateway(mock, istio_wasm_from_wasmplugin(one("WasmPlugin")), "istio-wasmplugin-hold")
+    try:
+        for body in (ask(), {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}):
+            with pytest.raises(httpx.ReadTimeout):
+                e.post(CHAT, body, timeout=2)
+        assert mock.calls() == []
+        # A request the filter does not pause on (not a JSON POST to an API path) passes.
+        r = httpx.get(f"{e.url}/v1/models", timeout=10)
+        assert r.status_code == 200 and mock.calls()[0]["path"] == "/v1/models"
+    finally:
+        e.stop()
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("aliasez", ["fusion"], "`aliasez`: unknown field"),
+    ("routes", [{"prefix": "openai/", "strip_prefix": True, "upstream": "openai"}],
+     "no route serves model `anthropic/claude-sonnet-4-5`"),
+])
+def test_wasmplugin_bad_plugin_config_stops_envoy_with_the_reason(mock, field, value, reason):
+    doc = copy.deepcopy(one("WasmPlugin"))
+    doc["spec"]["pluginConfig"][field] = value
+    with pytest.raises(RuntimeError) as failed:
+        start_istio_gateway(mock, istio_wasm_from_wasmplugin(doc), "istio-bad")
+    assert "Envoy exited" in str(failed.value), str(failed.value)
+    log = (RUN_DIR / "istio-bad.log").read_text()
+    assert "invalid fusion configuration" in log and reason in log, log[-3000:]
+    assert "Unable to create Wasm plugin istio-system.fusion" in log, log[-3000:]
+
+
+def test_wasmplugin_missing_host_key_stops_envoy_naming_it(mock):
+    env = {**FAKE_KEYS}
+    del env["ANTHROPIC_API_KEY"]
+    with pytest.raises(RuntimeError) as failed:
+        start_istio_gateway(mock, istio_wasm_from_wasmplugin(one("WasmPlugin")), "istio-nokey",
+                            env={**env, "ANTHROPIC_API_KEY": ""})
+    assert "Envoy exited" in str(failed.value), str(failed.value)
+    log = (RUN_DIR / "istio-nokey.log").read_text()
+    assert "environment variable `ANTHROPIC_API_KEY` is not set" in log, log[-3000:]
+
+
+def test_envoyfilter_config_runs_fusion_through_the_gateway(mock):
+    e = start_istio_gateway(mock, istio_wasm_from_envoyfilter(one("EnvoyFilter")), "istio-envoyfilter")
+    try:
+        r = e.post(CHAT, ask())
+        assert r.status_code == 200, r.text
+        report = r.json()["fusion"]
+        assert [m["status"] for m in report["panel"]] == ["ok", "ok", "ok"]
+        by_model = calls_by_model(mock)
+        assert sorted(by_model) == sorted(["gpt-4.1", "claude-sonnet-4-5", "claude-haiku-4-5", "gpt-4.1-mini"])
+        for c in by_model["gpt-4.1"] + by_model["gpt-4.1-mini"]:
+            assert c["headers"]["authorization"] == f"Bearer {FAKE_KEYS['OPENAI_API_KEY']}"
+            assert c["headers"]["host"] == "api.openai.com"
+        for c in by_model["claude-sonnet-4-5"] + by_model["claude-haiku-4-5"]:
+            assert c["headers"]["x-api-key"] == FAKE_KEYS["ANTHROPIC_API_KEY"]
+            assert c["headers"]["host"] == "api.anthropic.com" and c["path"] == "/v1/messages"
+
+        # Streaming: the VirtualService's cluster outbound|443||api.openai.com serves the
+        # outer model, so the final answer streams up the route.
+        mock.reset()
+        r = e.post(CHAT, ask(stream=True))
+        assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]"), r.text[-500:]
+        [outer] = [c for c in mock.calls() if c["body"].get("stream")]
+        assert outer["model"] == "gpt-4.1"
+        assert outer["headers"]["authorization"] == f"Bearer {FAKE_KEYS['OPENAI_API_KEY']}"
+
+        # Not fusion: passes through with the client's own key.
+        mock.reset()
+        r = e.post(MESSAGES, {"model": "claude-haiku-4-5", "max_tokens": 64,
+                              "messages": [{"role": "user", "content": "hi"}]},
+                   headers={"x-api-key": "client-own-key"})
+        assert r.status_code == 200, r.text
+        [call] = mock.calls()
+        assert call["headers"]["x-api-key"] == "client-own-key" and call["headers"]["host"] == "api.anthropic.com"
+        assert_no_key_in(e.log_text())
+    finally:
+        e.stop()
