@@ -6,7 +6,7 @@ PY    := .venv/bin/python
 MOCK  := target/release/mock-llm
 WASM_SOURCES := $(shell find src crates/fusion-core/src -name '*.rs') Cargo.toml Cargo.lock
 
-.PHONY: all setup build run test test-unit test-wasm test-integration bench fmt lint clean
+.PHONY: all setup build run test test-unit test-wasm test-integration bench oci fmt lint clean
 
 all: build
 
@@ -39,6 +39,10 @@ test-wasm:
 
 test-integration: build
 	$(PY) -m pytest -c tests/pytest.ini tests
+
+## oci: dist/oci, dist/fusion.wasm as an OCI image layout Istio can pull (no Docker daemon)
+oci: dist/fusion.wasm
+	python3 scripts/oci.py --wasm dist/fusion.wasm --out dist/oci
 
 ## bench: a benchmark, not a test: own Envoys and mock on loopback; writes docs/benchmarks.md
 bench: build

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing need, and only what is missing.
-# Idempotent; prints each thing it installs. Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|bench|all]...
+# Idempotent; prints each thing it installs. Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|oci|bench|all]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -76,6 +76,13 @@ setup_bench() {
   say "wrk: $(command -v wrk)"
 }
 
+setup_oci() {
+  # The OCI image test: skopeo reads dist/oci and pushes it to a throwaway local registry.
+  command -v skopeo >/dev/null || apt_install skopeo
+  command -v docker-registry >/dev/null || apt_install docker-registry
+  say "skopeo $(skopeo --version | awk '{print $3}'), docker-registry: $(command -v docker-registry)"
+}
+
 wasm_bindgen_runner_version() {
   wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}'
 }
@@ -86,7 +93,8 @@ for what in "$@"; do
     wasm) setup_wasm ;;
     python|envoy) setup_python ;;
     wasm-test) setup_wasm; setup_wasm_test ;;
-    all) setup_wasm; setup_python; setup_wasm_test ;;
+    oci) setup_oci ;;
+    all) setup_wasm; setup_python; setup_wasm_test; setup_oci ;;
     bench) setup_python; setup_bench ;;
     *) echo "unknown: $what" >&2; exit 2 ;;
   esac

@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import httpx
@@ -714,3 +715,138 @@ def test_envoyfilter_config_runs_fusion_through_the_gateway(mock):
         assert_no_key_in(e.log_text())
     finally:
         e.stop()
+
+
+# ---------------------------------------------------------------- make oci
+
+OCI_SCRIPT = ROOT / "scripts" / "oci.py"
+
+
+def build_oci(wasm: Path, out: Path, tag: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(OCI_SCRIPT), "--wasm", str(wasm), "--out", str(out), "--tag", tag],
+                          capture_output=True, text=True, timeout=60)
+
+
+def blob(layout: Path, digest: str) -> bytes:
+    algo, hexdigest = digest.split(":")
+    assert algo == "sha256"
+    data = (layout / "blobs" / "sha256" / hexdigest).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == hexdigest, f"blob {digest} does not match its digest"
+    return data
+
+
+def read_layout(layout: Path, tag: str) -> dict:
+    """Reads an image layout the way istio-agent reads a compat image: the last layer must
+    be tar+gzip and hold plugin.wasm. Checks every digest and size on the way."""
+    assert json.loads((layout / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads((layout / "index.json").read_text())
+    assert index["schemaVersion"] == 2
+    # mediaType is optional in index.json (skopeo leaves it out); when present, it is the index's.
+    assert index.get("mediaType", "application/vnd.oci.image.index.v1+json") == "application/vnd.oci.image.index.v1+json"
+    [desc] = index["manifests"]
+    assert desc["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert desc["annotations"]["org.opencontainers.image.ref.name"] == tag
+    raw = blob(layout, desc["digest"])
+    assert len(raw) == desc["size"]
+    manifest = json.loads(raw)
+    assert manifest["schemaVersion"] == 2 and manifest["mediaType"] == desc["mediaType"]
+    assert manifest["annotations"]["module.wasm.image/variant"] == "compat"
+    assert manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    config_raw = blob(layout, manifest["config"]["digest"])
+    assert len(config_raw) == manifest["config"]["size"]
+    config = json.loads(config_raw)
+    [layer] = manifest["layers"]
+    assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+    compressed = blob(layout, layer["digest"])
+    assert len(compressed) == layer["size"]
+    tar_bytes = gzip.decompress(compressed)
+    assert config["rootfs"] == {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar_bytes).hexdigest()]}
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        members = tar.getmembers()
+        assert [(m.name, m.isfile()) for m in members] == [("plugin.wasm", True)]
+        plugin = tar.extractfile(members[0]).read()
+    referenced = {d.split(":")[1] for d in (desc["digest"], manifest["config"]["digest"], layer["digest"])}
+    assert {p.name for p in (layout / "blobs" / "sha256").iterdir()} == referenced, "stray blobs"
+    return {"manifest_digest": desc["digest"], "plugin": plugin, "layer_digest": layer["digest"], "config": config}
+
+
+def test_oci_layout_holds_exactly_the_module(tmp_path):
+    wasm = tmp_path / "fake.wasm"
+    wasm.write_bytes(b"\0asm\x01\0\0\0" + secrets.token_bytes(4096))
+    out = build_oci(wasm, tmp_path / "oci", "t1")
+    assert out.returncode == 0, out.stderr
+    image = read_layout(tmp_path / "oci", "t1")
+    assert image["plugin"] == wasm.read_bytes()
+    assert (image["config"]["architecture"], image["config"]["os"]) == ("wasm", "wasip1")
+    # The digest to pin in the WasmPlugin / EnvoyFilter is printed and written beside.
+    assert image["manifest_digest"] in out.stdout
+    assert (tmp_path / "oci.digest").read_text().strip() == image["manifest_digest"]
+    # Reproducible: the same module gives the same image, byte for byte.
+    again = build_oci(wasm, tmp_path / "again", "t1")
+    assert again.returncode == 0, again.stderr
+    assert read_layout(tmp_path / "again", "t1")["manifest_digest"] == image["manifest_digest"]
+    # Rebuilding over an existing layout replaces it (no stale blobs), a different module
+    # gives a different image.
+    wasm.write_bytes(b"\0asm\x01\0\0\0" + secrets.token_bytes(4096))
+    assert build_oci(wasm, tmp_path / "oci", "t1").returncode == 0
+    assert read_layout(tmp_path / "oci", "t1")["manifest_digest"] != image["manifest_digest"]
+
+
+def test_oci_refuses_what_is_not_wasm_and_what_is_not_a_layout(tmp_path):
+    bad = tmp_path / "bad.wasm"
+    bad.write_bytes(b"#!/bin/sh\n")
+    out = build_oci(bad, tmp_path / "oci", "t1")
+    assert out.returncode != 0 and "not a Wasm module" in out.stderr + out.stdout
+    good = tmp_path / "good.wasm"
+    good.write_bytes(b"\0asm\x01\0\0\0")
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "file").write_text("keep")
+    out = build_oci(good, tmp_path / "precious", "t1")
+    assert out.returncode != 0 and "not an OCI image layout" in out.stderr + out.stdout
+    assert (tmp_path / "precious" / "file").read_text() == "keep"
+
+
+def test_oci_image_of_the_filter_goes_through_a_registry_unchanged(tmp_path):
+    """dist/fusion.wasm packaged, read by skopeo, pushed to a local registry (CNCF
+    distribution) and pulled back: same manifest digest (the one to pin in Istio), same module."""
+    out = build_oci(WASM, tmp_path / "oci", "0.0.0-test")
+    assert out.returncode == 0, out.stderr
+    image = read_layout(tmp_path / "oci", "0.0.0-test")
+    assert image["plugin"] == WASM.read_bytes()
+    inspect = subprocess.run(["skopeo", "inspect", f"oci:{tmp_path / 'oci'}:0.0.0-test"],
+                             capture_output=True, text=True, timeout=60)
+    assert inspect.returncode == 0, inspect.stderr
+    assert json.loads(inspect.stdout)["Digest"] == image["manifest_digest"]
+
+    port = free_port()
+    (tmp_path / "registry.yml").write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    registry = subprocess.Popen(["timeout", "300", "docker-registry", "serve", str(tmp_path / "registry.yml")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert registry.poll() is None, "docker-registry exited"
+            time.sleep(0.1)
+        ref = f"docker://127.0.0.1:{port}/fusion-wasm:0.0.0-test"
+        push = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false",
+                               f"oci:{tmp_path / 'oci'}:0.0.0-test", ref],
+                              capture_output=True, text=True, timeout=120)
+        assert push.returncode == 0, push.stderr
+        raw = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", ref],
+                             capture_output=True, timeout=60)
+        assert raw.returncode == 0, raw.stderr
+        assert "sha256:" + hashlib.sha256(raw.stdout).hexdigest() == image["manifest_digest"]
+        pull = subprocess.run(["skopeo", "copy", "--src-tls-verify=false", ref,
+                               f"oci:{tmp_path / 'pulled'}:0.0.0-test"],
+                              capture_output=True, text=True, timeout=120)
+        assert pull.returncode == 0, pull.stderr
+        assert read_layout(tmp_path / "pulled", "0.0.0-test")["plugin"] == WASM.read_bytes()
+    finally:
+        registry.terminate()
+        registry.wait(timeout=10)
