@@ -2,11 +2,12 @@
 //! engine events and engine commands into host calls; all logic lives in fusion-core.
 
 mod filter;
+mod metrics;
 mod root;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(root::FusionRoot::default())
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::FusionRoot::new(context_id))
     });
 }}

@@ -47,6 +47,35 @@ pub struct GenParams {
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
     pub stop: Option<Value>,
+    /// `{"effort": "low" | ...}`: Chat `reasoning_effort`, Responses `reasoning`,
+    /// Messages `thinking` with a budget for the effort.
+    pub reasoning: Option<Value>,
+    /// Responses `max_tool_calls`; the other APIs have no such bound.
+    pub max_tool_calls: Option<u64>,
+    /// Request metadata (Chat and Responses `metadata`, Messages `metadata.user_id`).
+    pub metadata: Option<Value>,
+    /// Provider tools (e.g. `{"type": "web_search"}`) sent as they are, after the function tools.
+    pub provider_tools: Vec<Value>,
+}
+
+impl GenParams {
+    /// `self` with every parameter `over` sets replaced.
+    pub fn overlay(&self, over: &GenParams) -> GenParams {
+        GenParams {
+            max_tokens: over.max_tokens.or(self.max_tokens),
+            temperature: over.temperature.or(self.temperature),
+            top_p: over.top_p.or(self.top_p),
+            stop: over.stop.clone().or_else(|| self.stop.clone()),
+            reasoning: over.reasoning.clone().or_else(|| self.reasoning.clone()),
+            max_tool_calls: over.max_tool_calls.or(self.max_tool_calls),
+            metadata: over.metadata.clone().or_else(|| self.metadata.clone()),
+            provider_tools: if over.provider_tools.is_empty() {
+                self.provider_tools.clone()
+            } else {
+                over.provider_tools.clone()
+            },
+        }
+    }
 }
 
 /// What one provider call is asked: conversation, tools and parameters.
@@ -70,19 +99,32 @@ impl Conversation {
     }
 }
 
+/// Token counts of one call or of a whole turn, API-neutral
+/// (`api::usage` reads and writes each API's spelling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
+    /// All input tokens, cached ones and cache writes included.
     pub input_tokens: u64,
+    /// All output tokens, reasoning included.
     pub output_tokens: u64,
+    /// The part of `input_tokens` served from a prompt cache.
+    pub cached_input_tokens: u64,
+    /// The part of `output_tokens` spent on reasoning.
+    pub reasoning_tokens: u64,
 }
 
 impl Usage {
     pub fn total(&self) -> u64 {
-        self.input_tokens + self.output_tokens
+        self.input_tokens.saturating_add(self.output_tokens)
     }
+    /// Sums every count (saturating: provider numbers are untrusted).
     pub fn add(&mut self, other: Usage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(other.cached_input_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
     }
 }
 

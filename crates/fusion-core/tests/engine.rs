@@ -40,7 +40,7 @@ fn info(depth: u32) -> RequestInfo {
 }
 
 fn start(body: &[u8]) -> (Box<Turn>, Vec<Callout>) {
-    match engine::start(&config(), Api::Chat, info(0), body, 1_000) {
+    match engine::start(&config(), Api::Chat, info(0), body, 1_000, false) {
         Start::Run(turn, cmds) => (turn, dispatches(cmds)),
         other => panic!("expected a run, got {other:?}"),
     }
@@ -73,6 +73,7 @@ fn ok(text: &str, prompt: u64, completion: u64) -> CallResult {
                      "usage": {"prompt_tokens": prompt, "completion_tokens": completion}})
             .to_string()
             .into_bytes(),
+        ..CallResult::default()
     }
 }
 
@@ -91,11 +92,11 @@ fn reply_json(cmds: Vec<Command>) -> (u16, Value) {
 fn non_fusion_requests_pass_through_unparsed() {
     let c = config();
     assert!(matches!(
-        engine::start(&c, Api::Chat, info(0), &chat("gpt-x"), 0),
+        engine::start(&c, Api::Chat, info(0), &chat("gpt-x"), 0, false),
         Start::PassThrough
     ));
     assert!(matches!(
-        engine::start(&c, Api::Chat, info(0), b"{not json", 0),
+        engine::start(&c, Api::Chat, info(0), b"{not json", 0, false),
         Start::PassThrough
     ));
     assert!(!engine::may_be_fusion(&c, &chat("gpt-x")));
@@ -103,8 +104,8 @@ fn non_fusion_requests_pass_through_unparsed() {
 
 #[test]
 fn depth_rule_resolves_alias_to_plain_model() {
-    match engine::start(&config(), Api::Chat, info(1), &chat("fusion"), 0) {
-        Start::Rewrite(body) => {
+    match engine::start(&config(), Api::Chat, info(1), &chat("fusion"), 0, false) {
+        Start::Rewrite(body, engine::Refusal::Depth) => {
             let v: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["model"], "mock-outer");
             assert_eq!(v["messages"][1]["content"], "Is the sky blue?");
@@ -116,7 +117,7 @@ fn depth_rule_resolves_alias_to_plain_model() {
 #[test]
 fn bad_alias_request_gets_native_400() {
     let body = json!({"model": "fusion", "messages": "hi"}).to_string();
-    match engine::start(&config(), Api::Chat, info(0), body.as_bytes(), 0) {
+    match engine::start(&config(), Api::Chat, info(0), body.as_bytes(), 0, false) {
         Start::Reply(r) => {
             assert_eq!(r.status, 400);
             let v: Value = serde_json::from_slice(&r.body).unwrap();
@@ -203,6 +204,7 @@ fn failed_member_is_dropped_and_named() {
         CallResult {
             status: Some(500),
             body: b"{}".to_vec(),
+            ..CallResult::default()
         },
         1_100,
     );
@@ -211,6 +213,7 @@ fn failed_member_is_dropped_and_named() {
         CallResult {
             status: None,
             body: vec![],
+            ..CallResult::default()
         },
         1_100,
     );
@@ -243,6 +246,7 @@ fn all_members_failing_still_answers() {
         CallResult {
             status: Some(429),
             body: vec![],
+            ..CallResult::default()
         },
         1_100,
     );
@@ -251,6 +255,7 @@ fn all_members_failing_still_answers() {
         CallResult {
             status: Some(500),
             body: vec![],
+            ..CallResult::default()
         },
         1_100,
     );
@@ -286,6 +291,7 @@ fn outer_failure_is_a_native_error_with_the_report() {
         CallResult {
             status: Some(503),
             body: vec![],
+            ..CallResult::default()
         },
         1_300,
     ));
@@ -324,7 +330,8 @@ fn through_judge(stream: bool, route_cluster: &str) -> (Box<Turn>, Vec<Command>)
         route_cluster: Some(route_cluster.into()),
         ..info(0)
     };
-    let Start::Run(mut turn, cmds) = engine::start(&config(), Api::Chat, info, body.as_bytes(), 0)
+    let Start::Run(mut turn, cmds) =
+        engine::start(&config(), Api::Chat, info, body.as_bytes(), 0, false)
     else {
         panic!("expected a run")
     };
@@ -355,6 +362,7 @@ fn streaming_final_answer_goes_up_the_route() {
     let out = turn.on_response_body(
         b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5}}\n\ndata: [DONE]\n\n",
         true,
+        2_000,
     );
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains("\"prompt_tokens\":15"), "{out}");

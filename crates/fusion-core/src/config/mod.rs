@@ -2,9 +2,14 @@
 //!
 //! An empty configuration selects the embedded default: the project's mock LLM
 //! server behind the Envoy cluster `mock`, so the demo works without keys.
+//! The text is JSON (a `google.protobuf.StringValue` in Envoy, Istio's
+//! `pluginConfig`) or a binary `google.protobuf.Struct` (native YAML in Envoy).
+
+mod struct_pb;
 
 use crate::api::Api;
 use serde::Deserialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -23,10 +28,23 @@ struct RawConfig {
     #[serde(default = "default_aliases")]
     aliases: Vec<String>,
     outer_model: String,
+    #[serde(default)]
     panel: Vec<PanelMember>,
+    #[serde(default)]
+    member_tools: Vec<Value>,
     judge: JudgeSpec,
     #[serde(default)]
     synthesizer: Option<String>,
+    #[serde(default)]
+    min_panel_answers: usize,
+    #[serde(default)]
+    panel_grace_ms: u64,
+    #[serde(default)]
+    presets: BTreeMap<String, RawPreset>,
+    #[serde(default)]
+    prices: BTreeMap<String, Price>,
+    #[serde(default)]
+    log: LogConfig,
     #[serde(default = "default_depth_header")]
     depth_header: String,
     #[serde(default = "default_max_depth")]
@@ -37,10 +55,13 @@ struct RawConfig {
     routes: Vec<RawRoute>,
 }
 
+/// One panel member; `tools` are provider tools (e.g. web search) sent to this member only.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PanelMember {
     pub model: String,
+    #[serde(default)]
+    pub tools: Vec<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -49,7 +70,90 @@ struct JudgeSpec {
     model: String,
 }
 
-/// Per-turn bounds; every one is enforced by the engine.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct RawPreset {
+    #[serde(default)]
+    panel: Option<Vec<PanelMember>>,
+    #[serde(default)]
+    judge: Option<JudgeSpec>,
+    #[serde(default)]
+    synthesizer: Option<String>,
+    #[serde(default)]
+    min_panel_answers: Option<usize>,
+    #[serde(default)]
+    panel_grace_ms: Option<u64>,
+}
+
+/// When the judge may start before every member answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quorum {
+    /// Usable answers that are enough; 0 waits for every member.
+    pub min_answers: usize,
+    /// How long to wait for the rest once `min_answers` arrived.
+    pub grace_ms: u64,
+}
+
+/// Who takes part in a run by default: the top level, or a named preset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preset {
+    pub panel: Vec<PanelMember>,
+    pub judge: String,
+    pub synthesizer: Option<String>,
+    pub quorum: Quorum,
+}
+
+/// Price of a model in currency units (e.g. USD) per million tokens.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    /// Cached input tokens; the input price when absent.
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<f64>,
+}
+
+impl Price {
+    /// Cost of one call's usage, in the price table's currency.
+    pub fn cost(&self, usage: &crate::conversation::Usage) -> f64 {
+        (usage.input_tokens as f64 * self.input_per_mtok
+            + usage.output_tokens as f64 * self.output_per_mtok)
+            / 1_000_000.0
+    }
+}
+
+/// The per-run JSON log line.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// One info line per fusion run.
+    pub runs: bool,
+    /// Add prompt and answer text to that line (off: no user content is logged).
+    pub include_text: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            runs: true,
+            include_text: false,
+        }
+    }
+}
+
+/// What happens to a fusion request when the worker already runs `max_concurrent_runs`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Overload {
+    /// Answer 429 in the client's API shape.
+    #[default]
+    Reject,
+    /// Send the request on without fusion (alias resolved, fusion tool removed).
+    PassThrough,
+}
+
+/// Bounds on what one request can consume; every one is enforced.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -57,7 +161,17 @@ pub struct Limits {
     pub max_rounds: u32,
     pub tool_timeout_ms: u64,
     pub turn_timeout_ms: u64,
+    /// Largest client request body the filter buffers; larger gets 413.
     pub max_request_bytes: usize,
+    /// Largest answer read from one callout; larger counts as a failed call.
+    pub max_response_bytes: usize,
+    /// Fusion runs in flight per worker (per Wasm VM).
+    pub max_concurrent_runs: usize,
+    pub on_overload: Overload,
+    /// Highest `max_completion_tokens` a request may ask of panel members.
+    pub max_completion_tokens: u64,
+    /// Highest `max_tool_calls` a request may ask of panel members.
+    pub max_tool_calls: u64,
 }
 
 impl Default for Limits {
@@ -68,6 +182,11 @@ impl Default for Limits {
             tool_timeout_ms: 30_000,
             turn_timeout_ms: 120_000,
             max_request_bytes: 1 << 20,
+            max_response_bytes: 4 << 20,
+            max_concurrent_runs: 256,
+            on_overload: Overload::Reject,
+            max_completion_tokens: 32_768,
+            max_tool_calls: 16,
         }
     }
 }
@@ -168,9 +287,13 @@ pub struct Target<'a> {
 pub struct Config {
     pub aliases: Vec<String>,
     pub outer_model: String,
-    pub panel: Vec<PanelMember>,
-    pub judge: String,
-    pub synthesizer: Option<String>,
+    /// The default panel, judge, synthesizer and quorum.
+    pub defaults: Preset,
+    pub presets: BTreeMap<String, Preset>,
+    /// Provider tools sent to every panel member.
+    pub member_tools: Vec<Value>,
+    pub prices: BTreeMap<String, Price>,
+    pub log: LogConfig,
     pub depth_header: String,
     pub max_depth: u32,
     pub limits: Limits,
@@ -210,7 +333,19 @@ impl Config {
         } else {
             text
         };
-        let raw: RawConfig = serde_json::from_slice(text).map_err(|e| {
+        let first = text.iter().find(|b| !b.is_ascii_whitespace());
+        let raw: Result<RawConfig, _> = if first == Some(&b'{') {
+            serde_json::from_slice(text)
+        } else {
+            let value = struct_pb::struct_to_json(text).map_err(|e| {
+                err(
+                    "(document)",
+                    format!("neither JSON nor a google.protobuf.Struct: {e}"),
+                )
+            })?;
+            serde_json::from_value(value)
+        };
+        let raw: RawConfig = raw.map_err(|e| {
             let msg = e.to_string();
             // serde names unknown and missing fields in its message; keep it whole.
             let field = field_in_serde_error(&msg)
@@ -248,6 +383,10 @@ impl Config {
 
     pub fn is_alias(&self, model: &str) -> bool {
         self.aliases.iter().any(|a| a == model)
+    }
+
+    pub fn price(&self, model: &str) -> Option<Price> {
+        self.prices.get(model).copied()
     }
 }
 
@@ -287,6 +426,15 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     }
     if raw.max_depth == 0 {
         return Err(err("max_depth", "must be at least 1"));
+    }
+    if l.max_request_bytes == 0 || l.max_response_bytes == 0 {
+        return Err(err(
+            "limits.max_request_bytes / limits.max_response_bytes",
+            "must be positive",
+        ));
+    }
+    if l.max_concurrent_runs == 0 {
+        return Err(err("limits.max_concurrent_runs", "must be at least 1"));
     }
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     let mut index = BTreeMap::new();
@@ -338,47 +486,129 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             upstream,
         });
     }
-    let config = Config {
-        aliases: raw.aliases,
-        outer_model: raw.outer_model,
+    let defaults = Preset {
         panel: raw.panel,
         judge: raw.judge.model,
         synthesizer: raw.synthesizer,
+        quorum: Quorum {
+            min_answers: raw.min_panel_answers,
+            grace_ms: raw.panel_grace_ms,
+        },
+    };
+    let mut presets = BTreeMap::new();
+    for (name, p) in raw.presets {
+        if name.is_empty() {
+            return Err(err("presets", "a preset needs a non-empty name"));
+        }
+        let preset = Preset {
+            panel: p.panel.unwrap_or_else(|| defaults.panel.clone()),
+            judge: p.judge.map_or_else(|| defaults.judge.clone(), |j| j.model),
+            synthesizer: p.synthesizer.or_else(|| defaults.synthesizer.clone()),
+            quorum: Quorum {
+                min_answers: p.min_panel_answers.unwrap_or(defaults.quorum.min_answers),
+                grace_ms: p.panel_grace_ms.unwrap_or(defaults.quorum.grace_ms),
+            },
+        };
+        presets.insert(name, preset);
+    }
+    for (model, price) in &raw.prices {
+        let values = [
+            Some(price.input_per_mtok),
+            Some(price.output_per_mtok),
+            price.cached_input_per_mtok,
+        ];
+        if values.iter().flatten().any(|v| !v.is_finite() || *v < 0.0) {
+            return Err(err(
+                format!("prices.{model}"),
+                "prices must be finite and not negative",
+            ));
+        }
+    }
+    for (i, tool) in raw.member_tools.iter().enumerate() {
+        check_provider_tool(&format!("member_tools[{i}]"), tool)?;
+    }
+    let config = Config {
+        aliases: raw.aliases,
+        outer_model: raw.outer_model,
+        defaults,
+        presets,
+        member_tools: raw.member_tools,
+        prices: raw.prices,
+        log: raw.log,
         depth_header: raw.depth_header,
         max_depth: raw.max_depth,
         limits: raw.limits,
         upstreams,
         routes,
     };
-    if config.panel.is_empty() {
-        return Err(err("panel", "must have at least one member"));
+    check_preset(&config, "", &config.defaults, true)?;
+    for (name, preset) in &config.presets {
+        check_preset(&config, &format!("presets.{name}."), preset, false)?;
     }
-    if config.panel.len() > config.limits.max_panel {
+    if config.resolve(&config.outer_model).is_none() {
         return Err(err(
-            "panel",
+            "outer_model",
+            format!("no route serves model `{}`", config.outer_model),
+        ));
+    }
+    Ok(config)
+}
+
+fn check_provider_tool(field: &str, tool: &Value) -> Result<(), ConfigError> {
+    if tool.get("type").and_then(Value::as_str).is_none() {
+        return Err(err(field, "a provider tool is an object with a `type`"));
+    }
+    Ok(())
+}
+
+/// A panel, judge and synthesizer every route serves, within the limits. Only the
+/// top level may leave the panel empty: requests then must name their own.
+fn check_preset(
+    config: &Config,
+    at: &str,
+    preset: &Preset,
+    may_be_empty: bool,
+) -> Result<(), ConfigError> {
+    let panel = &preset.panel;
+    if panel.is_empty() && !may_be_empty {
+        return Err(err(format!("{at}panel"), "must have at least one member"));
+    }
+    if panel.len() > config.limits.max_panel {
+        return Err(err(
+            format!("{at}panel"),
             format!(
                 "has {} members, more than limits.max_panel ({})",
-                config.panel.len(),
+                panel.len(),
                 config.limits.max_panel
             ),
         ));
     }
-    let mut models: Vec<(String, &str)> = vec![
-        ("outer_model".into(), config.outer_model.as_str()),
-        ("judge.model".into(), config.judge.as_str()),
-    ];
-    for (i, m) in config.panel.iter().enumerate() {
-        models.push((format!("panel[{i}].model"), m.model.as_str()));
+    if preset.quorum.min_answers > panel.len() && !panel.is_empty() {
+        return Err(err(
+            format!("{at}min_panel_answers"),
+            format!(
+                "is {}, more than the {} panel members",
+                preset.quorum.min_answers,
+                panel.len()
+            ),
+        ));
     }
-    if let Some(s) = &config.synthesizer {
-        models.push(("synthesizer".into(), s.as_str()));
+    let mut models: Vec<(String, &str)> = vec![(format!("{at}judge.model"), preset.judge.as_str())];
+    for (i, m) in panel.iter().enumerate() {
+        models.push((format!("{at}panel[{i}].model"), m.model.as_str()));
+        for (j, tool) in m.tools.iter().enumerate() {
+            check_provider_tool(&format!("{at}panel[{i}].tools[{j}]"), tool)?;
+        }
+    }
+    if let Some(s) = &preset.synthesizer {
+        models.push((format!("{at}synthesizer"), s.as_str()));
     }
     for (field, model) in models {
         if config.resolve(model).is_none() {
             return Err(err(field, format!("no route serves model `{model}`")));
         }
     }
-    Ok(config)
+    Ok(())
 }
 
 fn secret(
@@ -409,7 +639,9 @@ mod tests {
     fn empty_config_is_the_mock_default() {
         let c = Config::parse(b"  ", &no_env).unwrap();
         assert_eq!(c.aliases, vec!["fusion"]);
-        assert_eq!(c.panel.len(), 3);
+        assert_eq!(c.defaults.panel.len(), 3);
+        assert_eq!(c.defaults.quorum, Quorum::default());
+        assert!(c.log.runs && !c.log.include_text);
         let t = c.resolve("mock-a").unwrap();
         assert_eq!(t.upstream.cluster, "mock");
         assert_eq!(t.upstream.path, "/v1/chat/completions");

@@ -21,6 +21,8 @@ pub struct Callout {
 pub struct CallResult {
     pub status: Option<u16>,
     pub body: Vec<u8>,
+    /// The answer was larger than `limits.max_response_bytes` and was not read.
+    pub oversize: bool,
 }
 
 /// Why a call gave no usable answer; the strings are the documented `reason`s.
@@ -33,6 +35,7 @@ pub enum Failure {
     HttpError(u16),
     Unusable,
     Empty,
+    TooLarge,
 }
 
 impl Failure {
@@ -45,12 +48,45 @@ impl Failure {
             Failure::HttpError(code) => format!("http_{code}"),
             Failure::Unusable => "unusable_response".into(),
             Failure::Empty => "empty_response".into(),
+            Failure::TooLarge => "response_too_large".into(),
+        }
+    }
+
+    /// The reason with HTTP statuses grouped, a bounded set for metric names.
+    pub fn class(self) -> &'static str {
+        match self {
+            Failure::Timeout => "timeout",
+            Failure::Unreachable => "unreachable",
+            Failure::RateLimited => "rate_limited",
+            Failure::InsufficientCredits => "insufficient_credits",
+            Failure::HttpError(code) if code < 500 => "http_4xx",
+            Failure::HttpError(_) => "http_5xx",
+            Failure::Unusable => "unusable_response",
+            Failure::Empty => "empty_response",
+            Failure::TooLarge => "response_too_large",
         }
     }
 }
 
+/// Every [`Failure::class`], and `late`: what metric names are defined for.
+pub const FAILURE_CLASSES: [&str; 10] = [
+    "timeout",
+    "unreachable",
+    "rate_limited",
+    "insufficient_credits",
+    "http_4xx",
+    "http_5xx",
+    "unusable_response",
+    "empty_response",
+    "response_too_large",
+    "late",
+];
+
 /// Parses a call's answer, or says why it is unusable.
 pub fn classify(api: Api, result: &CallResult) -> Result<Reply, Failure> {
+    if result.oversize {
+        return Err(Failure::TooLarge);
+    }
     match result.status {
         None => Err(Failure::Unreachable),
         Some(504) => Err(Failure::Timeout),

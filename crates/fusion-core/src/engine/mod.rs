@@ -4,14 +4,17 @@
 mod call;
 pub mod fusion_tool;
 pub mod judge;
+mod merge;
 pub mod plan;
 mod turn;
 
+pub use call::FAILURE_CLASSES;
 pub use call::{CallResult, Callout, Failure};
-pub use turn::{Mode, Turn};
+pub use turn::{Mode, RunStats, Turn, OUTCOMES};
 
 use crate::api::{self, Api, ApiError};
-use crate::config::Config;
+use crate::config::{Config, Overload};
+use serde::Deserialize;
 use serde_json::Value;
 use std::rc::Rc;
 
@@ -64,6 +67,18 @@ pub enum Command {
     /// The final answer streams from the route: rewrite the request and resume it;
     /// the response body then goes through [`Turn::on_response_body`].
     Resume(Resume),
+    /// Call [`Turn::on_timer`] at this time (ms since the epoch), unless the turn moved on.
+    WakeAt(u64),
+}
+
+/// Why a fusion request went on without fusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// An inner call (depth header at `max_depth`): fusion never recurses.
+    Depth,
+    /// The worker already runs `limits.max_concurrent_runs` and the operator
+    /// chose `on_overload: pass_through`.
+    Overload,
 }
 
 /// How a request starts.
@@ -71,10 +86,13 @@ pub enum Command {
 pub enum Start {
     /// Not the filter's: continue with the body untouched.
     PassThrough,
-    /// Continue upstream with this body instead (fusion refused by the depth rule).
-    Rewrite(Vec<u8>),
+    /// Continue upstream with this body instead: fusion refused, the request
+    /// sent on as a plain one.
+    Rewrite(Vec<u8>, Refusal),
     /// Answer at once (a bad request).
     Reply(LocalReply),
+    /// Answer 429 at once: too many runs on this worker (`on_overload: reject`).
+    Overloaded(LocalReply),
     /// A fusion turn runs; dispatch these and feed the answers to the turn.
     Run(Box<Turn>, Vec<Command>),
 }
@@ -87,26 +105,89 @@ pub fn may_be_fusion(config: &Config, body: &[u8]) -> bool {
     contains(b"fusion") || config.aliases.iter().any(|a| contains(a.as_bytes()))
 }
 
-pub fn start(config: &Rc<Config>, api: Api, info: RequestInfo, body: &[u8], now_ms: u64) -> Start {
+/// The only fields that decide whether a request is fusion; everything else
+/// is skipped by the parser without building a tree.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow, default)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    tools: Option<Vec<ToolHead<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolHead<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Whether the body asks for fusion (alias or declared tool), read without a full parse.
+/// `None`: not a JSON object of that shape; the upstream judges it.
+fn asks_for_fusion(config: &Config, body: &[u8]) -> Option<(bool, bool)> {
+    let head: Head<'_> = serde_json::from_slice(body).ok()?;
+    let alias = head.model.as_deref().is_some_and(|m| config.is_alias(m));
+    let declared = head
+        .tools
+        .iter()
+        .flatten()
+        .any(|t| matches!(t.kind.as_deref(), Some("fusion" | "openrouter:fusion")));
+    Some((alias, declared))
+}
+
+/// Starts a request. `at_capacity`: the worker already runs
+/// `limits.max_concurrent_runs` fusion runs.
+pub fn start(
+    config: &Rc<Config>,
+    api: Api,
+    info: RequestInfo,
+    body: &[u8],
+    now_ms: u64,
+    at_capacity: bool,
+) -> Start {
     if !may_be_fusion(config, body) {
+        return Start::PassThrough;
+    }
+    if body.len() > config.limits.max_request_bytes {
+        let err = ApiError {
+            status: 413,
+            message: format!(
+                "the request body has {} bytes; fusion requests may have at most {} (limits.max_request_bytes)",
+                body.len(),
+                config.limits.max_request_bytes
+            ),
+            param: None,
+        };
+        return Start::Reply(LocalReply::error(api, &err));
+    }
+    let Some((alias, declared)) = asks_for_fusion(config, body) else {
+        // Not ours to judge: the upstream answers malformed JSON in its own words.
+        return Start::PassThrough;
+    };
+    if !alias && !declared {
         return Start::PassThrough;
     }
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        // Not ours to judge: the upstream answers malformed JSON in its own words.
         Err(_) => return Start::PassThrough,
     };
-    let model = value.get("model").and_then(Value::as_str).unwrap_or("");
-    let alias = config.is_alias(model);
-    let declared = value
-        .get("tools")
-        .and_then(Value::as_array)
-        .is_some_and(|t| t.iter().any(api::is_fusion_tool));
-    if !alias && !declared {
-        return Start::PassThrough;
-    }
     if info.depth >= config.max_depth {
-        return refuse_by_depth(config, value, alias);
+        return refuse(config, value, alias, Refusal::Depth);
+    }
+    if at_capacity {
+        return match config.limits.on_overload {
+            Overload::PassThrough => refuse(config, value, alias, Refusal::Overload),
+            Overload::Reject => Start::Overloaded(LocalReply::error(
+                api,
+                &ApiError {
+                    status: 429,
+                    message: format!(
+                        "this gateway worker already runs {} fusion requests (limits.max_concurrent_runs); retry shortly",
+                        config.limits.max_concurrent_runs
+                    ),
+                    param: None,
+                },
+            )),
+        };
     }
     let req = match api::parse_request(api, &value) {
         Ok(r) => r,
@@ -118,10 +199,10 @@ pub fn start(config: &Rc<Config>, api: Api, info: RequestInfo, body: &[u8], now_
     }
 }
 
-/// An inner call that came back through the gateway: the alias resolves to its
-/// plain model, fusion tool entries are removed, and no fusion runs, so calls
-/// cannot recurse.
-fn refuse_by_depth(config: &Config, mut value: Value, alias: bool) -> Start {
+/// A request sent on without fusion: the alias resolves to its plain model and
+/// fusion tool entries are removed. For an inner call that came back through
+/// the gateway this is what keeps calls from recursing.
+fn refuse(config: &Config, mut value: Value, alias: bool, why: Refusal) -> Start {
     let Some(obj) = value.as_object_mut() else {
         return Start::PassThrough;
     };
@@ -139,5 +220,5 @@ fn refuse_by_depth(config: &Config, mut value: Value, alias: bool) -> Start {
     if obj.get("tool_choice").is_some_and(api::names_fusion) {
         obj.remove("tool_choice");
     }
-    Start::Rewrite(value.to_string().into_bytes())
+    Start::Rewrite(value.to_string().into_bytes(), why)
 }

@@ -3,6 +3,7 @@
 use super::call::{self, CallResult, Failure};
 use super::fusion_tool::{self, MemberOutcome, TOOL_NAME};
 use super::judge;
+use super::merge;
 use super::plan::{self, Plan};
 use super::{Command, LocalReply, RequestInfo, Resume};
 use crate::api::relay::Relay;
@@ -24,14 +25,20 @@ pub enum Mode {
     Forced,
     /// The fusion tool is declared; the outer model decides whether to call it.
     Auto,
+    /// `"model": "fusion"` with a `fusion` block: the panel answers, the
+    /// synthesis model merges the answers; no judge, no tool loop.
+    Merge,
 }
 
 impl Mode {
+    pub const ALL: [Mode; 4] = [Mode::Alias, Mode::Forced, Mode::Auto, Mode::Merge];
+
     pub fn name(self) -> &'static str {
         match self {
             Mode::Alias => "alias",
             Mode::Forced => "forced",
             Mode::Auto => "auto",
+            Mode::Merge => "merge",
         }
     }
 }
@@ -48,6 +55,8 @@ enum Status {
     Pending,
     Ok(String),
     Failed(Failure),
+    /// The run went on without this member (quorum); its usage still counts.
+    Late,
 }
 
 /// One model call of the turn, for the `fusion` report and usage.
@@ -79,26 +88,39 @@ impl CallRecord {
             Ok(reply) => reply.usage,
             Err(_) => call::failed_usage(api, result),
         };
-        self.status = match &outcome {
-            Ok(reply) => Status::Ok(reply.text.clone()),
-            Err(f) => Status::Failed(*f),
-        };
+        if self.status != Status::Late {
+            self.status = match &outcome {
+                Ok(reply) => Status::Ok(reply.text.clone()),
+                Err(f) => Status::Failed(*f),
+            };
+        }
         outcome
     }
 
-    fn report(&self) -> Value {
+    fn cost(&self, config: &Config) -> Option<f64> {
+        config.price(&self.model).map(|p| p.cost(&self.usage))
+    }
+
+    fn report(&self, config: &Config) -> Value {
         let mut v = json!({
             "model": self.model,
             "status": match self.status {
                 Status::Pending => "pending",
                 Status::Ok(_) => "ok",
                 Status::Failed(_) => "failed",
+                Status::Late => "late",
             },
             "latency_ms": self.latency_ms,
-            "usage": {"input_tokens": self.usage.input_tokens, "output_tokens": self.usage.output_tokens},
+            "usage": usage_json(self.usage),
+            "cost": self.cost(config),
         });
-        if let (Status::Failed(f), Some(obj)) = (&self.status, v.as_object_mut()) {
-            obj.insert("failure_reason".into(), json!(f.reason()));
+        let reason = match &self.status {
+            Status::Failed(f) => Some(f.reason()),
+            Status::Late => Some("late".to_string()),
+            _ => None,
+        };
+        if let (Some(reason), Some(obj)) = (reason, v.as_object_mut()) {
+            obj.insert("failure_reason".into(), json!(reason));
         }
         v
     }
@@ -134,17 +156,32 @@ pub struct Turn {
     capped_with_call: Vec<ToolCall>,
     fusion_view: Option<FusionCallView>,
     tool_started_ms: u64,
+    /// Set once the quorum answered: the judge starts then, at the latest.
+    grace_deadline_ms: Option<u64>,
     panel: Vec<CallRecord>,
     judge: Option<CallRecord>,
     analysis: bool,
     outer: Vec<CallRecord>,
     /// The latest outer answer's text: what a truncated turn still returns.
     last_text: String,
+    /// Merge mode: the synthesis model's conversation, once the panel answered.
+    merge_conversation: Option<Conversation>,
     next_id: u32,
     pending: BTreeMap<u32, Role>,
     usage: Usage,
     /// Set when the final answer streams up the route.
     relay: Option<Relay>,
+    /// The latest time the turn was told; the wall clock of reports.
+    clock_ms: u64,
+    /// When the client got (or started getting) its answer.
+    ended_ms: Option<u64>,
+    panel_wait_ms: Option<u64>,
+    truncated_by: Option<&'static str>,
+    /// The error status and message a failed turn answered with.
+    error: Option<(u16, String)>,
+    cap_hits: u32,
+    /// The final answer's text, kept only for a log that includes text.
+    answer_text: Option<String>,
 }
 
 impl Turn {
@@ -158,7 +195,9 @@ impl Turn {
         alias: bool,
         now_ms: u64,
     ) -> Result<(Turn, Vec<Command>), ApiError> {
+        let merge = alias && req.fusion_block.is_some();
         let plan = match req.fusion_tools.as_slice() {
+            [] if merge => plan::from_merge_block(&config, req.fusion_block.as_ref())?,
             [] => Plan::defaults(&config),
             [decl] => plan::from_declaration(&config, decl)?,
             _ => {
@@ -168,6 +207,12 @@ impl Turn {
                 ))
             }
         };
+        if plan.panel.is_empty() {
+            return Err(ApiError::invalid(
+                "no fusion panel: the request names none and the operator configured no default",
+                Some("model"),
+            ));
+        }
         let outer_model = if alias {
             config.outer_model.clone()
         } else if config.resolve(&req.model).is_some() {
@@ -186,7 +231,9 @@ impl Turn {
             ToolChoice::Required => req.tools.is_empty(),
             _ => false,
         };
-        let mode = if alias {
+        let mode = if merge {
+            Mode::Merge
+        } else if alias {
             Mode::Alias
         } else if forces_fusion {
             Mode::Forced
@@ -210,15 +257,24 @@ impl Turn {
             capped_with_call: Vec::new(),
             fusion_view: None,
             tool_started_ms: now_ms,
+            grace_deadline_ms: None,
             panel: Vec::new(),
             judge: None,
             analysis: false,
             outer: Vec::new(),
             last_text: String::new(),
+            merge_conversation: None,
             next_id: 0,
             pending: BTreeMap::new(),
             usage: Usage::default(),
             relay: None,
+            clock_ms: now_ms,
+            ended_ms: None,
+            panel_wait_ms: None,
+            truncated_by: None,
+            error: None,
+            cap_hits: 0,
+            answer_text: None,
         };
         let commands = if mode == Mode::Auto {
             turn.outer_round(now_ms)
@@ -252,10 +308,15 @@ impl Turn {
 
     /// A callout answered (or failed). Unknown ids (answers after the turn ended) are ignored.
     pub fn on_call_result(&mut self, id: u32, result: CallResult, now_ms: u64) -> Vec<Command> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         let Some(role) = self.pending.remove(&id) else {
             return Vec::new();
         };
         if self.phase == Phase::Done {
+            // A straggler still counts toward usage (and the run's log line).
+            if let Role::Panel(i) = role {
+                self.on_late_answer(i, &result, now_ms);
+            }
             return Vec::new();
         }
         match role {
@@ -272,14 +333,27 @@ impl Turn {
         self.tool_started_ms = now_ms;
         let members = self.plan.panel.clone();
         let conversation = self.req.conversation.clone();
-        let params = GenParams::default();
+        // `"model": "fusion"` requests forward their own parameters to the panel;
+        // a tool declaration's overrides apply in every mode.
+        let base = match self.mode {
+            Mode::Alias | Mode::Merge => GenParams {
+                provider_tools: Vec::new(),
+                ..self.req.params.clone()
+            },
+            Mode::Forced | Mode::Auto => GenParams::default(),
+        };
+        let shared = base.overlay(&self.plan.panel_params);
         let deadline = self.tool_deadline();
         let mut commands = Vec::with_capacity(members.len());
-        for (i, model) in members.iter().enumerate() {
-            self.panel.push(CallRecord::new(model, now_ms));
+        for (i, member) in members.iter().enumerate() {
+            self.panel.push(CallRecord::new(&member.model, now_ms));
+            let params = GenParams {
+                provider_tools: member.tools.clone(),
+                ..shared.clone()
+            };
             match self.dispatch(
                 Role::Panel(i),
-                model,
+                &member.model,
                 &conversation,
                 false,
                 &params,
@@ -301,6 +375,10 @@ impl Turn {
     }
 
     fn on_panel_answer(&mut self, i: usize, result: &CallResult, now_ms: u64) -> Vec<Command> {
+        if self.phase != Phase::Panel {
+            self.on_late_answer(i, result, now_ms);
+            return Vec::new();
+        }
         let api = self.api_of(self.panel.get(i).map(|r| r.model.as_str()));
         if let Some(rec) = self.panel.get_mut(i) {
             let outcome = rec.settle(api, result, now_ms);
@@ -309,15 +387,62 @@ impl Turn {
                 rec.status = Status::Failed(Failure::Empty);
             }
         }
-        if self.phase != Phase::Panel || self.pending.values().any(|r| matches!(r, Role::Panel(_)))
-        {
+        if !self.pending.values().any(|r| matches!(r, Role::Panel(_))) {
+            return self.after_panel(now_ms);
+        }
+        let quorum = self.plan.quorum;
+        let usable = self
+            .panel
+            .iter()
+            .filter(|r| matches!(r.status, Status::Ok(_)))
+            .count();
+        if quorum.min_answers == 0 || usable < quorum.min_answers {
             return Vec::new();
         }
-        self.after_panel(now_ms)
+        if quorum.grace_ms == 0 {
+            return self.after_panel(now_ms);
+        }
+        if self.grace_deadline_ms.is_some() {
+            return Vec::new();
+        }
+        let deadline = (now_ms + quorum.grace_ms).min(self.tool_deadline());
+        self.grace_deadline_ms = Some(deadline);
+        vec![Command::WakeAt(deadline)]
     }
 
-    /// Every member answered or failed: judge the answers, or report the failure.
+    /// A member the run stopped waiting for answered after all: count its usage.
+    fn on_late_answer(&mut self, i: usize, result: &CallResult, now_ms: u64) {
+        let api = self.api_of(self.panel.get(i).map(|r| r.model.as_str()));
+        if let Some(rec) = self.panel.get_mut(i) {
+            let _ = rec.settle(api, result, now_ms);
+            self.usage.add(rec.usage);
+        }
+    }
+
+    /// The time asked for with [`Command::WakeAt`] came: the grace period is over.
+    pub fn on_timer(&mut self, now_ms: u64) -> Vec<Command> {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        match self.grace_deadline_ms {
+            Some(d) if self.phase == Phase::Panel && now_ms >= d => self.after_panel(now_ms),
+            Some(d) if self.phase == Phase::Panel => vec![Command::WakeAt(d)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every member answered or failed, or the quorum and its grace period are
+    /// done: judge the answers (merge mode: synthesize), or report the failure.
     fn after_panel(&mut self, now_ms: u64) -> Vec<Command> {
+        self.grace_deadline_ms = None;
+        self.panel_wait_ms = Some(now_ms.saturating_sub(self.tool_started_ms));
+        for rec in &mut self.panel {
+            if rec.status == Status::Pending {
+                rec.status = Status::Late;
+                rec.latency_ms = now_ms.saturating_sub(rec.started_ms);
+            }
+        }
+        if self.mode == Mode::Merge {
+            return self.merge_round(now_ms);
+        }
         let answers: Vec<String> = self
             .panel
             .iter()
@@ -386,7 +511,7 @@ impl Turn {
                 answer: match &r.status {
                     Status::Ok(t) => Ok(t.as_str()),
                     Status::Failed(f) => Err(f.reason()),
-                    Status::Pending => Err("late".to_string()),
+                    Status::Pending | Status::Late => Err("late".to_string()),
                 },
             })
             .collect();
@@ -400,6 +525,7 @@ impl Turn {
             result: result.clone(),
         });
         let capped = std::mem::take(&mut self.capped_with_call);
+        self.cap_hits += capped.len() as u32;
         let mut tool_calls = vec![call.clone()];
         tool_calls.extend(capped.iter().cloned());
         self.history.push(Message::Assistant {
@@ -419,15 +545,54 @@ impl Turn {
         self.outer_round(now_ms)
     }
 
+    /// Merge mode: the synthesis model writes the answer from the surviving
+    /// answers; with none, the request fails naming each member's failure.
+    fn merge_round(&mut self, now_ms: u64) -> Vec<Command> {
+        let answers: Vec<&str> = self
+            .panel
+            .iter()
+            .filter_map(|r| match &r.status {
+                Status::Ok(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        if answers.is_empty() {
+            let failures: Vec<String> = self
+                .panel
+                .iter()
+                .map(|r| {
+                    let reason = match &r.status {
+                        Status::Failed(f) => f.reason(),
+                        _ => "late".to_string(),
+                    };
+                    format!("{}: {reason}", r.model)
+                })
+                .collect();
+            return self.fail(ApiError::upstream(
+                502,
+                format!("every fusion panel member failed ({})", failures.join("; ")),
+            ));
+        }
+        let conversation = merge::synthesis_conversation(&self.req.conversation, &answers);
+        self.merge_conversation = Some(conversation);
+        self.outer_round(now_ms)
+    }
+
     fn outer_round(&mut self, now_ms: u64) -> Vec<Command> {
         self.phase = Phase::Outer;
         if self.rounds >= self.config.limits.max_rounds {
-            return self.finish_truncated();
+            return self.finish_truncated("rounds");
         }
         self.rounds += 1;
         let model = self.answering_model().to_string();
-        let mut conversation = self.req.conversation.clone();
-        conversation.messages.extend(self.history.iter().cloned());
+        let conversation = match &self.merge_conversation {
+            Some(c) => c.clone(),
+            None => {
+                let mut c = self.req.conversation.clone();
+                c.messages.extend(self.history.iter().cloned());
+                c
+            }
+        };
         let params = self.req.params.clone();
         self.outer.push(CallRecord::new(&model, now_ms));
         if let Some(resume) = self.route_final(&model, &conversation, &params) {
@@ -444,7 +609,7 @@ impl Turn {
             now_ms,
         ) {
             Some(c) => vec![c],
-            None => self.finish_truncated(),
+            None => self.finish_truncated("turn"),
         }
     }
 
@@ -468,7 +633,12 @@ impl Turn {
         {
             return None;
         }
-        let tools = vec![fusion_tool::tool_def()];
+        // The history holds fusion tool calls: some providers need the tool declared.
+        let tools = if self.mode == Mode::Merge {
+            Vec::new()
+        } else {
+            vec![fusion_tool::tool_def()]
+        };
         let request = ModelRequest {
             model: target.model,
             conversation,
@@ -501,17 +671,24 @@ impl Turn {
         }))
     }
 
+    /// The final answer streams up the route and its end was not seen.
+    pub fn relay_incomplete(&self) -> bool {
+        self.relay.is_some() && self.ended_ms.is_none()
+    }
+
     /// Whether the response comes from the route and must pass through [`Self::on_response_body`].
     pub fn relays_response(&self) -> bool {
         self.relay.is_some()
     }
 
     /// One chunk of the route's response body; returns what to send the client now.
-    pub fn on_response_body(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
+    pub fn on_response_body(&mut self, chunk: &[u8], end: bool, now_ms: u64) -> Vec<u8> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         match self.relay.as_mut() {
             Some(relay) => {
                 let out = relay.chunk(chunk, end);
                 if end {
+                    self.ended_ms = Some(self.clock_ms);
                     let usage = relay.relayed_usage;
                     if let Some(rec) = self.outer.last_mut() {
                         rec.usage = usage;
@@ -540,7 +717,7 @@ impl Turn {
             Ok(r) => r,
             // The turn's own budget ran out under this call: end with what we have.
             Err(Failure::Timeout) if now_ms + 100 >= self.turn_deadline() => {
-                return self.finish_truncated()
+                return self.finish_truncated("turn")
             }
             Err(f) => {
                 let status = match f {
@@ -574,9 +751,10 @@ impl Turn {
                 self.capped_with_call = calls.collect();
                 return self.start_fusion(first, now_ms);
             }
-            return self.finish_truncated();
+            return self.finish_truncated("turn");
         }
         // One invocation per turn: a further call is answered by the cap, and the turn goes on.
+        self.cap_hits += fusion_calls.len() as u32;
         self.history.push(Message::Assistant {
             text: std::mem::take(&mut self.last_text),
             tool_calls: fusion_calls.clone(),
@@ -633,7 +811,7 @@ impl Turn {
         let target = config.resolve(model)?;
         let mut tools = Vec::new();
         let mut choice = ToolChoice::Auto;
-        if with_tools {
+        if with_tools && self.mode != Mode::Merge {
             tools = self.req.tools.clone();
             tools.push(fusion_tool::tool_def());
             choice = self.outer_tool_choice();
@@ -676,7 +854,8 @@ impl Turn {
         }
     }
 
-    fn finish_truncated(&mut self) -> Vec<Command> {
+    fn finish_truncated(&mut self, budget: &'static str) -> Vec<Command> {
+        self.truncated_by = Some(budget);
         let reply = Reply {
             text: std::mem::take(&mut self.last_text),
             ..Reply::default()
@@ -686,6 +865,10 @@ impl Turn {
 
     fn finish(&mut self, mut reply: Reply, truncated: bool) -> Vec<Command> {
         self.phase = Phase::Done;
+        self.ended_ms = Some(self.clock_ms);
+        if self.config.log.include_text {
+            self.answer_text = Some(reply.text.clone());
+        }
         let meta = ResponseMeta {
             id: format!("fusion-{}", short_id(&self.info.request_id)),
             created_s: self.started_ms / 1000,
@@ -695,7 +878,7 @@ impl Turn {
             fusion_call: self.fusion_view.clone(),
         };
         reply.model = self.answering_model().to_string();
-        let response = if self.req.stream {
+        let mut response = if self.req.stream {
             LocalReply {
                 status: 200,
                 headers: vec![
@@ -708,31 +891,186 @@ impl Turn {
         } else {
             LocalReply::json(200, &api::write_response(self.api, &reply, &meta))
         };
+        response.headers.extend(self.debug_headers());
         vec![Command::Reply(response)]
     }
 
     fn fail(&mut self, err: ApiError) -> Vec<Command> {
         self.phase = Phase::Done;
+        self.ended_ms = Some(self.clock_ms);
+        self.error = Some((err.status, err.message.clone()));
         let mut body = api::error_body(self.api, &err);
         if let Some(obj) = body.as_object_mut() {
             obj.insert("fusion".into(), self.report());
         }
-        vec![Command::Reply(LocalReply::json(err.status, &body))]
+        let mut reply = LocalReply::json(err.status, &body);
+        reply.headers.extend(self.debug_headers());
+        vec![Command::Reply(reply)]
+    }
+
+    /// `x-fusion-run-id` and `x-fusion-panel` (member counts by outcome), for quick debugging.
+    pub fn debug_headers(&self) -> Vec<(String, String)> {
+        let count = |f: fn(&Status) -> bool| self.panel.iter().filter(|r| f(&r.status)).count();
+        let ok = count(|s| matches!(s, Status::Ok(_)));
+        let failed = count(|s| matches!(s, Status::Failed(_)));
+        let late = count(|s| matches!(s, Status::Late | Status::Pending));
+        vec![
+            ("x-fusion-run-id".into(), self.info.request_id.clone()),
+            (
+                "x-fusion-panel".into(),
+                format!("ok={ok}, failed={failed}, late={late}"),
+            ),
+        ]
     }
 
     /// The `fusion` object every response carries.
     pub fn report(&self) -> Value {
+        let config = &self.config;
+        let calls = self.calls();
         json!({
             "run_id": self.info.request_id,
             "mode": self.mode.name(),
-            "panel": self.panel.iter().map(CallRecord::report).collect::<Vec<_>>(),
-            "judge": self.judge.as_ref().map(CallRecord::report),
+            "preset": self.plan.preset,
+            "panel": self.panel.iter().map(|r| r.report(config)).collect::<Vec<_>>(),
+            "judge": self.judge.as_ref().map(|r| r.report(config)),
             "analysis": self.analysis,
             "synthesizer": self.answering_model(),
+            "final": self.outer.iter().map(|r| r.report(config)).collect::<Vec<_>>(),
             "rounds": self.rounds,
             "invocations": self.invocations,
+            "wall_ms": self.ended_ms.unwrap_or(self.clock_ms).saturating_sub(self.started_ms),
+            "panel_wait_ms": self.panel_wait_ms,
+            "usage": usage_json(self.usage),
+            "cost": run_cost(config, &calls),
+            "unpriced_models": unpriced(config, &calls),
         })
     }
+
+    fn calls(&self) -> Vec<&CallRecord> {
+        self.panel
+            .iter()
+            .chain(self.judge.iter())
+            .chain(self.outer.iter())
+            .collect()
+    }
+
+    /// What the run's metrics count: outcome, failures, budgets, timings.
+    pub fn stats(&self, client_gone: bool) -> RunStats {
+        let failure_class = |r: &CallRecord| match &r.status {
+            Status::Failed(f) => Some(f.class()),
+            Status::Late => Some("late"),
+            _ => None,
+        };
+        let panel_failures: Vec<&'static str> =
+            self.panel.iter().filter_map(failure_class).collect();
+        let judge_degraded = self.judge.as_ref().and_then(failure_class);
+        let all_failed = !self.panel.is_empty() && panel_failures.len() == self.panel.len();
+        let outcome = if client_gone && self.ended_ms.is_none() {
+            "client_gone"
+        } else if self.error.is_some() {
+            "error"
+        } else if self.truncated_by.is_some() {
+            "truncated"
+        } else if !panel_failures.is_empty() || judge_degraded.is_some() || all_failed {
+            "degraded"
+        } else {
+            "ok"
+        };
+        let calls = self.calls();
+        RunStats {
+            mode: self.mode,
+            outcome,
+            panel_calls: self.panel.len(),
+            panel_failures,
+            judge_degraded,
+            cap_hits: self.cap_hits,
+            truncated_by: self.truncated_by,
+            wall_ms: self
+                .ended_ms
+                .unwrap_or(self.clock_ms)
+                .saturating_sub(self.started_ms),
+            panel_wait_ms: self.panel_wait_ms,
+            cost: run_cost(&self.config, &calls),
+        }
+    }
+
+    /// The run's one structured log line: the whole chain, no user text unless
+    /// the operator turned `log.include_text` on.
+    pub fn log_line(&self, client_gone: bool) -> Value {
+        let stats = self.stats(client_gone);
+        let mut line = self.report();
+        if let Some(obj) = line.as_object_mut() {
+            obj.insert("event".into(), json!("fusion_run"));
+            obj.insert("api".into(), json!(self.api.name()));
+            obj.insert("outcome".into(), json!(stats.outcome));
+            obj.insert("truncated_by".into(), json!(self.truncated_by));
+            obj.insert("cap_hits".into(), json!(self.cap_hits));
+            obj.insert(
+                "error".into(),
+                json!(self
+                    .error
+                    .as_ref()
+                    .map(|(status, message)| json!({"status": status, "message": message}))),
+            );
+            if self.config.log.include_text {
+                obj.insert(
+                    "prompt".into(),
+                    json!(self.req.conversation.last_user_text()),
+                );
+                obj.insert("answer".into(), json!(self.answer_text));
+            }
+        }
+        line
+    }
+}
+
+/// What one run contributes to the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunStats {
+    pub mode: Mode,
+    /// `ok`, `degraded`, `truncated`, `error` or `client_gone`.
+    pub outcome: &'static str,
+    pub panel_calls: usize,
+    /// One failure class per member that gave no usable answer (`late` included).
+    pub panel_failures: Vec<&'static str>,
+    pub judge_degraded: Option<&'static str>,
+    pub cap_hits: u32,
+    /// `rounds` or `turn`.
+    pub truncated_by: Option<&'static str>,
+    pub wall_ms: u64,
+    pub panel_wait_ms: Option<u64>,
+    pub cost: Option<f64>,
+}
+
+pub const OUTCOMES: [&str; 5] = ["ok", "degraded", "truncated", "error", "client_gone"];
+
+fn usage_json(u: Usage) -> Value {
+    json!({
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "total_tokens": u.total(),
+    })
+}
+
+/// The run's cost: the sum over its calls, or `None` when a call that used
+/// tokens has no price (an unknown price is never shown as 0).
+fn run_cost(config: &Config, calls: &[&CallRecord]) -> Option<f64> {
+    calls
+        .iter()
+        .filter(|r| r.usage.total() > 0)
+        .map(|r| r.cost(config))
+        .sum()
+}
+
+fn unpriced(config: &Config, calls: &[&CallRecord]) -> Vec<String> {
+    let mut models: Vec<String> = calls
+        .iter()
+        .filter(|r| r.usage.total() > 0 && r.cost(config).is_none())
+        .map(|r| r.model.clone())
+        .collect();
+    models.sort();
+    models.dedup();
+    models
 }
 
 fn short_id(request_id: &str) -> String {

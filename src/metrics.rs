@@ -1,0 +1,127 @@
+//! Envoy metrics, defined once per root context. Labels are encoded in the
+//! name (`fusion_runs_total.mode.alias.outcome.ok`); Envoy's `stats_tags`
+//! (see envoy/demo.yaml) turn them into Prometheus labels.
+
+use fusion_core::engine::{Mode, RunStats, FAILURE_CLASSES, OUTCOMES};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+use std::collections::BTreeMap;
+
+const BUDGETS: [&str; 2] = ["rounds", "turn"];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    runs: BTreeMap<(&'static str, &'static str), u32>,
+    panel_calls: Option<u32>,
+    panel_failures: BTreeMap<&'static str, u32>,
+    judge_degraded: BTreeMap<&'static str, u32>,
+    cap_hits: Option<u32>,
+    depth_refusals: Option<u32>,
+    truncations: BTreeMap<&'static str, u32>,
+    client_disconnects: Option<u32>,
+    overloaded: Option<u32>,
+    active_runs: Option<u32>,
+    cost_micros: Option<u32>,
+    run_duration: Option<u32>,
+    panel_wait: Option<u32>,
+}
+
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    match hostcalls::define_metric(kind, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log::warn!("fusion: defining metric {name} failed: {status:?}");
+            None
+        }
+    }
+}
+
+fn counter(name: &str) -> Option<u32> {
+    define(MetricType::Counter, name)
+}
+
+fn labelled(name: &str, label: &str, values: &[&'static str]) -> BTreeMap<&'static str, u32> {
+    values
+        .iter()
+        .filter_map(|v| Some((*v, counter(&format!("{name}.{label}.{v}"))?)))
+        .collect()
+}
+
+fn add(id: Option<u32>, n: i64) {
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, n);
+    }
+}
+
+fn record(id: Option<u32>, value: u64) {
+    if let Some(id) = id {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
+impl Metrics {
+    pub fn define() -> Metrics {
+        let mut runs = BTreeMap::new();
+        for mode in Mode::ALL {
+            for outcome in OUTCOMES {
+                let name = format!("fusion_runs_total.mode.{}.outcome.{outcome}", mode.name());
+                if let Some(id) = counter(&name) {
+                    runs.insert((mode.name(), outcome), id);
+                }
+            }
+        }
+        Metrics {
+            runs,
+            panel_calls: counter("fusion_panel_calls_total"),
+            panel_failures: labelled("fusion_panel_failures_total", "reason", &FAILURE_CLASSES),
+            judge_degraded: labelled("fusion_judge_degraded_total", "reason", &FAILURE_CLASSES),
+            cap_hits: counter("fusion_cap_hits_total"),
+            depth_refusals: counter("fusion_depth_refusals_total"),
+            truncations: labelled("fusion_truncations_total", "budget", &BUDGETS),
+            client_disconnects: counter("fusion_client_disconnects_total"),
+            overloaded: counter("fusion_overloaded_total"),
+            active_runs: define(MetricType::Gauge, "fusion_active_runs"),
+            cost_micros: counter("fusion_cost_micros_total"),
+            run_duration: define(MetricType::Histogram, "fusion_run_duration_milliseconds"),
+            panel_wait: define(MetricType::Histogram, "fusion_panel_wait_milliseconds"),
+        }
+    }
+
+    /// Counts one finished run.
+    pub fn run_ended(&self, s: &RunStats) {
+        add(self.runs.get(&(s.mode.name(), s.outcome)).copied(), 1);
+        add(self.panel_calls, s.panel_calls as i64);
+        for reason in &s.panel_failures {
+            add(self.panel_failures.get(reason).copied(), 1);
+        }
+        if let Some(reason) = s.judge_degraded {
+            add(self.judge_degraded.get(reason).copied(), 1);
+        }
+        add(self.cap_hits, i64::from(s.cap_hits));
+        if let Some(budget) = s.truncated_by {
+            add(self.truncations.get(budget).copied(), 1);
+        }
+        if s.outcome == "client_gone" {
+            add(self.client_disconnects, 1);
+        }
+        if let Some(cost) = s.cost {
+            add(self.cost_micros, (cost * 1_000_000.0).round() as i64);
+        }
+        record(self.run_duration, s.wall_ms);
+        if let Some(wait) = s.panel_wait_ms {
+            record(self.panel_wait, wait);
+        }
+    }
+
+    pub fn depth_refused(&self) {
+        add(self.depth_refusals, 1);
+    }
+
+    pub fn overloaded(&self) {
+        add(self.overloaded, 1);
+    }
+
+    pub fn active_runs(&self, delta: i64) {
+        add(self.active_runs, delta);
+    }
+}
