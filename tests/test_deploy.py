@@ -183,6 +183,10 @@ def test_providers_fusion_reaches_every_provider_with_its_key(providers, mock):
         ("openai/gpt-4.1", "ok"), ("anthropic/claude-sonnet-4-5", "ok"),
         ("openrouter/google/gemini-2.5-pro", "ok"), ("vllm/meta-llama/Llama-3.1-8B-Instruct", "ok")]
     assert report["judge"]["status"] == "ok" and report["analysis"] is True
+    # The configured prices apply per call; the self-hosted model has none.
+    costs = {m["model"]: m.get("cost") for m in report["panel"]}
+    assert costs["openai/gpt-4.1"] > 0 and costs["anthropic/claude-sonnet-4-5"] > 0
+    assert costs["vllm/meta-llama/Llama-3.1-8B-Instruct"] is None
 
     by_model = calls_by_model(mock)
     # Prefixes are stripped; each provider gets its own path, host and credential.
