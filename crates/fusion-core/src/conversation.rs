@@ -109,6 +109,9 @@ pub struct Usage {
     pub output_tokens: u64,
     /// The part of `input_tokens` served from a prompt cache.
     pub cached_input_tokens: u64,
+    /// The part of `input_tokens` written to a prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`, OpenAI's `cache_write_tokens`).
+    pub cache_write_tokens: u64,
     /// The part of `output_tokens` spent on reasoning.
     pub reasoning_tokens: u64,
 }
@@ -124,6 +127,9 @@ impl Usage {
         self.cached_input_tokens = self
             .cached_input_tokens
             .saturating_add(other.cached_input_tokens);
+        self.cache_write_tokens = self
+            .cache_write_tokens
+            .saturating_add(other.cache_write_tokens);
         self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
     }
 }

@@ -1,7 +1,7 @@
 //! OpenAI Chat Completions (`/v1/chat/completions`).
 
-use super::text::{content_text, insert_sampling, request_head, str_field, u64_field};
-use super::{ApiError, ClientRequest, ResponseMeta};
+use super::text::{content_text, insert_sampling, request_head, str_field};
+use super::{usage, Api, ApiError, ClientRequest, ResponseMeta};
 use crate::conversation::{
     Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
 };
@@ -206,10 +206,9 @@ pub fn parse_response(body: &[u8]) -> Result<Reply, String> {
         .ok_or("response has no choices")?;
     let message = choice.get("message").ok_or("choice has no message")?;
     let tool_calls = parse_tool_calls(message.get("tool_calls"));
-    let usage = v.get("usage").map_or(Usage::default(), |u| Usage {
-        input_tokens: u64_field(u, "prompt_tokens"),
-        output_tokens: u64_field(u, "completion_tokens"),
-    });
+    let usage = v
+        .get("usage")
+        .map_or(Usage::default(), |u| usage::read(Api::Chat, u));
     let finish = match str_field(choice, "finish_reason") {
         Some("length") => Finish::Length,
         _ if !tool_calls.is_empty() => Finish::ToolCalls,
@@ -251,11 +250,7 @@ pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
             "logprobs": null,
             "finish_reason": finish_reason(reply, meta.truncated),
         }],
-        "usage": {
-            "prompt_tokens": meta.usage.input_tokens,
-            "completion_tokens": meta.usage.output_tokens,
-            "total_tokens": meta.usage.total(),
-        },
+        "usage": usage::write(Api::Chat, &meta.usage),
         "fusion": meta.fusion,
     })
 }

@@ -1,7 +1,7 @@
 //! Anthropic Messages (`/v1/messages`).
 
-use super::text::{content_text, insert_sampling, request_head, str_field, u64_field, with_prefix};
-use super::{is_fusion_tool, ApiError, ClientRequest, ResponseMeta, FUSION_TOOL};
+use super::text::{content_text, insert_sampling, request_head, str_field, with_prefix};
+use super::{is_fusion_tool, usage, Api, ApiError, ClientRequest, ResponseMeta, FUSION_TOOL};
 use crate::conversation::{
     Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
 };
@@ -274,7 +274,9 @@ pub fn parse_response(body: &[u8]) -> Result<Reply, String> {
         text,
         finish: finish_of(str_field(&v, "stop_reason"), !tool_calls.is_empty()),
         tool_calls,
-        usage: v.get("usage").map_or(Usage::default(), usage_of),
+        usage: v
+            .get("usage")
+            .map_or(Usage::default(), |u| usage::read(Api::Messages, u)),
     })
 }
 
@@ -287,20 +289,6 @@ pub(crate) fn finish_of(stop_reason: Option<&str>, has_tool_calls: bool) -> Fini
     }
 }
 
-/// A `usage` object: cache reads and writes count as input.
-pub(crate) fn usage_of(u: &Value) -> Usage {
-    Usage {
-        input_tokens: input_tokens_of(u),
-        output_tokens: u64_field(u, "output_tokens"),
-    }
-}
-
-pub(crate) fn input_tokens_of(u: &Value) -> u64 {
-    u64_field(u, "input_tokens")
-        + u64_field(u, "cache_read_input_tokens")
-        + u64_field(u, "cache_creation_input_tokens")
-}
-
 pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
     json!({
         "id": message_id(meta),
@@ -310,10 +298,7 @@ pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
         "content": content_blocks(reply, meta),
         "stop_reason": stop_reason(reply, meta),
         "stop_sequence": null,
-        "usage": {
-            "input_tokens": meta.usage.input_tokens,
-            "output_tokens": meta.usage.output_tokens,
-        },
+        "usage": usage::write(Api::Messages, &meta.usage),
         "fusion": meta.fusion,
     })
 }
@@ -683,7 +668,10 @@ mod tests {
             reply.usage,
             Usage {
                 input_tokens: 107,
-                output_tokens: 10
+                output_tokens: 10,
+                cached_input_tokens: 100,
+                cache_write_tokens: 5,
+                reasoning_tokens: 0,
             }
         );
     }
@@ -725,7 +713,12 @@ mod tests {
                 "content": [{"type": "text", "text": "The answer."}],
                 "stop_reason": "end_turn",
                 "stop_sequence": null,
-                "usage": {"input_tokens": 30, "output_tokens": 12},
+                // Anthropic's input_tokens is the rest after cache reads and writes.
+                "usage": {
+                    "input_tokens": 6, "cache_read_input_tokens": 20,
+                    "cache_creation_input_tokens": 4, "output_tokens": 12,
+                    "output_tokens_details": {"thinking_tokens": 5},
+                },
                 "fusion": {"panel": ["a", "b"]},
             })
         );

@@ -6,6 +6,7 @@ pub mod relay;
 pub mod responses;
 pub mod sse;
 mod text;
+pub mod usage;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

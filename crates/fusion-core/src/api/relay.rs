@@ -3,9 +3,9 @@
 //! carry usage get the turn's earlier usage added, and the closing event gets
 //! the `fusion` report.
 
-use super::Api;
+use super::{usage, Api};
 use crate::conversation::Usage;
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
 #[derive(Debug)]
 pub struct Relay {
@@ -17,6 +17,8 @@ pub struct Relay {
     pending: Vec<u8>,
     /// Usage the provider reported for the relayed call.
     pub relayed_usage: Usage,
+    /// Messages: the running usage counts of the relayed stream so far.
+    running: Map<String, Value>,
     /// The stream reached its end event.
     pub completed: bool,
 }
@@ -29,6 +31,7 @@ impl Relay {
             fusion,
             pending: Vec::new(),
             relayed_usage: Usage::default(),
+            running: Map::new(),
             completed: false,
         }
     }
@@ -90,14 +93,8 @@ impl Relay {
             Api::Chat => {
                 let mut changed = false;
                 if let Some(u) = v.get_mut("usage").filter(|u| u.is_object()) {
-                    self.relayed_usage = Usage {
-                        input_tokens: u64_at(u, "prompt_tokens"),
-                        output_tokens: u64_at(u, "completion_tokens"),
-                    };
-                    let total = self.total();
-                    *u = json!({"prompt_tokens": total.input_tokens,
-                                "completion_tokens": total.output_tokens,
-                                "total_tokens": total.total()});
+                    self.relayed_usage = usage::read(Api::Chat, u);
+                    usage::rewrite(Api::Chat, u, &self.total());
                     changed = true;
                 }
                 let finishing = v
@@ -125,41 +122,41 @@ impl Relay {
                     return false;
                 };
                 if let Some(u) = resp.get_mut("usage").filter(|u| u.is_object()) {
-                    self.relayed_usage = Usage {
-                        input_tokens: u64_at(u, "input_tokens"),
-                        output_tokens: u64_at(u, "output_tokens"),
-                    };
-                    let total = self.total();
-                    if let Some(obj) = u.as_object_mut() {
-                        obj.insert("input_tokens".into(), json!(total.input_tokens));
-                        obj.insert("output_tokens".into(), json!(total.output_tokens));
-                        obj.insert("total_tokens".into(), json!(total.total()));
-                    }
+                    self.relayed_usage = usage::read(Api::Responses, u);
+                    usage::rewrite(Api::Responses, u, &self.total());
                 }
                 self.add_fusion(resp);
                 true
             }
             Api::Messages => match v.get("type").and_then(Value::as_str) {
+                // Counts are running totals of the relayed call: the start's
+                // input side gets the turn's earlier input added, its output
+                // (the call's first tokens) stays; the delta carries the turn's totals.
                 Some("message_start") => {
-                    let Some(u) = v.get_mut("message").and_then(|m| m.get_mut("usage")) else {
+                    let Some(u) = v
+                        .get_mut("message")
+                        .and_then(|m| m.get_mut("usage"))
+                        .filter(|u| u.is_object())
+                    else {
                         return false;
                     };
-                    self.relayed_usage.input_tokens = super::messages::input_tokens_of(u);
-                    let prior = self.prior;
-                    if let Some(obj) = u.as_object_mut() {
-                        let input = u64_of(obj.get("input_tokens")) + prior.input_tokens;
-                        obj.insert("input_tokens".into(), json!(input));
-                    }
+                    usage::fold_running(&mut self.running, u);
+                    self.relayed_usage =
+                        usage::read(Api::Messages, &Value::Object(self.running.clone()));
+                    let shown = Usage {
+                        output_tokens: self.relayed_usage.output_tokens,
+                        reasoning_tokens: self.relayed_usage.reasoning_tokens,
+                        ..self.total()
+                    };
+                    usage::rewrite(Api::Messages, u, &shown);
                     true
                 }
                 Some("message_delta") => {
-                    if let Some(obj) = v.get_mut("usage").and_then(Value::as_object_mut) {
-                        self.relayed_usage.output_tokens = u64_of(obj.get("output_tokens"));
-                        let total = self.total();
-                        obj.insert("output_tokens".into(), json!(total.output_tokens));
-                        if obj.contains_key("input_tokens") {
-                            obj.insert("input_tokens".into(), json!(total.input_tokens));
-                        }
+                    if let Some(u) = v.get_mut("usage").filter(|u| u.is_object()) {
+                        usage::fold_running(&mut self.running, u);
+                        self.relayed_usage =
+                            usage::read(Api::Messages, &Value::Object(self.running.clone()));
+                        usage::rewrite(Api::Messages, u, &self.total());
                     }
                     self.add_fusion(v);
                     true
@@ -186,14 +183,6 @@ impl Relay {
     }
 }
 
-fn u64_at(v: &Value, key: &str) -> u64 {
-    u64_of(v.get(key))
-}
-
-fn u64_of(v: Option<&Value>) -> u64 {
-    v.and_then(Value::as_u64).unwrap_or(0)
-}
-
 /// Length of the first complete event and of its blank-line separator.
 fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = find(buf, b"\n\n").map(|i| (i, 2));
@@ -214,12 +203,26 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use serde_json::json;
 
     fn prior() -> Usage {
         Usage {
             input_tokens: 100,
             output_tokens: 10,
+            cached_input_tokens: 50,
+            cache_write_tokens: 2,
+            reasoning_tokens: 4,
         }
+    }
+
+    /// The JSON of each event's data, `[DONE]` left out.
+    fn data(out: &[u8]) -> Vec<Value> {
+        String::from_utf8(out.to_vec())
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect()
     }
 
     #[test]
@@ -227,17 +230,23 @@ mod tests {
         let mut r = Relay::new(Api::Chat, prior(), json!({"run_id": "x"}));
         let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n\
 data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
-data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}\n\ndata: [DONE]\n\n";
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7,\"prompt_tokens_details\":{\"cached_tokens\":3},\"completion_tokens_details\":{\"reasoning_tokens\":1}}}\n\ndata: [DONE]\n\n";
         let (a, b) = stream.split_at(30);
         let mut out = r.chunk(a.as_bytes(), false);
         assert!(out.is_empty(), "half an event waits");
         out.extend(r.chunk(b.as_bytes(), true));
+        let events = data(&out);
         let out = String::from_utf8(out).unwrap();
         assert!(
             out.starts_with("data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}"),
             "untouched events pass as they are"
         );
-        assert!(out.contains("\"prompt_tokens\":105") && out.contains("\"total_tokens\":117"));
+        assert_eq!(
+            events[2]["usage"],
+            json!({"prompt_tokens": 105, "completion_tokens": 12, "total_tokens": 117,
+                   "prompt_tokens_details": {"cached_tokens": 53, "cache_write_tokens": 2},
+                   "completion_tokens_details": {"reasoning_tokens": 5}})
+        );
         assert!(out.contains("\"fusion\":{\"run_id\":\"x\"}"));
         assert!(out.ends_with("data: [DONE]\n\n"));
         assert!(r.completed);
@@ -245,7 +254,10 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"t
             r.relayed_usage,
             Usage {
                 input_tokens: 5,
-                output_tokens: 2
+                output_tokens: 2,
+                cached_input_tokens: 3,
+                cache_write_tokens: 0,
+                reasoning_tokens: 1,
             }
         );
     }
@@ -253,24 +265,55 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"t
     #[test]
     fn messages_usage_in_start_and_delta() {
         let mut r = Relay::new(Api::Messages, prior(), json!(1));
-        let s = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\r\n\r\n\
-event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3}}\n\n\
+        // The call's input: 7 uncached + 20 cache reads + 3 cache writes = 30.
+        let s = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7,\"cache_read_input_tokens\":20,\"cache_creation_input_tokens\":3,\"output_tokens\":1}}}\r\n\r\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3,\"output_tokens_details\":{\"thinking_tokens\":2}}}\n\n\
 event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
-        let out = String::from_utf8(r.chunk(s.as_bytes(), true)).unwrap();
-        assert!(out.contains("\"input_tokens\":107"));
-        assert!(out.contains("\"output_tokens\":13") && out.contains("\"fusion\":1"));
+        let out = r.chunk(s.as_bytes(), true);
+        let events = data(&out);
+        // Start: the turn's input so far (130: 70 cache reads, 5 cache writes, 55 the rest),
+        // the call's first output token.
+        assert_eq!(
+            events[0]["message"]["usage"],
+            json!({"input_tokens": 55, "cache_read_input_tokens": 70,
+                   "cache_creation_input_tokens": 5, "output_tokens": 1})
+        );
+        assert_eq!(
+            events[1]["usage"],
+            json!({"input_tokens": 55, "cache_read_input_tokens": 70,
+                   "cache_creation_input_tokens": 5, "output_tokens": 13,
+                   "output_tokens_details": {"thinking_tokens": 6}})
+        );
+        assert_eq!(events[1]["fusion"], 1);
+        let out = String::from_utf8(out).unwrap();
         assert!(out.contains("event: message_delta\ndata:"));
         assert!(r.completed);
+        assert_eq!(
+            r.relayed_usage,
+            Usage {
+                input_tokens: 30,
+                output_tokens: 3,
+                cached_input_tokens: 20,
+                cache_write_tokens: 3,
+                reasoning_tokens: 2,
+            }
+        );
     }
 
     #[test]
     fn responses_completed_carries_totals() {
         let mut r = Relay::new(Api::Responses, prior(), json!(true));
         let s = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"a\"}\n\n\
-event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":1,\"output_tokens\":2,\"total_tokens\":3}}}\n\n";
-        let out = String::from_utf8(r.chunk(s.as_bytes(), true)).unwrap();
-        assert!(out.contains("\"input_tokens\":101") && out.contains("\"total_tokens\":113"));
-        assert!(out.contains("\"fusion\":true"));
+event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":1,\"input_tokens_details\":{\"cached_tokens\":1},\"output_tokens\":2,\"output_tokens_details\":{\"reasoning_tokens\":2},\"total_tokens\":3}}}\n\n";
+        let events = data(&r.chunk(s.as_bytes(), true));
+        assert_eq!(
+            events[1]["response"]["usage"],
+            json!({"input_tokens": 101,
+                   "input_tokens_details": {"cached_tokens": 51, "cache_write_tokens": 2},
+                   "output_tokens": 12, "output_tokens_details": {"reasoning_tokens": 6},
+                   "total_tokens": 113})
+        );
+        assert_eq!(events[1]["response"]["fusion"], true);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! OpenAI Responses (`/v1/responses`).
 
-use super::text::{content_text, insert_sampling, request_head, str_field, u64_field, with_prefix};
-use super::{is_fusion_tool, ApiError, ClientRequest, ResponseMeta, FUSION_TOOL};
+use super::text::{content_text, insert_sampling, request_head, str_field, with_prefix};
+use super::{is_fusion_tool, usage, Api, ApiError, ClientRequest, ResponseMeta, FUSION_TOOL};
 use crate::conversation::{
     Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
 };
@@ -284,10 +284,9 @@ pub(crate) fn reply_from_response(v: &Value) -> Result<Reply, String> {
             _ => {}
         }
     }
-    let usage = v.get("usage").map_or(Usage::default(), |u| Usage {
-        input_tokens: u64_field(u, "input_tokens"),
-        output_tokens: u64_field(u, "output_tokens"),
-    });
+    let usage = v
+        .get("usage")
+        .map_or(Usage::default(), |u| usage::read(Api::Responses, u));
     let out_of_tokens = v
         .get("incomplete_details")
         .and_then(|d| d.get("reason"))
@@ -338,13 +337,7 @@ pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
         "tools": [],
         "top_p": null,
         "truncation": "disabled",
-        "usage": {
-            "input_tokens": meta.usage.input_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": meta.usage.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": meta.usage.total(),
-        },
+        "usage": usage::write(Api::Responses, &meta.usage),
         "user": null,
         "fusion": meta.fusion,
     })
@@ -681,7 +674,8 @@ mod tests {
             reply.usage,
             Usage {
                 input_tokens: 2,
-                output_tokens: 6
+                output_tokens: 6,
+                ..Usage::default()
             }
         );
         assert_eq!(reply.finish, Finish::Stop);
@@ -749,8 +743,9 @@ mod tests {
         assert_eq!(
             v["usage"],
             json!({
-                "input_tokens": 30, "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens": 12, "output_tokens_details": {"reasoning_tokens": 0},
+                "input_tokens": 30,
+                "input_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 4},
+                "output_tokens": 12, "output_tokens_details": {"reasoning_tokens": 5},
                 "total_tokens": 42,
             })
         );

@@ -2,9 +2,9 @@
 //! writing a client's response as a stream in its API's event grammar.
 
 use super::text::{pieces, str_field, u64_field};
-use super::{chat, messages, responses, Api, ResponseMeta};
+use super::{chat, messages, responses, usage, Api, ResponseMeta};
 use crate::conversation::{Finish, Reply, ToolCall, Usage};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// About how many characters each streamed text piece carries.
 const PIECE: usize = 20;
@@ -130,10 +130,7 @@ fn parse_chat(events: &[(String, Value)]) -> Result<Reply, String> {
             reply.model = model.to_string();
         }
         if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-            reply.usage = Usage {
-                input_tokens: u64_field(u, "prompt_tokens"),
-                output_tokens: u64_field(u, "completion_tokens"),
-            };
+            reply.usage = usage::read(Api::Chat, u);
         }
         let choices = v.get("choices").and_then(Value::as_array);
         let Some(choice) = choices.and_then(|c| {
@@ -276,8 +273,8 @@ enum Block {
 fn parse_messages(events: &[(String, Value)]) -> Result<Reply, String> {
     let mut reply = Reply::default();
     let mut blocks: Vec<(u64, Block)> = Vec::new();
-    // input, cache read, cache creation: each the latest count seen.
-    let mut input = [0u64; 3];
+    // Each usage count the latest seen.
+    let mut running = Map::new();
     let mut stop_reason: Option<String> = None;
     let mut done = false;
     for (ty, v) in events {
@@ -286,7 +283,7 @@ fn parse_messages(events: &[(String, Value)]) -> Result<Reply, String> {
                 let message = v.get("message").unwrap_or(&Value::Null);
                 reply.model = str_field(message, "model").unwrap_or_default().to_string();
                 if let Some(u) = message.get("usage") {
-                    read_usage(u, &mut input, &mut reply.usage.output_tokens);
+                    usage::fold_running(&mut running, u);
                 }
             }
             "content_block_start" => {
@@ -323,7 +320,7 @@ fn parse_messages(events: &[(String, Value)]) -> Result<Reply, String> {
                     stop_reason = Some(r.to_string());
                 }
                 if let Some(u) = v.get("usage") {
-                    read_usage(u, &mut input, &mut reply.usage.output_tokens);
+                    usage::fold_running(&mut running, u);
                 }
             }
             "message_stop" => done = true,
@@ -334,7 +331,7 @@ fn parse_messages(events: &[(String, Value)]) -> Result<Reply, String> {
     if !done && stop_reason.is_none() {
         return Err(EARLY.to_string());
     }
-    reply.usage.input_tokens = input.iter().sum();
+    reply.usage = usage::read(Api::Messages, &Value::Object(running));
     blocks.sort_by_key(|(i, _)| *i);
     for (_, block) in blocks {
         match block {
@@ -360,23 +357,6 @@ fn parse_messages(events: &[(String, Value)]) -> Result<Reply, String> {
     }
     reply.finish = messages::finish_of(stop_reason.as_deref(), !reply.tool_calls.is_empty());
     Ok(reply)
-}
-
-/// Usage counts are running totals: each one present replaces the last.
-fn read_usage(u: &Value, input: &mut [u64; 3], output: &mut u64) {
-    let keys = [
-        "input_tokens",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-    ];
-    for (slot, key) in input.iter_mut().zip(keys) {
-        if let Some(n) = u.get(key).and_then(Value::as_u64) {
-            *slot = n;
-        }
-    }
-    if let Some(n) = u.get("output_tokens").and_then(Value::as_u64) {
-        *output = n;
-    }
 }
 
 /// The client's response as a complete SSE stream, equivalent to its JSON response.
@@ -452,11 +432,7 @@ fn write_chat(reply: &Reply, meta: &ResponseMeta, include_usage: bool) -> String
             "created": meta.created_s,
             "model": reply.model,
             "choices": [],
-            "usage": {
-                "prompt_tokens": meta.usage.input_tokens,
-                "completion_tokens": meta.usage.output_tokens,
-                "total_tokens": meta.usage.total(),
-            },
+            "usage": usage::write(Api::Chat, &meta.usage),
         });
         data_line(&mut out, &usage);
     }
@@ -589,7 +565,12 @@ fn write_messages(reply: &Reply, meta: &ResponseMeta) -> String {
             "content": [],
             "stop_reason": null,
             "stop_sequence": null,
-            "usage": {"input_tokens": meta.usage.input_tokens, "output_tokens": 0},
+            // The output is yet to come: the delta tells it.
+            "usage": usage::write(Api::Messages, &Usage {
+                output_tokens: 0,
+                reasoning_tokens: 0,
+                ..meta.usage
+            }),
         }}),
     );
     for (i, block) in messages::content_blocks(reply, meta)
@@ -636,10 +617,7 @@ fn write_messages(reply: &Reply, meta: &ResponseMeta) -> String {
         "message_delta",
         json!({
             "delta": {"stop_reason": messages::stop_reason(reply, meta), "stop_sequence": null},
-            "usage": {
-                "input_tokens": meta.usage.input_tokens,
-                "output_tokens": meta.usage.output_tokens,
-            },
+            "usage": usage::write(Api::Messages, &meta.usage),
             "fusion": meta.fusion,
         }),
     );
@@ -872,7 +850,8 @@ data: {"type":"message_stop"}
             reply.usage,
             Usage {
                 input_tokens: 2,
-                output_tokens: 12
+                output_tokens: 12,
+                ..Usage::default()
             }
         );
         let reply = parse_stream(Api::Chat, CHAT_TOOL.as_bytes()).unwrap();
@@ -955,7 +934,8 @@ data: {"type":"message_stop"}
             reply.usage,
             Usage {
                 input_tokens: 2,
-                output_tokens: 12
+                output_tokens: 12,
+                ..Usage::default()
             }
         );
     }
@@ -1023,7 +1003,8 @@ data: {"response":{"status":"incomplete","incomplete_details":{"reason":"max_out
             reply.usage,
             Usage {
                 input_tokens: 2,
-                output_tokens: 12
+                output_tokens: 12,
+                ..Usage::default()
             }
         );
         let reply = parse_stream(Api::Messages, MESSAGES_TOOL.as_bytes()).unwrap();
@@ -1086,7 +1067,10 @@ data: {"type":"message_stop"}
             reply.usage,
             Usage {
                 input_tokens: 112,
-                output_tokens: 40
+                output_tokens: 40,
+                cached_input_tokens: 100,
+                cache_write_tokens: 7,
+                reasoning_tokens: 0,
             }
         );
     }
@@ -1129,7 +1113,9 @@ data: {"type":"message_stop"}
         assert_eq!(chunks[n - 2]["choices"], json!([]));
         assert_eq!(
             chunks[n - 2]["usage"],
-            json!({"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42})
+            json!({"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42,
+                   "prompt_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 4},
+                   "completion_tokens_details": {"reasoning_tokens": 5}})
         );
         assert_eq!(chunks[n - 1], json!("[DONE]"));
         // Text arrives in several pieces, the tool call's id and name first.
@@ -1258,7 +1244,8 @@ data: {"type":"message_stop"}
         assert_eq!(data[0]["message"]["content"], json!([]));
         assert_eq!(
             data[0]["message"]["usage"],
-            json!({"input_tokens": 30, "output_tokens": 0})
+            json!({"input_tokens": 6, "cache_read_input_tokens": 20,
+                   "cache_creation_input_tokens": 4, "output_tokens": 0})
         );
         assert_eq!(
             data[1]["content_block"],
@@ -1286,7 +1273,11 @@ data: {"type":"message_stop"}
             json!({
                 "type": "message_delta",
                 "delta": {"stop_reason": "tool_use", "stop_sequence": null},
-                "usage": {"input_tokens": 30, "output_tokens": 12},
+                "usage": {
+                    "input_tokens": 6, "cache_read_input_tokens": 20,
+                    "cache_creation_input_tokens": 4, "output_tokens": 12,
+                    "output_tokens_details": {"thinking_tokens": 5},
+                },
                 "fusion": {"panel": ["a", "b"]},
             })
         );
