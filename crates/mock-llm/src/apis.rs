@@ -86,15 +86,21 @@ pub struct Reply {
     pub model: String,
     /// Unix seconds.
     pub created: u64,
+    /// All input tokens, the cached ones included.
     pub input_tokens: u64,
+    /// Input tokens reported as read from a prompt cache (`cached=N`).
+    pub cached_tokens: u64,
+    /// Reasoning tokens, on top of the answer's own (`reasoning=N`).
+    pub reasoning_tokens: u64,
     pub answer: Answer,
     /// The request body (for echoed fields such as `instructions`).
     pub request: Value,
 }
 
 impl Reply {
+    /// All output tokens: the answer's and the reasoning ones.
     pub fn output_tokens(&self) -> u64 {
-        self.answer.output_tokens()
+        self.answer.output_tokens() + self.reasoning_tokens
     }
 }
 
@@ -163,6 +169,43 @@ mod tests {
         assert_eq!(Api::from_path("/openai/v1/responses"), Some(Api::Responses));
         assert_eq!(Api::from_path("/v1/messages"), Some(Api::Messages));
         assert_eq!(Api::from_path("/health"), None);
+    }
+
+    #[test]
+    fn cached_and_reasoning_tokens_in_each_spelling() {
+        let r = Reply {
+            seq: 1,
+            model: "m:cached=4,reasoning=3".into(),
+            created: 0,
+            input_tokens: 10,
+            cached_tokens: 4,
+            reasoning_tokens: 3,
+            answer: Answer::Text("two words".into()),
+            request: serde_json::json!({}),
+        };
+        let chat = Api::Chat.body(&r)["usage"].clone();
+        assert_eq!(
+            (&chat["prompt_tokens"], &chat["completion_tokens"]),
+            (&10.into(), &5.into())
+        );
+        assert_eq!(chat["prompt_tokens_details"]["cached_tokens"], 4);
+        assert_eq!(chat["completion_tokens_details"]["reasoning_tokens"], 3);
+        let resp = Api::Responses.body(&r)["usage"].clone();
+        assert_eq!(
+            (&resp["input_tokens"], &resp["output_tokens"]),
+            (&10.into(), &5.into())
+        );
+        assert_eq!(resp["input_tokens_details"]["cached_tokens"], 4);
+        assert_eq!(resp["output_tokens_details"]["reasoning_tokens"], 3);
+        let msg = Api::Messages.body(&r)["usage"].clone();
+        assert_eq!(msg["input_tokens"], 6, "Anthropic counts the uncached part");
+        assert_eq!(msg["cache_read_input_tokens"], 4);
+        assert_eq!(msg["output_tokens"], 5);
+        assert_eq!(msg["output_tokens_details"]["thinking_tokens"], 3);
+        let events = Api::Messages.events(&r).concat();
+        assert!(events.contains(
+            r#""usage":{"output_tokens":5,"output_tokens_details":{"thinking_tokens":3}}"#
+        ));
     }
 
     #[test]

@@ -48,9 +48,9 @@ fn usage(r: &Reply) -> Value {
         "prompt_tokens": i,
         "completion_tokens": o,
         "total_tokens": i + o,
-        "prompt_tokens_details": { "cached_tokens": 0, "audio_tokens": 0 },
+        "prompt_tokens_details": { "cached_tokens": r.cached_tokens, "audio_tokens": 0 },
         "completion_tokens_details": {
-            "reasoning_tokens": 0, "audio_tokens": 0,
+            "reasoning_tokens": r.reasoning_tokens, "audio_tokens": 0,
             "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0
         }
     })

@@ -101,13 +101,35 @@ fn message(r: &Reply, done: bool) -> Value {
         "content": content,
         "stop_reason": stop,
         "stop_sequence": null,
-        "usage": {
-            "input_tokens": r.input_tokens,
-            "output_tokens": out_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0
-        }
+        "usage": usage(r, out_tokens)
     })
+}
+
+/// Anthropic's `input_tokens` is the uncached part; thinking tokens are
+/// counted in `output_tokens` and broken out in `output_tokens_details`.
+fn usage(r: &Reply, output_tokens: u64) -> Value {
+    with_thinking(
+        r,
+        json!({
+            "input_tokens": r.input_tokens.saturating_sub(r.cached_tokens),
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": r.cached_tokens
+        }),
+    )
+}
+
+/// `usage` with `output_tokens_details` when the reply has reasoning tokens.
+fn with_thinking(r: &Reply, mut usage: Value) -> Value {
+    if r.reasoning_tokens > 0 {
+        if let Some(o) = usage.as_object_mut() {
+            o.insert(
+                "output_tokens_details".into(),
+                json!({ "thinking_tokens": r.reasoning_tokens }),
+            );
+        }
+    }
+    usage
 }
 
 pub fn body(r: &Reply) -> Value {
@@ -151,7 +173,7 @@ pub fn events(r: &Reply) -> Vec<String> {
         "message_delta",
         json!({
             "delta": { "stop_reason": stop_reason(&r.answer), "stop_sequence": null },
-            "usage": { "output_tokens": r.output_tokens() }
+            "usage": with_thinking(r, json!({ "output_tokens": r.output_tokens() }))
         }),
     );
     push("message_stop", json!({}));

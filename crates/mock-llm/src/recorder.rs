@@ -97,17 +97,16 @@ impl Recorder {
         }
     }
 
-    /// Records the usage the mock reported in its answer to a call.
-    pub fn set_usage(&self, id: CallId, input_tokens: u64, output_tokens: u64) {
+    /// Records the usage the mock reported in its answer to a call, API-neutral:
+    /// `input_tokens` (cached included), `output_tokens` (reasoning included),
+    /// `cached_tokens`, `reasoning_tokens`.
+    pub fn set_usage(&self, id: CallId, usage: Value) {
         let mut st = self.lock();
         if st.generation != id.generation {
             return;
         }
         if let Some(Value::Object(call)) = st.calls.get_mut(id.index) {
-            call.insert(
-                "usage".into(),
-                json!({"input_tokens": input_tokens, "output_tokens": output_tokens}),
-            );
+            call.insert("usage".into(), usage);
         }
     }
 

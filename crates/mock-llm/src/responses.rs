@@ -57,9 +57,9 @@ fn usage(r: &Reply) -> Value {
     let (i, o) = (r.input_tokens, r.output_tokens());
     json!({
         "input_tokens": i,
-        "input_tokens_details": { "cached_tokens": 0 },
+        "input_tokens_details": { "cached_tokens": r.cached_tokens },
         "output_tokens": o,
-        "output_tokens_details": { "reasoning_tokens": 0 },
+        "output_tokens_details": { "reasoning_tokens": r.reasoning_tokens },
         "total_tokens": i + o
     })
 }

@@ -40,6 +40,10 @@ pub struct Script {
     pub cut: bool,
     /// `garbage`: status 200, a JSON content type and a body of invalid UTF-8 bytes.
     pub garbage: bool,
+    /// `cached=N`: report N of the input tokens (at most all) as read from a prompt cache.
+    pub cached: u64,
+    /// `reasoning=N`: report N reasoning tokens, counted in the output tokens.
+    pub reasoning: u64,
     /// Directives that were not understood.
     pub unknown: Vec<String>,
 }
@@ -68,6 +72,8 @@ impl Script {
                 ("latency", Some(v)) => set(&mut s.latency_ms, v),
                 ("chunk_delay", Some(v)) => set(&mut s.chunk_delay_ms, v),
                 ("slow_body", Some(v)) => set(&mut s.slow_body_ms, v),
+                ("cached", Some(v)) => set(&mut s.cached, v),
+                ("reasoning", Some(v)) => set(&mut s.reasoning, v),
                 ("fusion_calls", Some(v)) => v.parse().map(|n| s.fusion_calls = n).is_ok(),
                 ("status", Some(v)) => v.parse().map(|c| s.status = Some(c)).is_ok(),
                 ("words", Some(v)) => v.parse().map(|n| s.words = Some(n)).is_ok(),
@@ -124,7 +130,7 @@ mod tests {
     #[test]
     fn parses_all_directives() {
         let s = Script::parse(
-            "m1:latency=250,chunk_delay=5,status=429,malformed,reset,hang,empty,prose,fenced,nocall,call=get_weather,words=40,slow_body=900,sse,cut,garbage",
+            "m1:latency=250,chunk_delay=5,status=429,malformed,reset,hang,empty,prose,fenced,nocall,call=get_weather,words=40,slow_body=900,sse,cut,garbage,cached=7,reasoning=9",
         );
         assert_eq!(s.base, "m1");
         assert_eq!(s.latency_ms, 250);
@@ -136,6 +142,7 @@ mod tests {
         assert_eq!(s.words, Some(40));
         assert_eq!(s.slow_body_ms, 900);
         assert!(s.sse && s.cut && s.garbage);
+        assert_eq!((s.cached, s.reasoning), (7, 9));
         assert!(s.unknown.is_empty());
     }
 

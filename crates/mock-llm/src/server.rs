@@ -246,11 +246,21 @@ fn answer(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         input_tokens: convo.input_words(),
+        cached_tokens: script.cached.min(convo.input_words()),
+        reasoning_tokens: script.reasoning,
         answer: decide(&convo, script, &model),
         model,
         request: body,
     };
-    rec.set_usage(id, reply.input_tokens, reply.output_tokens());
+    rec.set_usage(
+        id,
+        json!({
+            "input_tokens": reply.input_tokens,
+            "output_tokens": reply.output_tokens(),
+            "cached_tokens": reply.cached_tokens,
+            "reasoning_tokens": reply.reasoning_tokens,
+        }),
+    );
     if stream {
         write_sse(api, &reply, script, w, keep)?;
     } else {
