@@ -187,7 +187,9 @@ fn forced_turn_panel_then_judge_then_outer() {
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(
         v["usage"],
-        json!({"prompt_tokens": 180, "completion_tokens": 28, "total_tokens": 208})
+        json!({"prompt_tokens": 180, "completion_tokens": 28, "total_tokens": 208,
+               "prompt_tokens_details": {"cached_tokens": 0},
+               "completion_tokens_details": {"reasoning_tokens": 0}})
     );
     assert_eq!(v["fusion"]["analysis"], true);
     assert_eq!(v["fusion"]["panel"][1]["status"], "ok");

@@ -1,6 +1,8 @@
 //! OpenAI Chat Completions (`/v1/chat/completions`).
 
-use super::text::{content_text, insert_sampling, request_head, str_field};
+use super::text::{
+    content_text, insert_provider_tools, insert_sampling, reasoning, request_head, str_field,
+};
 use super::{usage, Api, ApiError, ClientRequest, ResponseMeta};
 use crate::conversation::{
     Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
@@ -80,6 +82,9 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
         temperature: obj.get("temperature").and_then(Value::as_f64),
         top_p: obj.get("top_p").and_then(Value::as_f64),
         stop: obj.get("stop").filter(|v| !v.is_null()).cloned(),
+        reasoning: obj.get("reasoning_effort").and_then(reasoning),
+        metadata: obj.get("metadata").filter(|v| v.is_object()).cloned(),
+        ..GenParams::default()
     };
     Ok(req)
 }
@@ -189,6 +194,13 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
     if let Some(v) = &p.stop {
         body.insert("stop".into(), v.clone());
     }
+    if let Some(effort) = p.reasoning.as_ref().and_then(|r| r.get("effort")) {
+        body.insert("reasoning_effort".into(), effort.clone());
+    }
+    if let Some(v) = &p.metadata {
+        body.insert("metadata".into(), v.clone());
+    }
+    insert_provider_tools(&mut body, p);
     Value::Object(body)
 }
 

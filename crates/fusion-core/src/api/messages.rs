@@ -1,6 +1,8 @@
 //! Anthropic Messages (`/v1/messages`).
 
-use super::text::{content_text, insert_sampling, request_head, str_field, with_prefix};
+use super::text::{
+    content_text, insert_provider_tools, insert_sampling, request_head, str_field, with_prefix,
+};
 use super::{is_fusion_tool, usage, Api, ApiError, ClientRequest, ResponseMeta, FUSION_TOOL};
 use crate::conversation::{
     Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
@@ -69,6 +71,8 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
         temperature: obj.get("temperature").and_then(Value::as_f64),
         top_p: obj.get("top_p").and_then(Value::as_f64),
         stop: obj.get("stop_sequences").filter(|v| !v.is_null()).cloned(),
+        metadata: obj.get("metadata").filter(|v| v.is_object()).cloned(),
+        ..GenParams::default()
     };
     req.fusion_block = obj.get("fusion").filter(|v| v.is_object()).cloned();
     Ok(req)
@@ -212,7 +216,25 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
         };
         body.insert("tool_choice".into(), choice);
     }
-    insert_sampling(&mut body, p);
+    match p.reasoning.as_ref().and_then(thinking_budget) {
+        // Extended thinking accepts no sampling parameters and needs room beyond its budget.
+        Some(budget) => {
+            body.insert(
+                "thinking".into(),
+                json!({"type": "enabled", "budget_tokens": budget}),
+            );
+            let max = p
+                .max_tokens
+                .unwrap_or(DEFAULT_MAX_TOKENS)
+                .max(budget + 1024);
+            body.insert("max_tokens".into(), json!(max));
+        }
+        None => insert_sampling(&mut body, p),
+    }
+    if let Some(user) = p.metadata.as_ref().and_then(|m| m.get("user_id")) {
+        body.insert("metadata".into(), json!({ "user_id": user }));
+    }
+    insert_provider_tools(&mut body, p);
     // `stop` may come from a Chat client as a single string.
     let stop: Vec<&str> = match &p.stop {
         Some(Value::String(s)) => vec![s.as_str()],
@@ -223,6 +245,16 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
         body.insert("stop_sequences".into(), json!(stop));
     }
     Value::Object(body)
+}
+
+/// The thinking budget for a reasoning effort (Messages has budgets, not efforts).
+fn thinking_budget(reasoning: &Value) -> Option<u64> {
+    match reasoning.get("effort").and_then(Value::as_str)? {
+        "minimal" | "low" => Some(1024),
+        "medium" => Some(4096),
+        "high" => Some(16384),
+        _ => None,
+    }
 }
 
 /// A text block, or none for empty text (the API rejects empty text blocks).
@@ -564,6 +596,7 @@ mod tests {
             temperature: Some(0.5),
             top_p: None,
             stop: Some(json!("END")),
+            ..GenParams::default()
         };
         let body = build_request(&ModelRequest {
             model: "claude",

@@ -1,6 +1,9 @@
 //! OpenAI Responses (`/v1/responses`).
 
-use super::text::{content_text, insert_sampling, request_head, str_field, with_prefix};
+use super::text::{
+    content_text, insert_provider_tools, insert_sampling, reasoning, request_head, str_field,
+    with_prefix,
+};
 use super::{is_fusion_tool, usage, Api, ApiError, ClientRequest, ResponseMeta, FUSION_TOOL};
 use crate::conversation::{
     Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
@@ -55,6 +58,10 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
         temperature: obj.get("temperature").and_then(Value::as_f64),
         top_p: obj.get("top_p").and_then(Value::as_f64),
         stop: None,
+        reasoning: obj.get("reasoning").and_then(reasoning),
+        max_tool_calls: obj.get("max_tool_calls").and_then(Value::as_u64),
+        metadata: obj.get("metadata").filter(|v| v.is_object()).cloned(),
+        ..GenParams::default()
     };
     req.fusion_block = obj.get("fusion").filter(|v| v.is_object()).cloned();
     Ok(req)
@@ -233,6 +240,16 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
         body.insert("max_output_tokens".into(), json!(v));
     }
     insert_sampling(&mut body, p);
+    if let Some(v) = &p.reasoning {
+        body.insert("reasoning".into(), v.clone());
+    }
+    if let Some(v) = p.max_tool_calls {
+        body.insert("max_tool_calls".into(), json!(v));
+    }
+    if let Some(v) = &p.metadata {
+        body.insert("metadata".into(), v.clone());
+    }
+    insert_provider_tools(&mut body, p);
     body.insert("store".into(), json!(false));
     Value::Object(body)
 }
@@ -613,6 +630,7 @@ mod tests {
             temperature: Some(0.5),
             top_p: Some(1.0),
             stop: Some(json!(["END"])),
+            ..GenParams::default()
         };
         let body = build_request(&ModelRequest {
             model: "gpt-5",

@@ -24,6 +24,24 @@ pub fn insert_sampling(body: &mut Map<String, Value>, p: &GenParams) {
     }
 }
 
+/// Provider tools go after the function tools, as the client or operator wrote them.
+pub fn insert_provider_tools(body: &mut Map<String, Value>, p: &GenParams) {
+    if p.provider_tools.is_empty() {
+        return;
+    }
+    match body.get_mut("tools") {
+        Some(Value::Array(tools)) => tools.extend(p.provider_tools.iter().cloned()),
+        _ => {
+            body.insert("tools".into(), Value::Array(p.provider_tools.clone()));
+        }
+    }
+}
+
+/// A reasoning effort as the common `{"effort": ...}`.
+pub fn reasoning(v: &Value) -> Option<Value> {
+    crate::engine::plan::reasoning(v)
+}
+
 /// A content field that is a string or an array of text parts, joined by newlines.
 /// Parts without text (images, files) are skipped: the panel sees the text only.
 pub fn content_text(content: &Value) -> String {
