@@ -140,6 +140,7 @@ fn inputs(args: &Args) -> Result<Inputs, String> {
                 900,
                 8000,
             ),
+            ..CallResult::default()
         })
         .collect();
     let analysis = json!({
@@ -157,10 +158,12 @@ fn inputs(args: &Args) -> Result<Inputs, String> {
         judge: CallResult {
             status: Some(200),
             body: chat_answer("judge", &analysis, 70_000, 400),
+            ..CallResult::default()
         },
         outer: CallResult {
             status: Some(200),
             body: chat_answer("outer", &prose(2000, 1), 72_000, 600),
+            ..CallResult::default()
         },
     })
 }
@@ -205,7 +208,7 @@ fn run(inp: &Inputs, n: u64) -> Result<Phases, String> {
     };
     let mut p = Phases::default();
     let t = Instant::now();
-    let started = engine::start(&inp.config, Api::Chat, info, &inp.request, 1_000);
+    let started = engine::start(&inp.config, Api::Chat, info, &inp.request, 1_000, false);
     p.start = t.elapsed();
     let (mut turn, commands) = match started {
         Start::Run(turn, commands) => (turn, commands),
@@ -229,11 +232,49 @@ fn run(inp: &Inputs, n: u64) -> Result<Phases, String> {
     let t = Instant::now();
     let done = turn.on_call_result(outer_id, inp.outer.clone(), 1_600);
     p.outer = t.elapsed();
-    match done.as_slice() {
-        [Command::Reply(r)] if r.status == 200 => Ok(p),
-        [Command::Reply(r)] => Err(format!("the run ended with status {}", r.status)),
-        _ => Err("the run did not end with one reply".into()),
+    let reply = done.iter().find_map(|c| match c {
+        Command::Reply(r) => Some(r),
+        _ => None,
+    });
+    match reply {
+        Some(r) if r.status == 200 => Ok(p),
+        Some(r) => Err(format!("the run ended with status {}", r.status)),
+        None => Err("the run did not end with a reply".into()),
     }
+}
+
+/// A non-fusion Chat request (model `mock-a`, no tools) of `bytes` bytes.
+fn plain_request(bytes: usize) -> Vec<u8> {
+    let body = |filler: &str| {
+        json!({
+            "model": "mock-a",
+            "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": filler}],
+            "max_tokens": 64
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let base = body("").len();
+    let words = "the quick brown model reads the prompt and answers it briefly ";
+    let filler: String = words
+        .chars()
+        .cycle()
+        .take(bytes.saturating_sub(base))
+        .collect();
+    body(&filler)
+}
+
+/// Mean cost (us) of deciding that a non-fusion request passes through.
+fn passthrough_us(config: &Rc<Config>, body: &[u8]) -> Result<f64, String> {
+    let mut n = 0u32;
+    let clock = Instant::now();
+    while clock.elapsed() < Duration::from_millis(300) {
+        match engine::start(config, Api::Chat, RequestInfo::default(), body, 0, false) {
+            Start::PassThrough => n += 1,
+            _ => return Err("a non-fusion request did not pass through".into()),
+        }
+    }
+    Ok(us(clock.elapsed()) / f64::from(n.max(1)))
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -293,10 +334,13 @@ fn real_main() -> Result<(), String> {
     let runs = totals.len() as f64;
     let mean = |d: Duration| us(d) / runs;
     let (p50, p99) = (percentile(&totals, 0.5), percentile(&totals, 0.99));
+    let pass_2k = passthrough_us(&inp.config, &plain_request(2048))?;
+    let pass_64k = passthrough_us(&inp.config, &plain_request(65536))?;
     if args.json {
         println!(
             "{}",
             json!({
+                "passthrough_us": {"2048": pass_2k, "65536": pass_64k},
                 "members": args.members,
                 "answer_body_bytes": answer_len,
                 "runs": totals.len(),
@@ -318,6 +362,9 @@ fn real_main() -> Result<(), String> {
             mean(sum.panel),
             mean(sum.judge),
             mean(sum.outer)
+        );
+        println!(
+            "pass-through decision (engine::start on a non-fusion Chat body): 2 KB {pass_2k:.2} us, 64 KB {pass_64k:.2} us"
         );
     }
     Ok(())
