@@ -363,9 +363,10 @@ impl Stream {
     /// The stream is over: count and log the run once, with what it came to.
     fn on_log(&mut self) {
         self.release_slot();
-        let Some(turn) = self.turn.take() else {
+        let Some(mut turn) = self.turn.take() else {
             return;
         };
+        turn.observe_time(now_ms());
         let client_gone = !turn.is_done() || turn.relay_incomplete();
         let stats = turn.stats(client_gone);
         self.shared.metrics.run_ended(&stats);

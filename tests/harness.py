@@ -128,7 +128,7 @@ class Envoy:
     def __init__(self, mock: Mock, template: Path = DEMO_CONFIG, name: str = "envoy",
                  fusion_config: dict | None = None, extra_clusters: str = "",
                  env: dict | None = None, log_level: str = "info", extra_args: tuple = (),
-                 transform=None) -> None:
+                 transform=None, concurrency: int = 2) -> None:
         """env: extra environment variables for Envoy (e.g. keys for host_env_keys);
         extra_args: more command-line flags; transform: a function applied to the
         rendered configuration text before Envoy reads it."""
@@ -153,7 +153,7 @@ class Envoy:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [str(ENVOY), "-c", str(self.config_path), "--disable-hot-restart",
-             "--concurrency", "2", "-l", log_level, "--base-id", str(self.admin_port),
+             "--concurrency", str(concurrency), "-l", log_level, "--base-id", str(self.admin_port),
              *extra_args],
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -22,6 +22,8 @@ def mixed(mock):
     config["outer_model"] = "messages/outer"
     config["panel"] = [{"model": "chat/p1"}, {"model": "responses/p2"}, {"model": "messages/p3"}]
     config["judge"] = {"model": "responses/judge"}
+    config["presets"] = {}
+    config["prices"] = {}
     e = Envoy(mock, name="mixed", fusion_config=config)
     yield e
     e.stop()

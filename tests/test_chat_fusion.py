@@ -86,7 +86,9 @@ def test_alias_runs_panel_judge_and_outer_model(envoy, mock):
     prompt = sum(c["usage"]["input_tokens"] for c in calls)
     completion = sum(c["usage"]["output_tokens"] for c in calls)
     assert body["usage"] == {"prompt_tokens": prompt, "completion_tokens": completion,
-                             "total_tokens": prompt + completion}
+                             "total_tokens": prompt + completion,
+                             "prompt_tokens_details": {"cached_tokens": 0},
+                             "completion_tokens_details": {"reasoning_tokens": 0}}
 
     fusion = body["fusion"]
     assert [(m["model"], m["status"]) for m in fusion["panel"]] == [(m, "ok") for m in PANEL]

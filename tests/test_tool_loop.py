@@ -280,7 +280,9 @@ def test_client_disconnect_mid_run(envoy, mock):
             envoy.post(CHAT, request("fusion"), timeout=0.3)
     time.sleep(1.2)  # the panel answers arrive after the clients left
     # The late callouts are counted in the log, not lost silently.
-    lines = [l for l in envoy.log_text().splitlines() if "ended before its callouts: 3 in flight" in l]
+    lines = [l for l in envoy.log_text().splitlines() if "ended with 3 callouts in flight" in l]
+    gone = [l for l in envoy.log_text().splitlines() if '"outcome":"client_gone"' in l]
+    assert len(gone) >= 3
     assert len(lines) >= 3, envoy.log_text()[-2000:]
     # The VM is alive: the next fusion request is served normally.
     mock.reset()

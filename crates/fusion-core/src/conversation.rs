@@ -117,6 +117,18 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// The API-neutral shape the `fusion` report and the run log use.
+    pub fn report_json(&self) -> Value {
+        serde_json::json!({
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total(),
+            "cached_input_tokens": self.cached_input_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+        })
+    }
+
     pub fn total(&self) -> u64 {
         self.input_tokens.saturating_add(self.output_tokens)
     }

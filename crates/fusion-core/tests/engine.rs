@@ -357,17 +357,23 @@ fn streaming_final_answer_goes_up_the_route() {
     assert_eq!(b["stream"], true);
     assert_eq!(b["model"], "mock-outer");
     assert_eq!(b["tool_choice"], "none");
+    // Usage is always asked for: the report needs the final call's.
+    assert_eq!(b["stream_options"], json!({"include_usage": true}));
     assert!(resume
         .headers
         .contains(&("x-fusion-depth".into(), "1".into())));
     assert!(turn.relays_response());
     let out = turn.on_response_body(
-        b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5}}\n\ndata: [DONE]\n\n",
+        b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5}}\n\ndata: [DONE]\n\n",
         true,
         2_000,
     );
     let out = String::from_utf8(out).unwrap();
-    assert!(out.contains("\"prompt_tokens\":15"), "{out}");
+    // The client asked for no usage chunk; the report on the finishing chunk has the sum.
+    assert!(!out.contains("\"prompt_tokens\""), "{out}");
+    assert!(out.contains("\"input_tokens\":15"), "{out}");
+    assert!(!turn.relay_incomplete());
 }
 
 #[test]

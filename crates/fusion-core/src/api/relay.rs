@@ -4,8 +4,21 @@
 //! the `fusion` report.
 
 use super::{usage, Api};
+use crate::config::Price;
 use crate::conversation::Usage;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+
+/// What completes the `fusion` report once the relayed call's usage is known:
+/// its cost, and the run's.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FinalCall {
+    /// Cost of the turn's earlier calls; `None` when one of them has no price.
+    pub prior_cost: Option<f64>,
+    /// Price of the relayed call's model.
+    pub price: Option<Price>,
+    /// Chat: the client asked for the usage chunk (`stream_options.include_usage`).
+    pub client_wants_usage: bool,
+}
 
 #[derive(Debug)]
 pub struct Relay {
@@ -21,10 +34,14 @@ pub struct Relay {
     running: Map<String, Value>,
     /// The stream reached its end event.
     pub completed: bool,
+    final_call: FinalCall,
+    /// Chat: the finishing chunk, held until the usage chunk after it arrives
+    /// so that it carries the complete report.
+    held: Option<Value>,
 }
 
 impl Relay {
-    pub fn new(api: Api, prior: Usage, fusion: Value) -> Relay {
+    pub fn new(api: Api, prior: Usage, fusion: Value, final_call: FinalCall) -> Relay {
         Relay {
             api,
             prior,
@@ -33,6 +50,8 @@ impl Relay {
             relayed_usage: Usage::default(),
             running: Map::new(),
             completed: false,
+            final_call,
+            held: None,
         }
     }
 
@@ -46,20 +65,26 @@ impl Relay {
             let event = std::mem::replace(&mut self.pending, rest);
             match event.get(..len).and_then(|e| std::str::from_utf8(e).ok()) {
                 Some(text) => {
-                    let rewritten = self.event(text);
-                    out.extend_from_slice(rewritten.as_bytes());
-                    out.extend_from_slice(event.get(len..).unwrap_or_default());
+                    if let Some(rewritten) = self.event(text) {
+                        out.extend_from_slice(rewritten.as_bytes());
+                        out.extend_from_slice(event.get(len..).unwrap_or_default());
+                    }
                 }
                 None => out.extend_from_slice(&event),
             }
         }
         if end {
+            // A finishing chunk still held (no usage chunk came): send it now.
+            if let Some(held) = self.held.take() {
+                out.extend_from_slice(format!("data: {held}\n\n").as_bytes());
+            }
             out.append(&mut self.pending);
         }
         out
     }
 
-    fn event(&mut self, text: &str) -> String {
+    /// One event rewritten; `None` drops it (with its separator).
+    fn event(&mut self, text: &str) -> Option<String> {
         let mut name = None;
         let mut data = String::new();
         for line in text.lines() {
@@ -75,40 +100,65 @@ impl Relay {
         let Ok(mut value) = serde_json::from_str::<Value>(&data) else {
             if data.trim() == "[DONE]" {
                 self.completed = true;
+                if let Some(held) = self.held.take() {
+                    return Some(format!("data: {held}\n\n{text}"));
+                }
             }
-            return text.to_string();
+            return Some(text.to_string());
         };
-        if !self.rewrite(&mut value) {
-            return text.to_string();
+        if self.api == Api::Chat {
+            return self.chat_event(value, text);
         }
-        match name {
+        if !self.rewrite(&mut value) {
+            return Some(text.to_string());
+        }
+        Some(match name {
             Some(n) => format!("event: {n}\ndata: {value}"),
             None => format!("data: {value}"),
+        })
+    }
+
+    /// Chat streams end with the finishing chunk and then (when asked for) a
+    /// usage chunk with no choices. The finishing chunk is held until the
+    /// usage is known, then sent with the report; the usage chunk goes on
+    /// only when the client asked for it.
+    fn chat_event(&mut self, mut v: Value, text: &str) -> Option<String> {
+        if let Some(u) = v.get_mut("usage").filter(|u| u.is_object()) {
+            self.relayed_usage = usage::read(Api::Chat, u);
+            usage::rewrite(Api::Chat, u, &self.total());
+            let held = self.held.take().map(|mut h| {
+                self.add_fusion(&mut h);
+                format!("data: {h}\n\n")
+            });
+            let own = self
+                .final_call
+                .client_wants_usage
+                .then(|| format!("data: {v}"));
+            return match (held, own) {
+                (Some(h), Some(o)) => Some(format!("{h}{o}")),
+                (Some(h), None) => Some(h.trim_end().to_string()),
+                (None, Some(o)) => Some(o),
+                (None, None) => None,
+            };
         }
+        let finishing = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| c.first())
+            .and_then(|c| c.get("finish_reason"))
+            .is_some_and(|f| !f.is_null());
+        if finishing {
+            self.held = Some(v);
+            return None;
+        }
+        Some(text.to_string())
     }
 
     /// Adjusts one event's JSON; false when it needs no change.
     fn rewrite(&mut self, v: &mut Value) -> bool {
         match self.api {
-            Api::Chat => {
-                let mut changed = false;
-                if let Some(u) = v.get_mut("usage").filter(|u| u.is_object()) {
-                    self.relayed_usage = usage::read(Api::Chat, u);
-                    usage::rewrite(Api::Chat, u, &self.total());
-                    changed = true;
-                }
-                let finishing = v
-                    .get("choices")
-                    .and_then(Value::as_array)
-                    .and_then(|c| c.first())
-                    .and_then(|c| c.get("finish_reason"))
-                    .is_some_and(|f| !f.is_null());
-                if finishing {
-                    self.add_fusion(v);
-                    changed = true;
-                }
-                changed
-            }
+            // Chat events go through `chat_event`.
+            Api::Chat => false,
             Api::Responses => {
                 let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
                 if !matches!(
@@ -176,9 +226,39 @@ impl Relay {
         t
     }
 
+    /// Adds the report, completed with the relayed call's usage and cost.
     fn add_fusion(&self, v: &mut Value) {
+        let mut fusion = self.fusion.clone();
+        let call = self.relayed_usage;
+        let call_cost = self.final_call.price.map(|p| p.cost(&call));
+        if let Some(f) = fusion.as_object_mut() {
+            f.insert("usage".into(), self.total().report_json());
+            let cost = match (self.final_call.prior_cost, call_cost) {
+                (Some(a), Some(b)) => json!(a + b),
+                _ => Value::Null,
+            };
+            f.insert("cost".into(), cost);
+            if let Some(last) = f
+                .get_mut("final")
+                .and_then(Value::as_array_mut)
+                .and_then(|a| a.last_mut())
+                .and_then(Value::as_object_mut)
+            {
+                last.insert("status".into(), json!("ok"));
+                last.insert("usage".into(), call.report_json());
+                last.insert("cost".into(), json!(call_cost));
+                if call_cost.is_none() {
+                    let model = last.get("model").cloned().unwrap_or(Value::Null);
+                    if let Some(list) = f.get_mut("unpriced_models").and_then(Value::as_array_mut) {
+                        if !list.contains(&model) {
+                            list.push(model);
+                        }
+                    }
+                }
+            }
+        }
         if let Some(obj) = v.as_object_mut() {
-            obj.insert("fusion".into(), self.fusion.clone());
+            obj.insert("fusion".into(), fusion);
         }
     }
 }
@@ -227,7 +307,11 @@ mod tests {
 
     #[test]
     fn chat_usage_is_summed_and_events_split_across_chunks_survive() {
-        let mut r = Relay::new(Api::Chat, prior(), json!({"run_id": "x"}));
+        let wants = FinalCall {
+            client_wants_usage: true,
+            ..FinalCall::default()
+        };
+        let mut r = Relay::new(Api::Chat, prior(), json!({"run_id": "x"}), wants);
         let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n\
 data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
 data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7,\"prompt_tokens_details\":{\"cached_tokens\":3},\"completion_tokens_details\":{\"reasoning_tokens\":1}}}\n\ndata: [DONE]\n\n";
@@ -247,7 +331,9 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"t
                    "prompt_tokens_details": {"cached_tokens": 53, "cache_write_tokens": 2},
                    "completion_tokens_details": {"reasoning_tokens": 5}})
         );
-        assert!(out.contains("\"fusion\":{\"run_id\":\"x\"}"));
+        assert_eq!(events[1]["fusion"]["run_id"], "x");
+        assert_eq!(events[1]["fusion"]["usage"]["input_tokens"], 105);
+        assert_eq!(events[1]["fusion"]["cost"], Value::Null, "no prices known");
         assert!(out.ends_with("data: [DONE]\n\n"));
         assert!(r.completed);
         assert_eq!(
@@ -264,7 +350,7 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"t
 
     #[test]
     fn messages_usage_in_start_and_delta() {
-        let mut r = Relay::new(Api::Messages, prior(), json!(1));
+        let mut r = Relay::new(Api::Messages, prior(), json!(1), FinalCall::default());
         // The call's input: 7 uncached + 20 cache reads + 3 cache writes = 30.
         let s = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7,\"cache_read_input_tokens\":20,\"cache_creation_input_tokens\":3,\"output_tokens\":1}}}\r\n\r\n\
 event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3,\"output_tokens_details\":{\"thinking_tokens\":2}}}\n\n\
@@ -302,7 +388,7 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 
     #[test]
     fn responses_completed_carries_totals() {
-        let mut r = Relay::new(Api::Responses, prior(), json!(true));
+        let mut r = Relay::new(Api::Responses, prior(), json!(true), FinalCall::default());
         let s = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"a\"}\n\n\
 event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":1,\"input_tokens_details\":{\"cached_tokens\":1},\"output_tokens\":2,\"output_tokens_details\":{\"reasoning_tokens\":2},\"total_tokens\":3}}}\n\n";
         let events = data(&r.chunk(s.as_bytes(), true));
@@ -317,8 +403,41 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
     }
 
     #[test]
+    fn chat_report_gets_the_final_cost_and_the_unasked_usage_chunk_is_dropped() {
+        let price = Price {
+            input_per_mtok: 1.0,
+            output_per_mtok: 2.0,
+            cached_input_per_mtok: None,
+        };
+        let call = FinalCall {
+            prior_cost: Some(0.5),
+            price: Some(price),
+            client_wants_usage: false,
+        };
+        let report = json!({"final": [{"model": "m", "status": "pending"}], "unpriced_models": []});
+        let mut r = Relay::new(Api::Chat, prior(), report, call);
+        let stream = "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000000,\"completion_tokens\":500000}}\n\ndata: [DONE]\n\n";
+        let out = r.chunk(stream.as_bytes(), true);
+        let events = data(&out);
+        assert_eq!(
+            events.len(),
+            1,
+            "the usage chunk the client did not ask for is dropped"
+        );
+        let fusion = &events[0]["fusion"];
+        assert_eq!(fusion["cost"], 2.5);
+        assert_eq!(fusion["final"][0]["status"], "ok");
+        assert_eq!(fusion["final"][0]["cost"], 2.0);
+        assert_eq!(fusion["usage"]["output_tokens"], 500_010);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .ends_with("}\n\ndata: [DONE]\n\n"));
+    }
+
+    #[test]
     fn garbage_passes_through() {
-        let mut r = Relay::new(Api::Chat, prior(), json!(null));
+        let mut r = Relay::new(Api::Chat, prior(), json!(null), FinalCall::default());
         assert_eq!(
             r.chunk(b"\xff\xfe\n\nnot sse", true),
             b"\xff\xfe\n\nnot sse"

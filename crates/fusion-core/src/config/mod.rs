@@ -107,17 +107,45 @@ pub struct Preset {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
+    #[serde(deserialize_with = "number")]
     pub input_per_mtok: f64,
+    #[serde(deserialize_with = "number")]
     pub output_per_mtok: f64,
     /// Cached input tokens; the input price when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_number")]
     pub cached_input_per_mtok: Option<f64>,
+}
+
+/// A number, or a string holding one: Envoy's YAML loader turns YAML floats
+/// (`2.5`) into strings on their way into a `google.protobuf.Struct`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(f64),
+    Text(String),
+}
+
+fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    match NumberOrText::deserialize(d)? {
+        NumberOrText::Number(n) => Ok(n),
+        NumberOrText::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a number"))),
+    }
+}
+
+fn optional_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    number(d).map(Some)
 }
 
 impl Price {
     /// Cost of one call's usage, in the price table's currency.
     pub fn cost(&self, usage: &crate::conversation::Usage) -> f64 {
-        (usage.input_tokens as f64 * self.input_per_mtok
+        let cached = usage.cached_input_tokens.min(usage.input_tokens);
+        let cached_price = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
+        ((usage.input_tokens - cached) as f64 * self.input_per_mtok
+            + cached as f64 * cached_price
             + usage.output_tokens as f64 * self.output_per_mtok)
             / 1_000_000.0
     }

@@ -6,7 +6,7 @@ use super::judge;
 use super::merge;
 use super::plan::{self, Plan};
 use super::{Command, LocalReply, RequestInfo, Resume};
-use crate::api::relay::Relay;
+use crate::api::relay::{FinalCall, Relay};
 use crate::api::{self, Api, ApiError, ClientRequest, FusionCallView, ResponseMeta};
 use crate::config::Config;
 use crate::conversation::{
@@ -654,7 +654,9 @@ impl Turn {
         let mut body = api::build_request(self.api, &request);
         if let Some(obj) = body.as_object_mut() {
             obj.insert("stream".into(), json!(true));
-            if self.api == Api::Chat && self.req.include_usage {
+            // Always asked for: the report needs it; the relay drops the usage
+            // chunk when the client did not ask for it.
+            if self.api == Api::Chat {
                 obj.insert("stream_options".into(), json!({"include_usage": true}));
             }
         }
@@ -664,7 +666,12 @@ impl Turn {
             .filter(|(k, _)| k != ":method")
             .collect();
         self.phase = Phase::Done;
-        self.relay = Some(Relay::new(self.api, self.usage, self.report()));
+        let final_call = FinalCall {
+            prior_cost: run_cost(&self.config, &self.calls()),
+            price: self.config.price(model),
+            client_wants_usage: self.req.include_usage,
+        };
+        self.relay = Some(Relay::new(self.api, self.usage, self.report(), final_call));
         Some(Command::Resume(Resume {
             headers,
             body: body.to_string().into_bytes(),
@@ -954,6 +961,12 @@ impl Turn {
             .collect()
     }
 
+    /// The time is now at least `now_ms` (the host calls it before a report
+    /// made outside an event, e.g. when the client left).
+    pub fn observe_time(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
+    }
+
     /// What the run's metrics count: outcome, failures, budgets, timings.
     pub fn stats(&self, client_gone: bool) -> RunStats {
         let failure_class = |r: &CallRecord| match &r.status {
@@ -1045,21 +1058,19 @@ pub struct RunStats {
 pub const OUTCOMES: [&str; 5] = ["ok", "degraded", "truncated", "error", "client_gone"];
 
 fn usage_json(u: Usage) -> Value {
-    json!({
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "total_tokens": u.total(),
-    })
+    u.report_json()
 }
 
 /// The run's cost: the sum over its calls, or `None` when a call that used
 /// tokens has no price (an unknown price is never shown as 0).
 fn run_cost(config: &Config, calls: &[&CallRecord]) -> Option<f64> {
-    calls
+    let sum: Option<f64> = calls
         .iter()
         .filter(|r| r.usage.total() > 0)
         .map(|r| r.cost(config))
-        .sum()
+        .sum();
+    // An empty float sum is -0.0.
+    sum.map(|c| c + 0.0)
 }
 
 fn unpriced(config: &Config, calls: &[&CallRecord]) -> Vec<String> {
