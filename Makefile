@@ -6,7 +6,7 @@ PY    := .venv/bin/python
 MOCK  := target/release/mock-llm
 WASM_SOURCES := $(shell find src crates/fusion-core/src -name '*.rs') Cargo.toml Cargo.lock
 
-.PHONY: all setup build run test test-unit test-wasm test-integration bench oci fmt lint clean
+.PHONY: all setup build run test test-unit test-wasm test-integration bench oci fuzz soak fmt lint clean
 
 all: build
 
@@ -48,6 +48,15 @@ oci: dist/fusion.wasm
 bench: build
 	scripts/setup.sh bench
 	$(PY) bench/run.py
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS (default 60) each; prints a summary
+fuzz:
+	scripts/fuzz.sh
+
+## soak: SOAK_TURNS (10000) fusion turns, 20 % faults, one Envoy; writes docs/robustness.md
+soak: build
+	scripts/setup.sh envoy
+	$(PY) scripts/soak.py --write-doc
 
 fmt:
 	cargo fmt --all

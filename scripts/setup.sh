@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing need, and only what is missing.
-# Idempotent; prints each thing it installs. Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|oci|bench|all]...
+# Idempotent; prints each thing it installs. Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|oci|bench|fuzz|all]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -83,6 +83,17 @@ setup_oci() {
   say "skopeo $(skopeo --version | awk '{print $3}'), docker-registry: $(command -v docker-registry)"
 }
 
+# cargo-fuzz (libFuzzer) for `make fuzz`; not part of `all`. Runs on rustup's stable
+# toolchain with RUSTC_BOOTSTRAP=1 (scripts/fuzz.sh); libFuzzer itself needs a C++ compiler.
+setup_fuzz() {
+  command -v c++ >/dev/null || apt_install g++
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    say "cargo install cargo-fuzz (about 1 minute, once per machine)"
+    cargo install -q cargo-fuzz
+  fi
+  say "$(cargo fuzz --version)"
+}
+
 wasm_bindgen_runner_version() {
   wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}'
 }
@@ -96,6 +107,7 @@ for what in "$@"; do
     oci) setup_oci ;;
     all) setup_wasm; setup_python; setup_wasm_test; setup_oci ;;
     bench) setup_python; setup_bench ;;
+    fuzz) setup_fuzz ;;
     *) echo "unknown: $what" >&2; exit 2 ;;
   esac
 done
