@@ -388,3 +388,185 @@ fn non_streaming_or_foreign_route_answers_by_callout() {
         assert!(!turn.relays_response());
     }
 }
+
+fn config_with(edit: impl FnOnce(&mut Value)) -> Rc<Config> {
+    let mut v: Value = serde_json::from_str(fusion_core::config::DEFAULT_CONFIG).unwrap();
+    edit(&mut v);
+    Rc::new(Config::parse(v.to_string().as_bytes(), &|_| None).unwrap())
+}
+
+fn run(config: &Rc<Config>, body: &[u8]) -> (Box<Turn>, Vec<Callout>) {
+    match engine::start(config, Api::Chat, info(0), body, 1_000, false) {
+        Start::Run(turn, cmds) => (turn, dispatches(cmds)),
+        other => panic!("expected a run, got {other:?}"),
+    }
+}
+
+#[test]
+fn quorum_goes_to_the_judge_after_the_grace_period() {
+    let c = config_with(|v| {
+        v["min_panel_answers"] = json!(2);
+        v["panel_grace_ms"] = json!(100);
+    });
+    let (mut turn, panel) = run(&c, &chat("fusion"));
+    assert!(turn
+        .on_call_result(panel[0].id, ok("a", 1, 1), 1_010)
+        .is_empty());
+    // The second usable answer starts the grace period.
+    let wake = turn.on_call_result(panel[1].id, ok("b", 1, 1), 1_020);
+    assert_eq!(wake, vec![Command::WakeAt(1_120)]);
+    // An early wake-up asks again; the deadline starts the judge.
+    assert_eq!(turn.on_timer(1_050), vec![Command::WakeAt(1_120)]);
+    let judge = dispatches(turn.on_timer(1_120));
+    assert_eq!(body_of(&judge[0])["model"], "mock-judge");
+    assert!(!body_of(&judge[0]).to_string().contains("Response 3"));
+    // The straggler answers during the judge's call: late, its usage counted.
+    assert!(turn
+        .on_call_result(panel[2].id, ok("c", 7, 9), 1_500)
+        .is_empty());
+    let report = turn.report();
+    assert_eq!(report["panel"][2]["status"], "late");
+    assert_eq!(report["panel"][2]["usage"]["output_tokens"], 9);
+    assert_eq!(report["panel_wait_ms"], 120);
+    assert_eq!(report["usage"]["output_tokens"], 11);
+}
+
+#[test]
+fn an_empty_answer_does_not_count_toward_the_quorum() {
+    let c = config_with(|v| v["min_panel_answers"] = json!(1));
+    let (mut turn, panel) = run(&c, &chat("fusion"));
+    assert!(turn
+        .on_call_result(panel[0].id, ok(" ", 1, 0), 1_010)
+        .is_empty());
+    // Quorum 1 without grace: the first usable answer goes straight to the judge.
+    let judge = dispatches(turn.on_call_result(panel[1].id, ok("b", 1, 1), 1_020));
+    assert_eq!(body_of(&judge[0])["model"], "mock-judge");
+}
+
+fn merge_request(block: Value) -> Vec<u8> {
+    json!({"model": "fusion", "messages": [{"role": "user", "content": "Tea?"}], "fusion": block,
+           "temperature": 0.4})
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn merge_mode_synthesizes_without_a_judge() {
+    let (mut turn, panel) = run(
+        &config(),
+        &merge_request(
+            json!({"analysis_models": ["mock-a", "mock-b"], "synthesis_model": "mock-s"}),
+        ),
+    );
+    assert_eq!(turn.mode(), engine::Mode::Merge);
+    assert_eq!(panel.len(), 2);
+    assert!(panel.iter().all(|c| body_of(c)["temperature"] == 0.4));
+    assert!(turn
+        .on_call_result(panel[0].id, ok("yes", 1, 1), 1_010)
+        .is_empty());
+    let synth = dispatches(turn.on_call_result(panel[1].id, fail(500), 1_020));
+    let b = body_of(&synth[0]);
+    assert_eq!(b["model"], "mock-s");
+    assert!(b.get("tools").is_none());
+    let prompt = b["messages"].to_string();
+    assert!(prompt.contains("### Answer 1") && !prompt.contains("### Answer 2"));
+    let [Command::Reply(reply)]: [Command; 1] = turn
+        .on_call_result(synth[0].id, ok("merged", 2, 2), 1_030)
+        .try_into()
+        .unwrap()
+    else {
+        panic!("expected the answer")
+    };
+    let v: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "merged");
+    assert_eq!(v["fusion"]["mode"], "merge");
+    assert_eq!(v["fusion"]["judge"], Value::Null);
+    assert_eq!(v["fusion"]["panel"][1]["failure_reason"], "http_500");
+}
+
+#[test]
+fn merge_mode_with_every_member_failed_is_a_502_naming_each() {
+    let (mut turn, panel) = run(
+        &config(),
+        &merge_request(json!({"analysis_models": ["mock-a", "mock-b"]})),
+    );
+    turn.on_call_result(panel[0].id, fail(429), 1_010);
+    let [Command::Reply(reply)]: [Command; 1] = turn
+        .on_call_result(panel[1].id, fail(503), 1_020)
+        .try_into()
+        .unwrap()
+    else {
+        panic!("expected the error")
+    };
+    assert_eq!(reply.status, 502);
+    let v: Value = serde_json::from_slice(&reply.body).unwrap();
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("mock-a: rate_limited") && message.contains("mock-b: http_503"));
+    assert_eq!(turn.stats(false).outcome, "error");
+}
+
+#[test]
+fn at_capacity_rejects_or_passes_through_as_configured() {
+    let Start::Overloaded(reply) =
+        engine::start(&config(), Api::Chat, info(0), &chat("fusion"), 0, true)
+    else {
+        panic!("expected a 429")
+    };
+    assert_eq!(reply.status, 429);
+    let c = config_with(|v| v["limits"] = json!({"on_overload": "pass_through"}));
+    let Start::Rewrite(body, engine::Refusal::Overload) =
+        engine::start(&c, Api::Chat, info(0), &chat("fusion"), 0, true)
+    else {
+        panic!("expected pass-through")
+    };
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["model"],
+        "mock-outer"
+    );
+    // Plain requests are never affected by the cap.
+    assert!(matches!(
+        engine::start(&config(), Api::Chat, info(0), &chat("mock-a"), 0, true),
+        Start::PassThrough
+    ));
+}
+
+#[test]
+fn a_request_mentioning_fusion_only_in_its_text_passes_through() {
+    let body = json!({"model": "mock-a", "messages": [{"role": "user", "content": "Explain nuclear fusion"}],
+                      "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]});
+    assert!(matches!(
+        engine::start(
+            &config(),
+            Api::Chat,
+            info(0),
+            body.to_string().as_bytes(),
+            0,
+            false
+        ),
+        Start::PassThrough
+    ));
+}
+
+#[test]
+fn run_stats_name_the_outcome_and_failures() {
+    let (mut turn, panel) = start(&chat("fusion"));
+    turn.on_call_result(panel[0].id, ok("a", 1, 1), 1_010);
+    turn.on_call_result(panel[1].id, fail(429), 1_010);
+    let judge = dispatches(turn.on_call_result(panel[2].id, ok("c", 1, 1), 1_020));
+    let outer = dispatches(turn.on_call_result(judge[0].id, ok("prose, no JSON", 1, 1), 1_030));
+    turn.on_call_result(outer[0].id, ok("final", 1, 1), 1_040);
+    let s = turn.stats(false);
+    assert_eq!(s.outcome, "degraded");
+    assert_eq!(s.panel_failures, vec!["rate_limited"]);
+    assert_eq!(s.judge_degraded, Some("unusable_response"));
+    assert_eq!((s.wall_ms, s.panel_wait_ms), (40, Some(20)));
+    assert_eq!(s.cost, None, "the mock default has no prices");
+}
+
+fn fail(status: u16) -> CallResult {
+    CallResult {
+        status: Some(status),
+        body: br#"{"error": {"message": "no"}}"#.to_vec(),
+        ..CallResult::default()
+    }
+}

@@ -443,14 +443,7 @@ impl Turn {
         if self.mode == Mode::Merge {
             return self.merge_round(now_ms);
         }
-        let answers: Vec<String> = self
-            .panel
-            .iter()
-            .filter_map(|r| match &r.status {
-                Status::Ok(t) => Some(t.clone()),
-                _ => None,
-            })
-            .collect();
+        let answers = self.usable_answers();
         if answers.is_empty() {
             return self.finish_fusion(None, now_ms);
         }
@@ -545,17 +538,21 @@ impl Turn {
         self.outer_round(now_ms)
     }
 
+    /// The panel's usable answers, in panel order.
+    fn usable_answers(&self) -> Vec<String> {
+        self.panel
+            .iter()
+            .filter_map(|r| match &r.status {
+                Status::Ok(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Merge mode: the synthesis model writes the answer from the surviving
     /// answers; with none, the request fails naming each member's failure.
     fn merge_round(&mut self, now_ms: u64) -> Vec<Command> {
-        let answers: Vec<&str> = self
-            .panel
-            .iter()
-            .filter_map(|r| match &r.status {
-                Status::Ok(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .collect();
+        let answers = self.usable_answers();
         if answers.is_empty() {
             let failures: Vec<String> = self
                 .panel
@@ -573,7 +570,8 @@ impl Turn {
                 format!("every fusion panel member failed ({})", failures.join("; ")),
             ));
         }
-        let conversation = merge::synthesis_conversation(&self.req.conversation, &answers);
+        let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
+        let conversation = merge::synthesis_conversation(&self.req.conversation, &refs);
         self.merge_conversation = Some(conversation);
         self.outer_round(now_ms)
     }
