@@ -160,7 +160,7 @@ def test_slow_member_times_out_at_the_tool_budget(faults, mock):
     assert r.status_code == 200, r.text[:300]
     panel = {m["model"]: m for m in r.json()["fusion"]["panel"]}
     assert panel["messages/c"]["failure_reason"] == "timeout"
-    assert TOOL_S - 0.1 <= panel["messages/c"]["latency_ms"] / 1000 < TOOL_S + 0.5
+    assert TOOL_S - 0.1 <= panel["messages/c"]["latency_ms"] / 1000 < TOOL_S + 1.0
     assert elapsed < TOOL_S + MARGIN_S
 
 

@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(value) = serde_json::from_slice::<Value>(data) {
         for a in [Api::Chat, Api::Responses, Api::Messages] {
             if let Err(e) = api::parse_request(a, &value) {
-                assert!((400..500).contains(&e.status), "refusal status {}", e.status);
+                assert!(
+                    (400..500).contains(&e.status),
+                    "refusal status {}",
+                    e.status
+                );
                 let body = api::error_body(a, &e);
                 assert!(body["error"]["message"].is_string());
             }
@@ -20,7 +24,14 @@ fuzz_target!(|data: &[u8]| {
     }
     for selector in [0u8, 1, 2, 3, 4, 5] {
         // Every callout fails: the engine must still end the turn with a reply.
-        drive(&config_of(selector), fusion_fuzz::api_of(selector), 0, false, data, &[]);
+        drive(
+            &config_of(selector),
+            fusion_fuzz::api_of(selector),
+            0,
+            false,
+            data,
+            &[],
+        );
     }
     // A worker at capacity: 429 (default config) or pass-through (mixed config).
     drive(&config_of(0), fusion_fuzz::api_of(0), 0, true, data, &[]);

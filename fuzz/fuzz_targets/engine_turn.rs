@@ -20,5 +20,12 @@ fuzz_target!(|data: &[u8]| {
     // (/6 mod 2), a worker already at `max_concurrent_runs` (/12 mod 2).
     let depth = u32::from((selector / 6) % 2);
     let at_capacity = (selector / 12) % 2 == 1;
-    drive(&config_of(selector), api_of(selector), depth, at_capacity, body, results);
+    drive(
+        &config_of(selector),
+        api_of(selector),
+        depth,
+        at_capacity,
+        body,
+        results,
+    );
 });

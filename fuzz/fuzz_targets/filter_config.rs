@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Secrets never show in the Debug form (it reaches logs).
-    assert!(!format!("{config:?}").contains("secret-"), "a secret in Debug output");
+    assert!(
+        !format!("{config:?}").contains("secret-"),
+        "a secret in Debug output"
+    );
     let config = Rc::new(config);
     let _ = config.resolve(&config.outer_model);
     let _ = config.resolve("");

@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
         let obj = v.as_object().expect("analysis is an object");
         assert_eq!(obj.len(), ANALYSIS_KEYS.len());
         for k in ANALYSIS_KEYS {
-            assert!(obj.get(k).is_some_and(|x| x.is_array()), "{k} is not an array");
+            assert!(
+                obj.get(k).is_some_and(|x| x.is_array()),
+                "{k} is not an array"
+            );
         }
     }
 });

@@ -28,7 +28,12 @@ fn relay(api: fusion_core::api::Api, flags: u8) -> Relay {
         }),
         client_wants_usage: flags & 0x80 != 0,
     };
-    Relay::new(api, prior, json!({"run_id": "fuzz", "rounds": 1}), final_call)
+    Relay::new(
+        api,
+        prior,
+        json!({"run_id": "fuzz", "rounds": 1}),
+        final_call,
+    )
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -54,6 +59,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole.completed, cut.completed);
     assert_eq!(whole.relayed_usage, cut.relayed_usage);
     if !stream.contains(&b'{') {
-        assert_eq!(one, stream, "a stream without JSON objects must pass untouched");
+        assert_eq!(
+            one, stream,
+            "a stream without JSON objects must pass untouched"
+        );
     }
 });

@@ -101,7 +101,10 @@ pub fn scripted(chunk: &[u8]) -> Scripted<'_> {
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(0)
         .min(1 << 40);
-    let pick = nums.next().and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
+    let pick = nums
+        .next()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(0);
     let oversize = nums.next() == Some("o");
     Scripted {
         status,
@@ -146,7 +149,10 @@ pub fn drive(
     let (mut turn, commands) = match engine::start(config, api, info, body, now, at_capacity) {
         Start::PassThrough => return out,
         Start::Rewrite(b, _) => {
-            assert!(serde_json::from_slice::<Value>(&b).is_ok(), "rewritten body is not JSON");
+            assert!(
+                serde_json::from_slice::<Value>(&b).is_ok(),
+                "rewritten body is not JSON"
+            );
             return out;
         }
         Start::Reply(reply) | Start::Overloaded(reply) => {
@@ -177,7 +183,10 @@ pub fn drive(
             );
             match cmd {
                 Command::Dispatch(c) => {
-                    assert!(c.timeout_ms > 0, "callout without a timeout (0 means none to Envoy)");
+                    assert!(
+                        c.timeout_ms > 0,
+                        "callout without a timeout (0 means none to Envoy)"
+                    );
                     assert!(!c.cluster.is_empty(), "callout without a cluster");
                     for h in [":method", ":path", ":authority"] {
                         assert!(c.headers.iter().any(|(k, _)| k == h), "callout without {h}");
@@ -186,7 +195,11 @@ pub fn drive(
                         serde_json::from_slice::<Value>(&c.body).is_ok(),
                         "callout body is not JSON"
                     );
-                    assert!(!pending.contains(&c.id), "callout id {} reused while pending", c.id);
+                    assert!(
+                        !pending.contains(&c.id),
+                        "callout id {} reused while pending",
+                        c.id
+                    );
                     pending.push(c.id);
                     out.dispatched += 1;
                 }
@@ -212,7 +225,11 @@ pub fn drive(
             break;
         }
         steps += 1;
-        assert!(steps < 10_000, "the turn never ends: {} calls pending", pending.len());
+        assert!(
+            steps < 10_000,
+            "the turn never ends: {} calls pending",
+            pending.len()
+        );
         let next = if pending.is_empty() {
             None
         } else {
@@ -260,11 +277,15 @@ pub fn drive(
     // late timers are ignored.
     for id in pending.drain(..).chain([u32::MAX]) {
         assert!(
-            turn.on_call_result(id, CallResult::default(), now).is_empty(),
+            turn.on_call_result(id, CallResult::default(), now)
+                .is_empty(),
             "a late answer produced commands"
         );
     }
-    assert!(turn.on_timer(now.saturating_add(1 << 30)).is_empty(), "a late timer produced commands");
+    assert!(
+        turn.on_timer(now.saturating_add(1 << 30)).is_empty(),
+        "a late timer produced commands"
+    );
     if out.resumed {
         assert!(turn.relays_response());
         // The route's stream: the scripted bodies again, as response chunks.
@@ -286,13 +307,20 @@ pub fn drive(
 
 /// A local reply is a real HTTP status with a body the client can read.
 pub fn check_reply(api: Api, reply: &LocalReply) {
-    assert!((200..600).contains(&reply.status), "status {}", reply.status);
+    assert!(
+        (200..600).contains(&reply.status),
+        "status {}",
+        reply.status
+    );
     let sse = reply
         .headers
         .iter()
         .any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream"));
     if sse {
-        assert!(std::str::from_utf8(&reply.body).is_ok(), "SSE reply is not UTF-8");
+        assert!(
+            std::str::from_utf8(&reply.body).is_ok(),
+            "SSE reply is not UTF-8"
+        );
     } else {
         let v: Value = match serde_json::from_slice(&reply.body) {
             Ok(v) => v,
