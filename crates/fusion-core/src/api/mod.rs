@@ -146,6 +146,7 @@ pub struct ResponseMeta {
 }
 
 pub fn parse_request(api: Api, body: &Value) -> Result<ClientRequest, ApiError> {
+    text::check_types(api, body)?;
     match api {
         Api::Chat => chat::parse_request(body),
         Api::Responses => responses::parse_request(body),

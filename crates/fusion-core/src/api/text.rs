@@ -14,6 +14,61 @@ pub fn request_head(body: &Value) -> Result<(&Map<String, Value>, &str), ApiErro
     Ok((obj, model))
 }
 
+/// Refuses fields the filter reads when they have the wrong type, instead of
+/// reading them as absent: a fusion request is answered by the filter, so the
+/// client must hear what the provider would have said.
+pub fn check_types(api: super::Api, body: &Value) -> Result<(), ApiError> {
+    let Some(obj) = body.as_object() else {
+        return Ok(());
+    };
+    let present = |key: &str| obj.get(key).filter(|v| !v.is_null());
+    let wrong = |key: &str, what: &str| {
+        Err(ApiError::invalid(
+            format!("`{key}` must be {what}"),
+            Some(key),
+        ))
+    };
+    if let Some(tools) = present("tools") {
+        if !tools
+            .as_array()
+            .is_some_and(|t| t.iter().all(Value::is_object))
+        {
+            return wrong("tools", "a list of tool objects");
+        }
+    }
+    if let Some(choice) = present("tool_choice") {
+        let ok = match (api, choice) {
+            (_, Value::Object(_)) => true,
+            (super::Api::Messages, _) => false,
+            (_, Value::String(s)) => matches!(s.as_str(), "auto" | "none" | "required"),
+            _ => false,
+        };
+        if !ok {
+            return wrong(
+                "tool_choice",
+                "`auto`, `none`, `required` or a tool choice object",
+            );
+        }
+    }
+    if present("stream").is_some_and(|s| !s.is_boolean()) {
+        return wrong("stream", "a boolean");
+    }
+    for key in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
+        if present(key).is_some_and(|v| v.as_u64().is_none()) {
+            return wrong(key, "a non-negative integer");
+        }
+    }
+    for key in ["temperature", "top_p"] {
+        if present(key).is_some_and(|v| !v.is_number()) {
+            return wrong(key, "a number");
+        }
+    }
+    if present("fusion").is_some_and(|v| !v.is_object()) {
+        return wrong("fusion", "an object");
+    }
+    Ok(())
+}
+
 /// `temperature` and `top_p`, spelled alike in every API; absent ones are left out.
 pub fn insert_sampling(body: &mut Map<String, Value>, p: &GenParams) {
     if let Some(v) = p.temperature {

@@ -159,17 +159,31 @@ pub fn start(
         };
         return Start::Reply(LocalReply::error(api, &err));
     }
-    let Some((alias, declared)) = asks_for_fusion(config, body) else {
-        // Not ours to judge: the upstream answers malformed JSON in its own words.
-        return Start::PassThrough;
-    };
-    if !alias && !declared {
+    let head = asks_for_fusion(config, body);
+    if head == Some((false, false)) {
         return Start::PassThrough;
     }
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
+        // Not ours to judge: the upstream answers malformed JSON in its own words.
         Err(_) => return Start::PassThrough,
     };
+    // Fields of unexpected types: decide on the tree, so a fusion request with
+    // a bad field gets the filter's 400 instead of reaching the upstream.
+    let (alias, declared) = head.unwrap_or_else(|| {
+        let alias = value
+            .get("model")
+            .and_then(Value::as_str)
+            .is_some_and(|m| config.is_alias(m));
+        let declared = value
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|t| t.iter().any(api::is_fusion_tool));
+        (alias, declared)
+    });
+    if !alias && !declared {
+        return Start::PassThrough;
+    }
     if info.depth >= config.max_depth {
         return refuse(config, value, alias, Refusal::Depth);
     }

@@ -195,6 +195,16 @@ impl Turn {
         alias: bool,
         now_ms: u64,
     ) -> Result<(Turn, Vec<Command>), ApiError> {
+        if req.conversation.messages.is_empty() {
+            let param = match api {
+                Api::Responses => "input",
+                Api::Chat | Api::Messages => "messages",
+            };
+            return Err(ApiError::invalid(
+                format!("`{param}` must contain at least one message"),
+                Some(param),
+            ));
+        }
         let merge = alias && req.fusion_block.is_some();
         let plan = match req.fusion_tools.as_slice() {
             [] if merge => plan::from_merge_block(&config, req.fusion_block.as_ref())?,
@@ -456,7 +466,12 @@ impl Turn {
             ..GenParams::default()
         };
         self.judge = Some(CallRecord::new(&model, now_ms));
-        let deadline = self.tool_deadline();
+        // A member that ran into the tool budget must not starve the judge: it
+        // gets at least half the tool budget, within the turn's.
+        let deadline = self
+            .tool_deadline()
+            .max(now_ms + self.config.limits.tool_timeout_ms / 2)
+            .min(self.turn_deadline());
         match self.dispatch(
             Role::Judge,
             &model,
@@ -658,11 +673,17 @@ impl Turn {
                 obj.insert("stream_options".into(), json!({"include_usage": true}));
             }
         }
-        let headers = callout
+        let mut headers: Vec<(String, String)> = callout
             .headers
             .into_iter()
             .filter(|(k, _)| k != ":method")
             .collect();
+        // The route's own timeout would apply otherwise: hold it to the turn's budget.
+        let remaining = self.turn_deadline().saturating_sub(self.clock_ms).max(1);
+        headers.push((
+            "x-envoy-upstream-rq-timeout-ms".into(),
+            remaining.to_string(),
+        ));
         self.phase = Phase::Done;
         let final_call = FinalCall {
             prior_cost: run_cost(&self.config, &self.calls()),
