@@ -66,6 +66,27 @@ pub fn check_types(api: super::Api, body: &Value) -> Result<(), ApiError> {
     if present("fusion").is_some_and(|v| !v.is_object()) {
         return wrong("fusion", "an object");
     }
+    let conversation = match api {
+        super::Api::Responses => "input",
+        super::Api::Chat | super::Api::Messages => "messages",
+    };
+    if let Some(items) = present(conversation).and_then(Value::as_array) {
+        for item in items {
+            if let Some(content) = item.get("content").filter(|c| !c.is_null()) {
+                let ok = match content {
+                    Value::String(_) => true,
+                    Value::Array(parts) => parts.iter().all(Value::is_object),
+                    _ => false,
+                };
+                if !ok {
+                    return wrong(
+                        conversation,
+                        "a list of messages whose `content` is a string or a list of content objects",
+                    );
+                }
+            }
+        }
+    }
     Ok(())
 }
 
