@@ -159,9 +159,11 @@ def wrk(url: str, method: str, body_file: Path | None, seconds: int, conns: int)
     }
 
 
-def seq_latency(ports: dict[str, int], request: bytes, blocks: int, per_block: int, mock: Mock) -> dict[str, list[float]]:
+def seq_latency(ports: dict[str, int], request: bytes, samples_per_side: int, mock: Mock) -> dict[str, list[float]]:
     """Per-request latency (us) on one keep-alive connection per Envoy, one request
-    at a time; blocks alternate which Envoy goes first, to cancel drift."""
+    at a time, alternating between the Envoys request by request (ABBA order), so
+    that both see the same machine at the same moment: drift and noise from other
+    processes cancel in the difference."""
     conns = {name: SyncConn(port) for name, port in ports.items()}
     samples: dict[str, list[float]] = {name: [] for name in ports}
     names = list(ports)
@@ -172,16 +174,15 @@ def seq_latency(ports: dict[str, int], request: bytes, blocks: int, per_block: i
                 raise RuntimeError(f"warm-up request answered {status}")
     gc.disable()
     try:
-        for b in range(blocks):
-            for name in names if b % 2 == 0 else names[::-1]:
-                c, out = conns[name], samples[name]
-                for _ in range(per_block):
-                    t0 = time.perf_counter_ns()
-                    status, _ = c.roundtrip(request)
-                    out.append((time.perf_counter_ns() - t0) / 1000)
-                    if status != 200:
-                        raise RuntimeError(f"{name} answered {status}")
-            mock.reset()  # the mock logs every call: keep its memory flat
+        for i in range(samples_per_side):
+            for name in names if i % 2 == 0 else names[::-1]:
+                t0 = time.perf_counter_ns()
+                status, _ = conns[name].roundtrip(request)
+                samples[name].append((time.perf_counter_ns() - t0) / 1000)
+                if status != 200:
+                    raise RuntimeError(f"{name} answered {status}")
+            if i % 1000 == 999:
+                mock.reset()  # the mock logs every call: keep its memory flat
     finally:
         gc.enable()
         for c in conns.values():
@@ -189,12 +190,38 @@ def seq_latency(ports: dict[str, int], request: bytes, blocks: int, per_block: i
     return samples
 
 
+ROUTE = '              - match: {prefix: "/"}\n                route: {cluster: mock, timeout: 130s}'
+ROUTED = (
+    '              - match: {prefix: "/v1/"}\n'
+    '                route: {cluster: mock, timeout: 130s}\n'
+    + ROUTE + '\n'
+    '                typed_per_filter_config:\n'
+    '                  fusion:\n'
+    '                    "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig\n'
+    '                    disabled: true'
+)
+
+
+def routed_template() -> Path | None:
+    """envoy/demo.yaml with the filter disabled on routes that are not LLM APIs
+    (per-route FilterConfig): an operator's way to keep it off other traffic."""
+    text = DEMO_CONFIG.read_text()
+    if ROUTE not in text:
+        return None
+    out = RUN_DIR / "bench-routed.template.yaml"
+    out.write_text(text.replace(ROUTE, ROUTED))
+    return out
+
+
 def part1(mock: Mock, cfg: dict) -> dict:
     log("part 1: pass-through overhead (Envoy with and without the filter)")
-    plain = Envoy(mock, template=plain_template(), name="bench-plain")
-    filt = Envoy(mock, name="bench-filter")
+    envoys: dict[str, Envoy] = {}
     try:
-        envoys = {"plain": plain, "filter": filt}
+        envoys["plain"] = Envoy(mock, template=plain_template(), name="bench-plain")
+        envoys["filter"] = Envoy(mock, name="bench-filter")
+        routed = routed_template()
+        if routed is not None:
+            envoys["routed"] = Envoy(mock, template=routed, name="bench-routed")
         workloads = [
             ("non-LLM path (GET /bench/echo)", "GET", "/bench/echo", None),
             ("non-fusion Chat, 2 KB", "POST", "/v1/chat/completions", chat_body(2048)),
@@ -202,32 +229,35 @@ def part1(mock: Mock, cfg: dict) -> dict:
         ]
         results = []
         for label, method, path, body in workloads:
+            # The routed variant differs from the shipped one only off the LLM paths.
+            sides = [n for n in envoys if n != "routed" or body is None]
             body_file = None
             if body is not None:
                 body_file = RUN_DIR / f"bench-body-{len(body)}.json"
                 body_file.write_bytes(body)
-            # Throughput: wrk, alternating plain/filter runs, median per side.
-            rates: dict[str, list[float]] = {"plain": [], "filter": []}
+            # Throughput: wrk, the Envoys in alternating order, median per side.
+            rates: dict[str, list[float]] = {n: [] for n in sides}
             bad = 0
             for rep in range(cfg["wrk_reps"]):
-                for name in ("plain", "filter") if rep % 2 == 0 else ("filter", "plain"):
+                for name in sides if rep % 2 == 0 else sides[::-1]:
                     r = wrk(envoys[name].url + path, method, body_file, cfg["wrk_seconds"], cfg["wrk_conns"])
                     rates[name].append(r["rps"])
                     bad += r["non_2xx"] + r["socket_errors"]
                     mock.reset()
-            # Latency: sequential single-connection loop, interleaved blocks.
+            # Latency: sequential single-connection loops, alternating request by request.
             headers = {"content-type": "application/json"} if body is not None else {}
             req = build_request(method, path, body or b"", headers)
-            lat = seq_latency({n: e.port for n, e in envoys.items()}, req, cfg["lat_blocks"], cfg["lat_per_block"], mock)
+            lat = seq_latency({n: envoys[n].port for n in sides}, req, cfg["lat_samples"], mock)
+            mock.reset()
             p = {n: (pct(v, 50), pct(v, 99)) for n, v in lat.items()}
-            rp, rf = statistics.median(rates["plain"]), statistics.median(rates["filter"])
+            rps = {n: statistics.median(v) for n, v in rates.items()}
             row = {
                 "workload": label,
                 "body_bytes": len(body) if body else 0,
-                "rps_plain": rp,
-                "rps_filter": rf,
+                "rps_plain": rps["plain"],
+                "rps_filter": rps["filter"],
                 "rps_runs": rates,
-                "throughput_ratio": rf / rp,
+                "throughput_ratio": rps["filter"] / rps["plain"],
                 "errors": bad,
                 "samples": len(lat["plain"]),
                 "p50_plain_us": p["plain"][0],
@@ -237,15 +267,27 @@ def part1(mock: Mock, cfg: dict) -> dict:
                 "added_p50_us": p["filter"][0] - p["plain"][0],
                 "added_p99_us": p["filter"][1] - p["plain"][1],
             }
+            if "routed" in sides:
+                row.update({
+                    "rps_routed": rps["routed"],
+                    "throughput_ratio_routed": rps["routed"] / rps["plain"],
+                    "p50_routed_us": p["routed"][0],
+                    "p99_routed_us": p["routed"][1],
+                    "added_p50_routed_us": p["routed"][0] - p["plain"][0],
+                    "added_p99_routed_us": p["routed"][1] - p["plain"][1],
+                })
             results.append(row)
-            log(f"  {label}: throughput {rf:.0f}/{rp:.0f} req/s = {row['throughput_ratio']:.3f}; "
+            log(f"  {label}: throughput {rps['filter']:.0f}/{rps['plain']:.0f} req/s = {row['throughput_ratio']:.3f}; "
                 f"added p50 {row['added_p50_us']:+.1f} us, p99 {row['added_p99_us']:+.1f} us "
                 f"({row['samples']} sequential samples each{', ERRORS: ' + str(bad) if bad else ''})")
+            if "routed" in sides:
+                log(f"    filter disabled on non-LLM routes: throughput ratio {row['throughput_ratio_routed']:.3f}, "
+                    f"added p50 {row['added_p50_routed_us']:+.1f} us")
         return {"workloads": results, "wrk": {"threads": 1, "connections": cfg["wrk_conns"],
                                               "seconds": cfg["wrk_seconds"], "reps": cfg["wrk_reps"]}}
     finally:
-        plain.stop()
-        filt.stop()
+        for e in envoys.values():
+            e.stop()
 
 
 # ---------------------------------------------------------------- fusion turns
@@ -265,14 +307,16 @@ def turn_request(body: bytes) -> bytes:
     return build_request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
 
 
-async def _turns(port: int, work: list[tuple[str, bytes]], concurrency: int) -> list[dict]:
+async def _turns(port: int, work: list[tuple[str, bytes]], concurrency: int, stagger_s: float = 0.0) -> list[dict]:
     queue: asyncio.Queue = asyncio.Queue()
     for item in work:
         queue.put_nowait(item)
     out: list[dict] = []
 
-    async def worker() -> None:
+    async def worker(i: int) -> None:
         conn = AsyncConn(port)
+        # Staggered starts keep the workers' hand-offs from landing at the same instant.
+        await asyncio.sleep(i * stagger_s)
         while not queue.empty():
             marker, body = queue.get_nowait()
             sent = time.time() * 1000
@@ -281,7 +325,7 @@ async def _turns(port: int, work: list[tuple[str, bytes]], concurrency: int) -> 
             out.append(parse_turn(marker, status, data, sent, (time.perf_counter() - t0) * 1000))
         await conn.close()
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
     return out
 
 
@@ -310,8 +354,8 @@ def parse_turn(marker: str, status: int, data: bytes, sent_ms: float, e2e_ms: fl
     }
 
 
-def run_turns(port: int, work: list[tuple[str, bytes]], concurrency: int) -> list[dict]:
-    return asyncio.run(_turns(port, work, concurrency))
+def run_turns(port: int, work: list[tuple[str, bytes]], concurrency: int, stagger_s: float = 0.0) -> list[dict]:
+    return asyncio.run(_turns(port, work, concurrency, stagger_s))
 
 
 MARKER = re.compile(r"\[bench ([a-z0-9-]+)\]")
@@ -404,7 +448,7 @@ def part2(mock: Mock, cfg: dict) -> dict:
             mock.reset()
             mock.script(scripts(LATENCY))
             work = [(f"{mode[0]}-{i}", make(f"{mode[0]}-{i}")) for i in range(cfg["turns"])]
-            turns = run_turns(envoy.port, work, cfg["turn_concurrency"])
+            turns = run_turns(envoy.port, work, cfg["turn_concurrency"], stagger_s=0.097)
             by = calls_by_marker(mock)
             s = summarize([path_of(t, by.get(t["marker"], [])) for t in turns])
             out[mode] = s
@@ -416,7 +460,7 @@ def part2(mock: Mock, cfg: dict) -> dict:
         for mode, make in (("forced", forced_body), ("auto", auto_body)):
             mock.reset()
             work = [(f"z{mode[0]}-{i}", make(f"z{mode[0]}-{i}")) for i in range(cfg["zero_turns"])]
-            turns = run_turns(envoy.port, work, cfg["turn_concurrency"])
+            turns = run_turns(envoy.port, work, 1)
             by = calls_by_marker(mock)
             s = summarize([path_of(t, by.get(t["marker"], [])) for t in turns])
             s.pop("points")
@@ -616,7 +660,11 @@ def part4(mock: Mock, cfg: dict) -> dict:
         time.sleep(1)
         before = {"rss_kb": rss_kb(pid), "admin": admin_memory(envoy), "cx": upstream_cx(envoy)}
         bursts = []
-        for b in range(cfg["scale_bursts"]):
+        # Burst 1 opens Envoy's connections to the mock; burst 2 follows before their
+        # 2 s idle timeout and reuses them; after the last, the pool drains before
+        # memory is read again.
+        pauses = [0.5] * (cfg["scale_bursts"] - 1) + [cfg["settle_s"]]
+        for b, pause in enumerate(pauses):
             mock.reset()
             mock.script(scripts(LATENCY))
             peak = {"rss_kb": rss_kb(pid)}
@@ -628,6 +676,7 @@ def part4(mock: Mock, cfg: dict) -> dict:
                     stop.wait(0.02)
 
             sampler = threading.Thread(target=sample, daemon=True)
+            peak_cx_before = upstream_cx(envoy)
             cpu0 = (cpu_s(pid), cpu_s(mock.proc.pid), time.process_time())
             sampler.start()
             turns, wall = asyncio.run(_burst(envoy.port, n, forced_body))
@@ -640,9 +689,14 @@ def part4(mock: Mock, cfg: dict) -> dict:
             mock.reset()
             rows = [path_of(t, by.get(t["marker"], [])) for t in turns]
             measured = [r["critical_ms"] for r in rows if r.get("critical_ms") is not None]
-            time.sleep(cfg["settle_s"])
+            time.sleep(pause)
             after = {"rss_kb": rss_kb(pid), "admin": admin_memory(envoy)}
+            good = [r for r in rows if r.get("critical_ms") is not None]
+            gap = lambda k: (pct([r["gaps"][k] for r in good], 50), max((r["gaps"][k] for r in good), default=float("nan")))  # noqa: E731
             burst = {
+                "pause_s": pause,
+                "cx_before": peak_cx_before,
+                "gaps_ms": {k: gap(k) for k in ("to_first_call", "panel_to_judge", "judge_to_final", "final_to_client")},
                 "cpu_s": {"envoy": cpu1[0] - cpu0[0], "mock": cpu1[1] - cpu0[1], "client": cpu1[2] - cpu0[2]},
                 "upstream_cx": {"end": peak_cx, "after": upstream_cx(envoy)},
                 "ok": sum(t["ok"] for t in turns),
@@ -663,7 +717,8 @@ def part4(mock: Mock, cfg: dict) -> dict:
             log(f"  burst {b + 1}: {burst['ok']}/{n} ok ({burst['complete']} with every member and the analysis); "
                 f"wall {wall:.0f} ms vs one turn's critical path {fmt(one.get('critical_ms'), '.0f')} ms "
                 f"(x{fmt(burst['wall_over_critical'], '.3f')}); RSS {before['rss_kb'] / 1024:.1f} -> peak "
-                f"{peak['rss_kb'] / 1024:.1f} -> {cfg['settle_s']} s after {after['rss_kb'] / 1024:.1f} MiB")
+                f"{peak['rss_kb'] / 1024:.1f} -> {pause} s after {after['rss_kb'] / 1024:.1f} MiB; "
+                f"Envoy CPU {burst['cpu_s']['envoy']:.2f} s, mock {burst['cpu_s']['mock']:.2f} s")
         return {
             **out,
             "turns": n,
@@ -781,6 +836,9 @@ def write_doc(r: dict) -> None:
         c2 = next(v for k, v in w.items() if "2 KB" in k)
         L.append(f"| non-LLM path: throughput ratio >= 0.97 against plain Envoy | {nl['throughput_ratio']:.3f} "
                  f"| {verdict(nl['throughput_ratio'] >= 0.97)} |")
+        if "throughput_ratio_routed" in nl:
+            L.append(f"| (same, filter disabled on non-LLM routes by route config) | {nl['throughput_ratio_routed']:.3f} "
+                     f"| {verdict(nl['throughput_ratio_routed'] >= 0.97)} |")
         L.append(f"| non-fusion 2 KB Chat request: added p50 <= 25 us | {c2['added_p50_us']:+.1f} us "
                  f"| {verdict(c2['added_p50_us'] <= 25)} |")
     p2 = r.get("part2")
@@ -849,8 +907,9 @@ def write_doc(r: dict) -> None:
             "",
             f"Throughput: `wrk -t1 -c{p1['wrk']['connections']} -d{p1['wrk']['seconds']}s` (bench/wrk-body.lua), "
             f"{p1['wrk']['reps']} runs per side, plain and filter alternating; the median per side. Latency: one "
-            "keep-alive connection, one request at a time (bench/httpraw.py), in blocks that alternate which "
-            "Envoy goes first; percentiles over all samples.",
+            "keep-alive connection per Envoy, one request at a time (bench/httpraw.py), alternating between "
+            "the two Envoys request by request (ABBA), so that both see the machine in the same state; "
+            "percentiles over all samples of each side.",
             "",
             "| workload | req/s plain | req/s filter | ratio | p50 plain | p50 filter | added p50 | p99 plain | p99 filter | added p99 | samples |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -860,6 +919,15 @@ def write_doc(r: dict) -> None:
                      f"| {row['p50_plain_us']:.0f} us | {row['p50_filter_us']:.0f} us | **{row['added_p50_us']:+.1f} us** "
                      f"| {row['p99_plain_us']:.0f} us | {row['p99_filter_us']:.0f} us | {row['added_p99_us']:+.1f} us "
                      f"| {row['samples']} |")
+        for row in p1["workloads"]:
+            if "rps_routed" in row:
+                L.append(f"| {row['workload']}, filter disabled on non-LLM routes | {row['rps_plain']:.0f} | {row['rps_routed']:.0f} "
+                         f"| {row['throughput_ratio_routed']:.3f} | {row['p50_plain_us']:.0f} us | {row['p50_routed_us']:.0f} us "
+                         f"| **{row['added_p50_routed_us']:+.1f} us** | {row['p99_plain_us']:.0f} us | {row['p99_routed_us']:.0f} us "
+                         f"| {row['added_p99_routed_us']:+.1f} us | {row['samples']} |")
+                L += ["", "The last row is a third Envoy: the shipped configuration with the filter disabled on every "
+                      "route but `/v1/` (a per-route `envoy.config.route.v3.FilterConfig` with `disabled: true`), so "
+                      "that Envoy does not run the filter for traffic that can never be an LLM request."]
         errs = sum(row["errors"] for row in p1["workloads"])
         L += ["", f"Non-2xx responses and socket errors during the wrk runs: {errs}.", ""]
     if p2:
@@ -867,7 +935,8 @@ def write_doc(r: dict) -> None:
             "## 2. Fusion overhead over the critical path",
             "",
             f"Mock latencies: {', '.join(f'`{k}` {v} ms' for k, v in LATENCY.items())}. "
-            f"{p2['forced']['turns']} turns per mode, {r['config']['turn_concurrency']} at a time, each with a "
+            f"{p2['forced']['turns']} turns per mode, {r['config']['turn_concurrency']} at a time (clients started "
+            "97 ms apart), each with a "
             "unique marker in its prompt so that every mock call is attributed to its turn. Forced: "
             "`\"model\": \"fusion\"` (the alias). Auto: `\"model\": \"mock-outer\"` with `tools: [{\"type\": "
             "\"fusion\"}]`; the outer model decides (and calls it).",
@@ -901,6 +970,7 @@ def write_doc(r: dict) -> None:
                          f"| {g['judge_to_final']:.2f} | {g['final_to_client']:.2f} |")
         L += [
             "",
+            "The rows with mock latency 0 send their turns one at a time. "
             "With mock latency 0 the same hops cost a fraction of a millisecond each: the difference to the "
             "runs with hundreds of ms of latency is the time the processes (Envoy's workers, the mock's "
             "threads) take to wake up after sleeping that long, on this virtual machine, at each of the "
@@ -943,8 +1013,9 @@ def write_doc(r: dict) -> None:
             f"## 4. Scale: {p4['turns']:,} concurrent fusion turns",
             "",
             f"{p4['turns']:,} forced turns (3 members, the latencies of part 2) sent at once on {p4['turns']:,} "
-            "pre-opened connections to one Envoy (`--concurrency 2`), then, after a pause, the same again "
-            "(burst 2 shows whether memory is reused or keeps growing). The Envoy configuration is envoy/demo.yaml "
+            "pre-opened connections to one Envoy (`--concurrency 2`); half a second later the same again. "
+            "Burst 1 makes Envoy open its connections to the mock (and the mock start a thread for each); "
+            "burst 2 reuses them, and shows whether memory is reused or keeps growing. The Envoy configuration is envoy/demo.yaml "
             "with the mock cluster's circuit breakers raised to 100,000 (the turns hold up to 3,000 panel "
             "callouts at once, past Envoy's default limit of 1,024 requests per cluster: an operator setting, "
             "not the filter's) and a 2 s idle timeout on its connections (so that memory after the load is not "
@@ -970,9 +1041,18 @@ def write_doc(r: dict) -> None:
                 lambda b: f"{b['critical_p50_ms']:.0f} / {b['critical_max_ms']:.0f} ms"),
             row("per-turn end-to-end, p50 / max", lambda b: f"{b['e2e_p50_ms']:.0f} / {b['e2e_max_ms']:.0f} ms"),
             row("Envoy VmRSS peak (sampled every 20 ms)", lambda b: f"{b['rss_kb']['peak'] / 1024:.1f} MiB"),
-            row(f"Envoy VmRSS {p4['settle_s']} s after", lambda b: f"{b['rss_kb']['after'] / 1024:.1f} MiB"),
+            row("Envoy VmRSS after the pause that follows", lambda b: f"{b['rss_kb']['after'] / 1024:.1f} MiB ({b.get('pause_s', p4['settle_s'])} s)"),
             row("admin `/memory` allocated at the end / after",
                 lambda b: f"{mib(b['admin_allocated']['peak'])} / {mib(b['admin_allocated']['after'])}"),
+            row("Envoy connections to the mock when the burst starts", lambda b: f"{b.get('cx_before')}"),
+            row("request sent -> first panel call read by the mock, p50 / max",
+                lambda b: "{:.0f} / {:.0f} ms".format(*b["gaps_ms"]["to_first_call"])),
+            row("slowest member answered -> judge call read, p50 / max",
+                lambda b: "{:.1f} / {:.0f} ms".format(*b["gaps_ms"]["panel_to_judge"])),
+            row("judge answered -> final call read, p50 / max",
+                lambda b: "{:.1f} / {:.0f} ms".format(*b["gaps_ms"]["judge_to_final"])),
+            row("final answer written -> client has the response, p50 / max",
+                lambda b: "{:.1f} / {:.0f} ms".format(*b["gaps_ms"]["final_to_client"])),
             row("CPU seconds during the burst: Envoy / mock / load generator",
                 lambda b: f"{b['cpu_s']['envoy']:.2f} / {b['cpu_s']['mock']:.2f} / {b['cpu_s']['client']:.2f} s"),
             row("Envoy connections to the mock at the end / after", lambda b: f"{b['upstream_cx']['end']} / {b['upstream_cx']['after']}"),
@@ -1032,13 +1112,12 @@ def main() -> int:
     args = ap.parse_args()
     parts = {int(p) for p in args.parts.split(",") if p.strip()}
     cfg = {
-        "wrk_seconds": 3, "wrk_reps": 3, "wrk_conns": 8,
-        "lat_blocks": 10, "lat_per_block": 400,
+        "wrk_seconds": 2, "wrk_reps": 5, "wrk_conns": 8, "lat_samples": 8000,
         "turns": 100, "zero_turns": 200, "turn_concurrency": 4, "straggler_turns": 12,
         "scale_turns": 1000, "scale_bursts": 2, "settle_s": 5, "callgrind_iters": 10,
     }
     if args.quick:
-        cfg.update(wrk_seconds=1, wrk_reps=1, lat_blocks=2, lat_per_block=100, turns=8, zero_turns=20,
+        cfg.update(wrk_seconds=1, wrk_reps=1, lat_samples=300, turns=8, zero_turns=20,
                    straggler_turns=4, scale_turns=100, settle_s=1, callgrind_iters=2)
     for tool, what in ((ENVOY, "Envoy"), (WASM, "dist/fusion.wasm")):
         if not Path(tool).exists():
