@@ -21,6 +21,7 @@ import asyncio
 import datetime
 import gc
 import json
+import math
 import os
 import platform
 import re
@@ -67,7 +68,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))
+    k = max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))
     return s[k]
 
 
@@ -1090,6 +1091,18 @@ def write_doc(r: dict) -> None:
             "",
         ]
     L += [
+        "## Method notes",
+        "",
+        "- Everything runs on one machine: the load generator, every Envoy and the mock compete for the same "
+        "cores, so a cost in Envoy shows up both as its own CPU time and as less CPU for the others. Added "
+        "latencies are medians of request-by-request alternation, so machine noise hits both sides alike; p99s "
+        "stay sensitive to whatever else the machine runs.",
+        "- The critical path is what the mock measured for each call: from the moment it had read the request to "
+        "the moment it had written the answer. The mock's own JSON work is inside it; the hops into and out of "
+        "the mock are outside it and count as overhead.",
+        "- Plain HTTP on loopback: no TLS, no provider network. With real providers the critical path grows by "
+        "seconds while the overhead stays what it is here.",
+        "",
         "## Reproduce",
         "",
         "```",
@@ -1097,7 +1110,7 @@ def write_doc(r: dict) -> None:
         "```",
         "",
         "installs `wrk` (apt) if missing, builds `dist/fusion.wasm` and the mock, and runs bench/run.py "
-        "(about 5 minutes on 2 cores). `bench/run.py --parts 1,5 --no-write` runs some parts without "
+        "(about 3 minutes on 2 cores, plus the build). `bench/run.py --parts 1,5 --no-write` runs some parts without "
         "rewriting this page; the raw results of the last run are in `.run/bench-results.json`.",
         "",
     ]
