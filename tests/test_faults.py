@@ -112,8 +112,7 @@ MEMBER_FAULTS = [
     ("cut", "unreachable"),  # headers, half the body, then the connection closes
     ("hang", "timeout"),
     ("slow_body=300", None),  # slow but inside the budget: fine
-    pytest.param("slow_body=5000", "timeout", marks=pytest.mark.xfail(
-        strict=True, reason="a body still dripping at the tool deadline is reported `unreachable`, not `timeout`")),
+    ("slow_body=5000", "timeout"),
     ("status=500", "http_500"),
     ("status=503", "http_503"),
     ("status=429", "rate_limited"),  # with retry-after: 1

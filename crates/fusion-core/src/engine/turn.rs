@@ -330,8 +330,14 @@ impl Turn {
             return Vec::new();
         }
         match role {
-            Role::Panel(i) => self.on_panel_answer(i, &result, now_ms),
-            Role::Judge => self.on_judge_answer(&result, now_ms),
+            Role::Panel(i) => {
+                let result = self.timed_out_at_deadline(result, now_ms);
+                self.on_panel_answer(i, &result, now_ms)
+            }
+            Role::Judge => {
+                let result = self.timed_out_at_deadline(result, now_ms);
+                self.on_judge_answer(&result, now_ms)
+            }
             Role::Outer => self.on_outer_answer(&result, now_ms),
         }
     }
@@ -418,6 +424,18 @@ impl Turn {
         let deadline = (now_ms + quorum.grace_ms).min(self.tool_deadline());
         self.grace_deadline_ms = Some(deadline);
         vec![Command::WakeAt(deadline)]
+    }
+
+    /// A transport failure that arrives when the tool budget is spent is the
+    /// callout's timeout (Envoy gives no headers when it cuts a dripping body).
+    fn timed_out_at_deadline(&self, result: CallResult, now_ms: u64) -> CallResult {
+        if result.status.is_none() && now_ms + 50 >= self.tool_deadline() {
+            return CallResult {
+                status: Some(504),
+                ..result
+            };
+        }
+        result
     }
 
     /// A member the run stopped waiting for answered after all: count its usage.
@@ -748,6 +766,7 @@ impl Turn {
             Err(f) => {
                 let status = match f {
                     Failure::RateLimited => 429,
+                    Failure::InsufficientCredits => 402,
                     Failure::Timeout => 504,
                     _ => 502,
                 };
