@@ -102,7 +102,12 @@ pub enum Start {
 pub fn may_be_fusion(config: &Config, body: &[u8]) -> bool {
     let contains =
         |needle: &[u8]| !needle.is_empty() && body.windows(needle.len()).any(|w| w == needle);
-    contains(b"fusion") || config.aliases.iter().any(|a| contains(a.as_bytes()))
+    // An alias that contains "fusion" is already covered by the first scan.
+    contains(b"fusion")
+        || config
+            .aliases
+            .iter()
+            .any(|a| !a.contains("fusion") && contains(a.as_bytes()))
 }
 
 /// The only fields that decide whether a request is fusion; everything else

@@ -111,7 +111,7 @@ impl CallRecord {
                 Status::Late => "late",
             },
             "latency_ms": self.latency_ms,
-            "usage": usage_json(self.usage),
+            "usage": self.usage.report_json(),
             "cost": self.cost(config),
         });
         let reason = match &self.status {
@@ -985,7 +985,7 @@ impl Turn {
             "invocations": self.invocations,
             "wall_ms": self.ended_ms.unwrap_or(self.clock_ms).saturating_sub(self.started_ms),
             "panel_wait_ms": self.panel_wait_ms,
-            "usage": usage_json(self.usage),
+            "usage": self.usage.report_json(),
             "cost": run_cost(config, &calls),
             "unpriced_models": unpriced(config, &calls),
         })
@@ -1015,14 +1015,13 @@ impl Turn {
         let panel_failures: Vec<&'static str> =
             self.panel.iter().filter_map(failure_class).collect();
         let judge_degraded = self.judge.as_ref().and_then(failure_class);
-        let all_failed = !self.panel.is_empty() && panel_failures.len() == self.panel.len();
         let outcome = if client_gone && self.ended_ms.is_none() {
             "client_gone"
         } else if self.error.is_some() {
             "error"
         } else if self.truncated_by.is_some() {
             "truncated"
-        } else if !panel_failures.is_empty() || judge_degraded.is_some() || all_failed {
+        } else if !panel_failures.is_empty() || judge_degraded.is_some() {
             "degraded"
         } else {
             "ok"
@@ -1094,10 +1093,6 @@ pub struct RunStats {
 }
 
 pub const OUTCOMES: [&str; 5] = ["ok", "degraded", "truncated", "error", "client_gone"];
-
-fn usage_json(u: Usage) -> Value {
-    u.report_json()
-}
 
 /// The run's cost: the sum over its calls, or `None` when a call that used
 /// tokens has no price (an unknown price is never shown as 0).
