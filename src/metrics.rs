@@ -2,22 +2,20 @@
 //! name (`fusion_runs_total.mode.alias.outcome.ok`); Envoy's `stats_tags`
 //! (see envoy/demo.yaml) turn them into Prometheus labels.
 
-use fusion_core::engine::{Mode, RunStats, FAILURE_CLASSES, OUTCOMES};
+use fusion_core::engine::{Budget, FailureClass, Mode, Outcome, RunStats};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use std::collections::BTreeMap;
 
-const BUDGETS: [&str; 2] = ["rounds", "turn"];
-
 #[derive(Debug, Default)]
 pub struct Metrics {
-    runs: BTreeMap<(&'static str, &'static str), u32>,
+    runs: BTreeMap<(Mode, Outcome), u32>,
     panel_calls: Option<u32>,
-    panel_failures: BTreeMap<&'static str, u32>,
-    judge_degraded: BTreeMap<&'static str, u32>,
+    panel_failures: BTreeMap<FailureClass, u32>,
+    judge_degraded: BTreeMap<FailureClass, u32>,
     cap_hits: Option<u32>,
     depth_refusals: Option<u32>,
-    truncations: BTreeMap<&'static str, u32>,
+    truncations: BTreeMap<Budget, u32>,
     client_disconnects: Option<u32>,
     overloaded: Option<u32>,
     active_runs: Option<u32>,
@@ -40,10 +38,19 @@ fn counter(name: &str) -> Option<u32> {
     define(MetricType::Counter, name)
 }
 
-fn labelled(name: &str, label: &str, values: &[&'static str]) -> BTreeMap<&'static str, u32> {
+/// One counter per value of a label: `{name}.{label}.{value}`.
+fn labelled<T: Copy + Ord>(
+    name: &str,
+    label: &str,
+    values: &[T],
+    value_name: fn(T) -> &'static str,
+) -> BTreeMap<T, u32> {
     values
         .iter()
-        .filter_map(|v| Some((*v, counter(&format!("{name}.{label}.{v}"))?)))
+        .filter_map(|v| {
+            let id = counter(&format!("{name}.{label}.{}", value_name(*v)))?;
+            Some((*v, id))
+        })
         .collect()
 }
 
@@ -63,21 +70,40 @@ impl Metrics {
     pub fn define() -> Metrics {
         let mut runs = BTreeMap::new();
         for mode in Mode::ALL {
-            for outcome in OUTCOMES {
-                let name = format!("fusion_runs_total.mode.{}.outcome.{outcome}", mode.name());
+            for outcome in Outcome::ALL {
+                let name = format!(
+                    "fusion_runs_total.mode.{}.outcome.{}",
+                    mode.name(),
+                    outcome.name()
+                );
                 if let Some(id) = counter(&name) {
-                    runs.insert((mode.name(), outcome), id);
+                    runs.insert((mode, outcome), id);
                 }
             }
         }
         Metrics {
             runs,
             panel_calls: counter("fusion_panel_calls_total"),
-            panel_failures: labelled("fusion_panel_failures_total", "reason", &FAILURE_CLASSES),
-            judge_degraded: labelled("fusion_judge_degraded_total", "reason", &FAILURE_CLASSES),
+            panel_failures: labelled(
+                "fusion_panel_failures_total",
+                "reason",
+                &FailureClass::ALL,
+                FailureClass::name,
+            ),
+            judge_degraded: labelled(
+                "fusion_judge_degraded_total",
+                "reason",
+                &FailureClass::ALL,
+                FailureClass::name,
+            ),
             cap_hits: counter("fusion_cap_hits_total"),
             depth_refusals: counter("fusion_depth_refusals_total"),
-            truncations: labelled("fusion_truncations_total", "budget", &BUDGETS),
+            truncations: labelled(
+                "fusion_truncations_total",
+                "budget",
+                &Budget::ALL,
+                Budget::name,
+            ),
             client_disconnects: counter("fusion_client_disconnects_total"),
             overloaded: counter("fusion_overloaded_total"),
             active_runs: define(MetricType::Gauge, "fusion_active_runs"),
@@ -89,19 +115,19 @@ impl Metrics {
 
     /// Counts one finished run.
     pub fn run_ended(&self, s: &RunStats) {
-        add(self.runs.get(&(s.mode.name(), s.outcome)).copied(), 1);
+        add(self.runs.get(&(s.mode, s.outcome)).copied(), 1);
         add(self.panel_calls, s.panel_calls as i64);
         for reason in &s.panel_failures {
             add(self.panel_failures.get(reason).copied(), 1);
         }
         if let Some(reason) = s.judge_degraded {
-            add(self.judge_degraded.get(reason).copied(), 1);
+            add(self.judge_degraded.get(&reason).copied(), 1);
         }
         add(self.cap_hits, i64::from(s.cap_hits));
         if let Some(budget) = s.truncated_by {
-            add(self.truncations.get(budget).copied(), 1);
+            add(self.truncations.get(&budget).copied(), 1);
         }
-        if s.outcome == "client_gone" {
+        if s.outcome == Outcome::ClientGone {
             add(self.client_disconnects, 1);
         }
         if let Some(cost) = s.cost {

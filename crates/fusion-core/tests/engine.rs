@@ -14,7 +14,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use fusion_core::api::Api;
 use fusion_core::config::Config;
-use fusion_core::engine::{self, CallResult, Callout, Command, RequestInfo, Start, Turn};
+use fusion_core::engine::{
+    self, CallResult, Callout, Command, FailureClass, Outcome, RequestInfo, Start, Turn,
+};
 use serde_json::{json, Value};
 use std::rc::Rc;
 
@@ -276,13 +278,17 @@ fn all_members_failing_still_answers() {
 #[test]
 fn outer_failure_is_a_native_error_with_the_report() {
     let (mut turn, panel) = start(&chat("fusion"));
-    for c in &panel {
-        turn.on_call_result(c.id, ok("x", 1, 1), 1_100);
+    let (last, others) = panel.split_last().unwrap();
+    for c in others {
+        assert!(turn.on_call_result(c.id, ok("x", 1, 1), 1_100).is_empty());
     }
-    let judge = dispatches(Vec::new());
-    assert!(judge.is_empty());
+    // The last member's answer starts the judge.
+    let judge = dispatches(turn.on_call_result(last.id, ok("x", 1, 1), 1_100));
+    assert_eq!(judge.len(), 1);
+    assert_eq!(judge[0].id, turn_judge_id(&panel));
+    assert_eq!(body_of(&judge[0])["model"], "mock-judge");
     let outer = match turn
-        .on_call_result(turn_judge_id(&panel), ok(&analysis(), 1, 1), 1_200)
+        .on_call_result(judge[0].id, ok(&analysis(), 1, 1), 1_200)
         .pop()
     {
         Some(Command::Dispatch(c)) => c,
@@ -502,7 +508,7 @@ fn merge_mode_with_every_member_failed_is_a_502_naming_each() {
     let v: Value = serde_json::from_slice(&reply.body).unwrap();
     let message = v["error"]["message"].as_str().unwrap();
     assert!(message.contains("mock-a: rate_limited") && message.contains("mock-b: http_503"));
-    assert_eq!(turn.stats(false).outcome, "error");
+    assert_eq!(turn.stats(false).outcome, Outcome::Error);
 }
 
 #[test]
@@ -556,9 +562,9 @@ fn run_stats_name_the_outcome_and_failures() {
     let outer = dispatches(turn.on_call_result(judge[0].id, ok("prose, no JSON", 1, 1), 1_030));
     turn.on_call_result(outer[0].id, ok("final", 1, 1), 1_040);
     let s = turn.stats(false);
-    assert_eq!(s.outcome, "degraded");
-    assert_eq!(s.panel_failures, vec!["rate_limited"]);
-    assert_eq!(s.judge_degraded, Some("unusable_response"));
+    assert_eq!(s.outcome, Outcome::Degraded);
+    assert_eq!(s.panel_failures, vec![FailureClass::RateLimited]);
+    assert_eq!(s.judge_degraded, Some(FailureClass::Unusable));
     assert_eq!((s.wall_ms, s.panel_wait_ms), (40, Some(20)));
     assert_eq!(s.cost, None, "the mock default has no prices");
 }

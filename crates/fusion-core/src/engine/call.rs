@@ -41,46 +41,73 @@ pub enum Failure {
 impl Failure {
     pub fn reason(self) -> String {
         match self {
-            Failure::Timeout => "timeout".into(),
-            Failure::Unreachable => "unreachable".into(),
-            Failure::RateLimited => "rate_limited".into(),
-            Failure::InsufficientCredits => "insufficient_credits".into(),
             Failure::HttpError(code) => format!("http_{code}"),
-            Failure::Unusable => "unusable_response".into(),
-            Failure::Empty => "empty_response".into(),
-            Failure::TooLarge => "response_too_large".into(),
+            other => other.class().name().to_string(),
         }
     }
 
     /// The reason with HTTP statuses grouped, a bounded set for metric names.
-    pub fn class(self) -> &'static str {
+    pub fn class(self) -> FailureClass {
         match self {
-            Failure::Timeout => "timeout",
-            Failure::Unreachable => "unreachable",
-            Failure::RateLimited => "rate_limited",
-            Failure::InsufficientCredits => "insufficient_credits",
-            Failure::HttpError(code) if code < 500 => "http_4xx",
-            Failure::HttpError(_) => "http_5xx",
-            Failure::Unusable => "unusable_response",
-            Failure::Empty => "empty_response",
-            Failure::TooLarge => "response_too_large",
+            Failure::Timeout => FailureClass::Timeout,
+            Failure::Unreachable => FailureClass::Unreachable,
+            Failure::RateLimited => FailureClass::RateLimited,
+            Failure::InsufficientCredits => FailureClass::InsufficientCredits,
+            Failure::HttpError(code) if code < 500 => FailureClass::Http4xx,
+            Failure::HttpError(_) => FailureClass::Http5xx,
+            Failure::Unusable => FailureClass::Unusable,
+            Failure::Empty => FailureClass::Empty,
+            Failure::TooLarge => FailureClass::TooLarge,
         }
     }
 }
 
-/// Every [`Failure::class`], and `late`: what metric names are defined for.
-pub const FAILURE_CLASSES: [&str; 10] = [
-    "timeout",
-    "unreachable",
-    "rate_limited",
-    "insufficient_credits",
-    "http_4xx",
-    "http_5xx",
-    "unusable_response",
-    "empty_response",
-    "response_too_large",
-    "late",
-];
+/// Why a call gave no usable answer, grouped into the bounded set metric
+/// names are defined for: every [`Failure::class`], and `Late` (the run went on
+/// without the call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureClass {
+    Timeout,
+    Unreachable,
+    RateLimited,
+    InsufficientCredits,
+    Http4xx,
+    Http5xx,
+    Unusable,
+    Empty,
+    TooLarge,
+    Late,
+}
+
+impl FailureClass {
+    pub const ALL: [FailureClass; 10] = [
+        FailureClass::Timeout,
+        FailureClass::Unreachable,
+        FailureClass::RateLimited,
+        FailureClass::InsufficientCredits,
+        FailureClass::Http4xx,
+        FailureClass::Http5xx,
+        FailureClass::Unusable,
+        FailureClass::Empty,
+        FailureClass::TooLarge,
+        FailureClass::Late,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureClass::Timeout => "timeout",
+            FailureClass::Unreachable => "unreachable",
+            FailureClass::RateLimited => "rate_limited",
+            FailureClass::InsufficientCredits => "insufficient_credits",
+            FailureClass::Http4xx => "http_4xx",
+            FailureClass::Http5xx => "http_5xx",
+            FailureClass::Unusable => "unusable_response",
+            FailureClass::Empty => "empty_response",
+            FailureClass::TooLarge => "response_too_large",
+            FailureClass::Late => "late",
+        }
+    }
+}
 
 /// Parses a call's answer, or says why it is unusable.
 pub fn classify(api: Api, result: &CallResult) -> Result<Reply, Failure> {

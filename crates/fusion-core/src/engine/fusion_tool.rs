@@ -1,13 +1,22 @@
 //! The fusion function the outer model sees, and the tool result it gets back.
 
+use crate::api::FUSION_TOOL;
 use crate::conversation::ToolDef;
 use serde_json::{json, Value};
 
-pub const TOOL_NAME: &str = "fusion";
+/// The `type` of a fusion server-tool entry in `tools`: ours, and OpenRouter's spelling
+/// (whose fields sit under `parameters`).
+pub const TOOL_TYPE: &str = FUSION_TOOL;
+pub const OPENROUTER_TOOL_TYPE: &str = "openrouter:fusion";
+
+/// Whether a `tools` entry's `type` declares the fusion server tool.
+pub fn is_fusion_type(kind: &str) -> bool {
+    kind == TOOL_TYPE || kind == OPENROUTER_TOOL_TYPE
+}
 
 pub fn tool_def() -> ToolDef {
     ToolDef {
-        name: TOOL_NAME.to_string(),
+        name: FUSION_TOOL.to_string(),
         description:
             "Ask a panel of independent AI models to answer the conversation in parallel, \
             and get back their answers with a judge's structured comparison (consensus, \

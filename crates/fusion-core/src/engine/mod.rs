@@ -8,9 +8,8 @@ mod merge;
 pub mod plan;
 mod turn;
 
-pub use call::FAILURE_CLASSES;
-pub use call::{CallResult, Callout, Failure};
-pub use turn::{Mode, RunStats, Turn, OUTCOMES};
+pub use call::{CallResult, Callout, Failure, FailureClass};
+pub use turn::{call_cost, Budget, Mode, Outcome, RunStats, Turn};
 
 use crate::api::{self, Api, ApiError};
 use crate::config::{Config, Overload};
@@ -135,7 +134,7 @@ fn asks_for_fusion(config: &Config, body: &[u8]) -> Option<(bool, bool)> {
         .tools
         .iter()
         .flatten()
-        .any(|t| matches!(t.kind.as_deref(), Some("fusion" | "openrouter:fusion")));
+        .any(|t| t.kind.as_deref().is_some_and(fusion_tool::is_fusion_type));
     Some((alias, declared))
 }
 

@@ -3,6 +3,7 @@
 //! fusion tool `{"type":"fusion",...}` / `{"type":"openrouter:fusion",...}`, or
 //! the merge-mode `fusion` block), validated against the operator's limits and routes.
 
+use super::fusion_tool::{OPENROUTER_TOOL_TYPE, TOOL_TYPE};
 use crate::api::ApiError;
 use crate::config::{Config, Preset, Quorum};
 use crate::conversation::GenParams;
@@ -95,8 +96,8 @@ pub fn from_declaration(config: &Config, decl: &Value) -> Result<Plan, ApiError>
     let kind = decl.get("type").and_then(Value::as_str).unwrap_or("");
     let empty = Map::new();
     let (fields, source) = match kind {
-        "fusion" => (decl.as_object().unwrap_or(&empty), TOOL),
-        "openrouter:fusion" => match decl.get("parameters") {
+        TOOL_TYPE => (decl.as_object().unwrap_or(&empty), TOOL),
+        OPENROUTER_TOOL_TYPE => match decl.get("parameters") {
             None | Some(Value::Null) => (&empty, OPENROUTER_TOOL),
             Some(Value::Object(o)) => (o, OPENROUTER_TOOL),
             Some(_) => {
@@ -106,12 +107,12 @@ pub fn from_declaration(config: &Config, decl: &Value) -> Result<Plan, ApiError>
                 ))
             }
         },
-        other => {
-            return Err(ApiError::invalid(
-                format!("unknown fusion tool type `{other}`; use `fusion` or `openrouter:fusion`"),
-                Some("tools"),
-            ))
-        }
+        other => return Err(ApiError::invalid(
+            format!(
+                "unknown fusion tool type `{other}`; use `{TOOL_TYPE}` or `{OPENROUTER_TOOL_TYPE}`"
+            ),
+            Some("tools"),
+        )),
     };
     build(config, fields, source)
 }

@@ -1,0 +1,396 @@
+//! One fusion turn: outer rounds, the panel fan-out, the judge, the final answer.
+//!
+//! - this file: the turn's state, how it starts, event dispatch, callouts and deadlines;
+//! - [`panel`]: the fusion call (panel fan-out, quorum, judge, merge synthesis);
+//! - [`outer`]: outer rounds, the final answer (local or up the route), failures;
+//! - [`ledger`]: call records, usage and the one cost rule;
+//! - [`report`]: the `fusion` object, debug headers, log line and metrics outcome.
+
+mod ledger;
+mod outer;
+mod panel;
+mod report;
+
+pub use ledger::call_cost;
+pub use report::{Budget, Outcome, RunStats};
+
+use super::call::{self, CallResult, Failure};
+use super::fusion_tool;
+use super::plan::{self, Plan};
+use super::{Command, RequestInfo};
+use crate::api::relay::Relay;
+use crate::api::{Api, ApiError, ClientRequest, FusionCallView, FUSION_TOOL};
+use crate::config::Config;
+use crate::conversation::{Conversation, GenParams, Message, ModelRequest, ToolCall, ToolChoice};
+use ledger::Ledger;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// How the request asked for fusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mode {
+    /// `"model": "fusion"`: forced once, answered by the configured outer model.
+    Alias,
+    /// The fusion tool is declared and `tool_choice` forces it: no decision round.
+    Forced,
+    /// The fusion tool is declared; the outer model decides whether to call it.
+    Auto,
+    /// `"model": "fusion"` with a `fusion` block: the panel answers, the
+    /// synthesis model merges the answers; no judge, no tool loop.
+    Merge,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [Mode::Alias, Mode::Forced, Mode::Auto, Mode::Merge];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Alias => "alias",
+            Mode::Forced => "forced",
+            Mode::Auto => "auto",
+            Mode::Merge => "merge",
+        }
+    }
+}
+
+/// What a dispatched call answers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Outer,
+    Panel(usize),
+    Judge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Outer,
+    Panel,
+    Judge,
+    Done,
+}
+
+/// Why a call was not dispatched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotSent {
+    /// Its deadline has passed.
+    NoTime,
+    /// No upstream serves the model (the plan validates its models, so this
+    /// is a bug guard, reported as `unreachable`).
+    Unserved,
+}
+
+impl NotSent {
+    fn failure(self) -> Failure {
+        match self {
+            NotSent::NoTime => Failure::Timeout,
+            NotSent::Unserved => Failure::Unreachable,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Turn {
+    config: Rc<Config>,
+    api: Api,
+    info: RequestInfo,
+    req: ClientRequest,
+    mode: Mode,
+    plan: Plan,
+    /// The model that decides and, without a synthesizer, writes the answer.
+    outer_model: String,
+    phase: Phase,
+    rounds: u32,
+    invocations: u32,
+    /// Assistant tool calls and tool results appended to the client's conversation.
+    history: Vec<Message>,
+    /// The latest outer answer's text: what a truncated turn still returns.
+    last_text: String,
+    /// The fusion tool call being answered by the running panel.
+    fusion_call: Option<ToolCall>,
+    /// Further fusion calls in the message that started the run: capped.
+    capped_with_call: Vec<ToolCall>,
+    fusion_view: Option<FusionCallView>,
+    tool_started_ms: u64,
+    /// Set once the quorum answered: the judge starts then, at the latest.
+    grace_deadline_ms: Option<u64>,
+    analysis: bool,
+    /// Merge mode: the synthesis model's conversation, once the panel answered.
+    merge_conversation: Option<Conversation>,
+    next_id: u32,
+    pending: BTreeMap<u32, Role>,
+    ledger: Ledger,
+    /// Set when the final answer streams up the route.
+    relay: Option<Relay>,
+    started_ms: u64,
+    /// The latest time the turn was told; the wall clock of reports.
+    clock_ms: u64,
+    /// When the client got (or started getting) its answer.
+    ended_ms: Option<u64>,
+    panel_wait_ms: Option<u64>,
+    truncated_by: Option<Budget>,
+    /// The error status and message a failed turn answered with.
+    error: Option<(u16, String)>,
+    cap_hits: u32,
+    /// The final answer's text, kept only for a log that includes text.
+    answer_text: Option<String>,
+}
+
+impl Turn {
+    /// Starts a turn. Forced fusion (alias, or `tool_choice` naming fusion) starts
+    /// the panel at once: no outer round is spent deciding a call whose answer is known.
+    pub fn start(
+        config: Rc<Config>,
+        api: Api,
+        info: RequestInfo,
+        req: ClientRequest,
+        alias: bool,
+        now_ms: u64,
+    ) -> Result<(Turn, Vec<Command>), ApiError> {
+        if req.conversation.messages.is_empty() {
+            let param = match api {
+                Api::Responses => "input",
+                Api::Chat | Api::Messages => "messages",
+            };
+            return Err(ApiError::invalid(
+                format!("`{param}` must contain at least one message"),
+                Some(param),
+            ));
+        }
+        let merge = alias && req.fusion_block.is_some();
+        let plan = match req.fusion_tools.as_slice() {
+            [] if merge => plan::from_merge_block(&config, req.fusion_block.as_ref())?,
+            [] => Plan::defaults(&config),
+            [decl] => plan::from_declaration(&config, decl)?,
+            _ => {
+                return Err(ApiError::invalid(
+                    "declare the fusion tool at most once in `tools`",
+                    Some("tools"),
+                ))
+            }
+        };
+        if plan.panel.is_empty() {
+            return Err(ApiError::invalid(
+                "no fusion panel: the request names none and the operator configured no default",
+                Some("model"),
+            ));
+        }
+        let outer_model = if alias {
+            config.outer_model.clone()
+        } else if config.resolve(&req.model).is_some() {
+            req.model.clone()
+        } else {
+            return Err(ApiError::invalid(
+                format!(
+                    "model `{}` is not served by any upstream of the fusion filter",
+                    req.model
+                ),
+                Some("model"),
+            ));
+        };
+        let forces_fusion = match &req.tool_choice {
+            ToolChoice::Named(n) => n == FUSION_TOOL,
+            ToolChoice::Required => req.tools.is_empty(),
+            _ => false,
+        };
+        let mode = if merge {
+            Mode::Merge
+        } else if alias {
+            Mode::Alias
+        } else if forces_fusion {
+            Mode::Forced
+        } else {
+            Mode::Auto
+        };
+        let mut turn = Turn {
+            config,
+            api,
+            info,
+            req,
+            mode,
+            plan,
+            outer_model,
+            phase: Phase::Outer,
+            rounds: 0,
+            invocations: 0,
+            history: Vec::new(),
+            last_text: String::new(),
+            fusion_call: None,
+            capped_with_call: Vec::new(),
+            fusion_view: None,
+            tool_started_ms: now_ms,
+            grace_deadline_ms: None,
+            analysis: false,
+            merge_conversation: None,
+            next_id: 0,
+            pending: BTreeMap::new(),
+            ledger: Ledger::default(),
+            relay: None,
+            started_ms: now_ms,
+            clock_ms: now_ms,
+            ended_ms: None,
+            panel_wait_ms: None,
+            truncated_by: None,
+            error: None,
+            cap_hits: 0,
+            answer_text: None,
+        };
+        let commands = if mode == Mode::Auto {
+            turn.outer_round(now_ms)
+        } else {
+            let call = ToolCall {
+                id: format!("call_fusion_{}", short_id(&turn.info.request_id)),
+                name: FUSION_TOOL.to_string(),
+                arguments: json!({"question": turn.req.conversation.last_user_text()}).to_string(),
+            };
+            turn.start_fusion(call, now_ms)
+        };
+        Ok((turn, commands))
+    }
+
+    /// Calls dispatched and not yet answered.
+    pub fn pending_calls(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.info.request_id
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// A callout answered (or failed). Unknown ids (answers after the turn ended) are ignored.
+    pub fn on_call_result(&mut self, id: u32, result: CallResult, now_ms: u64) -> Vec<Command> {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        let Some(role) = self.pending.remove(&id) else {
+            return Vec::new();
+        };
+        if self.phase == Phase::Done {
+            // A straggler still counts toward usage (and the run's log line).
+            if let Role::Panel(i) = role {
+                self.on_late_answer(i, &result, now_ms);
+            }
+            return Vec::new();
+        }
+        match role {
+            Role::Panel(i) => {
+                let result = self.timed_out_at_deadline(result, now_ms);
+                self.on_panel_answer(i, &result, now_ms)
+            }
+            Role::Judge => {
+                let result = self.timed_out_at_deadline(result, now_ms);
+                self.on_judge_answer(&result, now_ms)
+            }
+            Role::Outer => self.on_outer_answer(&result, now_ms),
+        }
+    }
+
+    /// The time asked for with [`Command::WakeAt`] came: the grace period is over.
+    pub fn on_timer(&mut self, now_ms: u64) -> Vec<Command> {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        match self.grace_deadline_ms {
+            Some(d) if self.phase == Phase::Panel && now_ms >= d => self.after_panel(now_ms),
+            Some(d) if self.phase == Phase::Panel => vec![Command::WakeAt(d)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// A transport failure that arrives when the tool budget is spent is the
+    /// callout's timeout (Envoy gives no headers when it cuts a dripping body).
+    fn timed_out_at_deadline(&self, result: CallResult, now_ms: u64) -> CallResult {
+        if result.status.is_none() && now_ms + 50 >= self.tool_deadline() {
+            return CallResult {
+                status: Some(504),
+                ..result
+            };
+        }
+        result
+    }
+
+    /// The API the model's upstream speaks; `None` when no upstream serves the
+    /// model, which the caller must treat as a failed call, never as Chat.
+    fn api_of(&self, model: &str) -> Option<Api> {
+        self.config.resolve(model).map(|t| t.upstream.api)
+    }
+
+    /// Deadline of calls inside the fusion tool: the tool budget, never past the turn's.
+    fn tool_deadline(&self) -> u64 {
+        (self.tool_started_ms + self.config.limits.tool_timeout_ms).min(self.turn_deadline())
+    }
+
+    fn turn_deadline(&self) -> u64 {
+        self.started_ms + self.config.limits.turn_timeout_ms
+    }
+
+    /// The depth header every inner call carries: this request's depth plus one.
+    fn depth_header(&self) -> (&str, u32) {
+        (
+            self.config.depth_header.as_str(),
+            self.info.depth.saturating_add(1),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &mut self,
+        role: Role,
+        model: &str,
+        conversation: &Conversation,
+        with_tools: bool,
+        params: &GenParams,
+        deadline_ms: u64,
+        now_ms: u64,
+    ) -> Result<Command, NotSent> {
+        // Never 0: Envoy reads a zero timeout as "no timeout".
+        let timeout_ms = deadline_ms.saturating_sub(now_ms);
+        if timeout_ms == 0 {
+            return Err(NotSent::NoTime);
+        }
+        let config = Rc::clone(&self.config);
+        let target = config.resolve(model).ok_or(NotSent::Unserved)?;
+        let mut tools = Vec::new();
+        let mut choice = ToolChoice::Auto;
+        if with_tools && self.mode != Mode::Merge {
+            tools = self.req.tools.clone();
+            tools.push(fusion_tool::tool_def());
+            choice = self.outer_tool_choice();
+        }
+        let request = ModelRequest {
+            model: target.model,
+            conversation,
+            tools: &tools,
+            tool_choice: &choice,
+            params,
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.pending.insert(id, role);
+        Ok(Command::Dispatch(call::build(
+            id,
+            target,
+            &request,
+            self.depth_header(),
+            &self.info.client_auth,
+            timeout_ms,
+        )))
+    }
+}
+
+fn short_id(request_id: &str) -> String {
+    let id: String = request_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(32)
+        .collect();
+    if id.is_empty() {
+        "0".to_string()
+    } else {
+        id
+    }
+}

@@ -1,0 +1,323 @@
+//! Outer rounds and the end of the turn: the outer model decides (or writes
+//! the answer), the final answer goes to the client locally or streams up the
+//! request's own route, and failures answer in the client's API.
+
+use super::ledger::{CallRecord, CallStatus};
+use super::{Budget, Command, Mode, NotSent, Phase, Role, Turn};
+use crate::api::relay::{FinalCall, Relay};
+use crate::api::{self, Api, ApiError, ResponseMeta, FUSION_TOOL};
+use crate::conversation::{
+    Conversation, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice,
+};
+use crate::engine::call::{self, CallResult, Failure};
+use crate::engine::{fusion_tool, LocalReply, Resume};
+use serde_json::json;
+use std::rc::Rc;
+
+impl Turn {
+    pub(super) fn on_outer_answer(&mut self, result: &CallResult, now_ms: u64) -> Vec<Command> {
+        let model = self.answering_model().to_string();
+        let api = self.api_of(&model);
+        let outcome = match self.ledger.outer.last_mut() {
+            Some(rec) => {
+                let o = rec.settle(api, result, now_ms);
+                let usage = rec.usage;
+                self.ledger.count(usage);
+                o
+            }
+            None => match api {
+                Some(api) => call::classify(api, result),
+                None => Err(Failure::Unreachable),
+            },
+        };
+        let mut reply = match outcome {
+            Ok(r) => r,
+            // The turn's own budget ran out under this call: end with what we have.
+            Err(Failure::Timeout) if now_ms + 100 >= self.turn_deadline() => {
+                return self.finish_truncated(Budget::Turn)
+            }
+            Err(f) => return self.fail_answering(&model, f),
+        };
+        let (fusion_calls, client_calls): (Vec<ToolCall>, Vec<ToolCall>) = reply
+            .tool_calls
+            .drain(..)
+            .partition(|c| c.name == FUSION_TOOL);
+        // Text, or a call of the client's own tools: the turn ends, as without the filter.
+        if !client_calls.is_empty() || fusion_calls.is_empty() {
+            reply.tool_calls = client_calls;
+            return self.finish(reply, false);
+        }
+        self.last_text = reply.text;
+        if self.invocations == 0 {
+            let mut calls = fusion_calls.into_iter();
+            if let Some(first) = calls.next() {
+                // Further fusion calls in the same message are answered by the cap.
+                self.capped_with_call = calls.collect();
+                return self.start_fusion(first, now_ms);
+            }
+            return self.finish_truncated(Budget::Turn);
+        }
+        // One invocation per turn: a further call is answered by the cap, and the turn goes on.
+        self.cap_hits += fusion_calls.len() as u32;
+        self.history.push(Message::Assistant {
+            text: std::mem::take(&mut self.last_text),
+            tool_calls: fusion_calls.clone(),
+        });
+        for c in fusion_calls {
+            self.history.push(Message::ToolResult {
+                call_id: c.id,
+                content: fusion_tool::capped_result().to_string(),
+            });
+        }
+        self.outer_round(now_ms)
+    }
+
+    /// The model that writes the answer failed: a native error with the report.
+    fn fail_answering(&mut self, model: &str, f: Failure) -> Vec<Command> {
+        let status = match f {
+            Failure::RateLimited => 429,
+            Failure::InsufficientCredits => 402,
+            Failure::Timeout => 504,
+            _ => 502,
+        };
+        self.fail(ApiError::upstream(
+            status,
+            format!(
+                "the model `{model}` that writes the final answer failed: {}",
+                f.reason()
+            ),
+        ))
+    }
+
+    /// The model of the next outer round: the synthesizer once fusion ran, if one is set.
+    pub(super) fn answering_model(&self) -> &str {
+        match (&self.plan.synthesizer, self.invocations) {
+            (Some(s), n) if n > 0 => s,
+            _ => &self.outer_model,
+        }
+    }
+
+    pub(super) fn outer_round(&mut self, now_ms: u64) -> Vec<Command> {
+        self.phase = Phase::Outer;
+        if self.rounds >= self.config.limits.max_rounds {
+            return self.finish_truncated(Budget::Rounds);
+        }
+        self.rounds += 1;
+        let model = self.answering_model().to_string();
+        let conversation = match &self.merge_conversation {
+            Some(c) => c.clone(),
+            None => {
+                let mut c = self.req.conversation.clone();
+                c.messages.extend(self.history.iter().cloned());
+                c
+            }
+        };
+        let params = self.req.params.clone();
+        self.ledger.outer.push(CallRecord::new(&model, now_ms));
+        if let Some(resume) = self.route_final(&model, &conversation, &params) {
+            return vec![resume];
+        }
+        let deadline = self.turn_deadline();
+        match self.dispatch(
+            Role::Outer,
+            &model,
+            &conversation,
+            true,
+            &params,
+            deadline,
+            now_ms,
+        ) {
+            Ok(c) => vec![c],
+            Err(NotSent::NoTime) => self.finish_truncated(Budget::Turn),
+            Err(NotSent::Unserved) => {
+                if let Some(rec) = self.ledger.outer.last_mut() {
+                    rec.status = CallStatus::Failed(Failure::Unreachable);
+                }
+                self.fail_answering(&model, Failure::Unreachable)
+            }
+        }
+    }
+
+    /// After fusion ran, a streaming client's final answer goes up the request's own
+    /// route when the route serves the answering model in the client's API and no
+    /// client tool can be called: the client then gets the provider's stream as it
+    /// is produced, and Envoy's retries and timeouts apply.
+    fn route_final(
+        &mut self,
+        model: &str,
+        conversation: &Conversation,
+        params: &GenParams,
+    ) -> Option<Command> {
+        if self.invocations == 0 || !self.req.stream || !self.req.tools.is_empty() {
+            return None;
+        }
+        let config = Rc::clone(&self.config);
+        let target = config.resolve(model)?;
+        if self.info.route_cluster.as_deref() != Some(target.upstream.cluster.as_str())
+            || target.upstream.api != self.api
+        {
+            return None;
+        }
+        // The history holds fusion tool calls: some providers need the tool declared.
+        let tools = if self.mode == Mode::Merge {
+            Vec::new()
+        } else {
+            vec![fusion_tool::tool_def()]
+        };
+        let request = ModelRequest {
+            model: target.model,
+            conversation,
+            tools: &tools,
+            tool_choice: &ToolChoice::None,
+            params,
+        };
+        let callout = call::build(
+            0,
+            target,
+            &request,
+            self.depth_header(),
+            &self.info.client_auth,
+            1,
+        );
+        let mut body = api::build_request(self.api, &request);
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("stream".into(), json!(true));
+            // Always asked for: the report needs it; the relay drops the usage
+            // chunk when the client did not ask for it.
+            if self.api == Api::Chat {
+                obj.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+        }
+        let mut headers: Vec<(String, String)> = callout
+            .headers
+            .into_iter()
+            .filter(|(k, _)| k != ":method")
+            .collect();
+        // The route's own timeout would apply otherwise: hold it to the turn's budget.
+        let remaining = self.turn_deadline().saturating_sub(self.clock_ms).max(1);
+        headers.push((
+            "x-envoy-upstream-rq-timeout-ms".into(),
+            remaining.to_string(),
+        ));
+        self.phase = Phase::Done;
+        let final_call = FinalCall {
+            prior_cost: self.ledger.cost(&self.config),
+            price: self.config.price(model),
+            client_wants_usage: self.req.include_usage,
+        };
+        self.relay = Some(Relay::new(
+            self.api,
+            self.ledger.usage,
+            self.report(),
+            final_call,
+        ));
+        Some(Command::Resume(Resume {
+            headers,
+            body: body.to_string().into_bytes(),
+        }))
+    }
+
+    /// The final answer streams up the route and its end was not seen.
+    pub fn relay_incomplete(&self) -> bool {
+        self.relay.is_some() && self.ended_ms.is_none()
+    }
+
+    /// Whether the response comes from the route and must pass through [`Self::on_response_body`].
+    pub fn relays_response(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// One chunk of the route's response body; returns what to send the client now.
+    /// `end`: the response is complete (its last body chunk, or its trailers came).
+    pub fn on_response_body(&mut self, chunk: &[u8], end: bool, now_ms: u64) -> Vec<u8> {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        match self.relay.as_mut() {
+            Some(relay) => {
+                if self.ended_ms.is_some() {
+                    // Already complete (trailers after a final chunk): nothing more to rewrite.
+                    return chunk.to_vec();
+                }
+                let out = relay.chunk(chunk, end);
+                if end {
+                    self.ended_ms = Some(self.clock_ms);
+                    let usage = relay.relayed_usage;
+                    if let Some(rec) = self.ledger.outer.last_mut() {
+                        rec.usage = usage;
+                        rec.status = CallStatus::Ok(String::new());
+                    }
+                    self.ledger.count(usage);
+                }
+                out
+            }
+            None => chunk.to_vec(),
+        }
+    }
+
+    pub(super) fn outer_tool_choice(&self) -> ToolChoice {
+        if self.invocations == 0 {
+            return self.req.tool_choice.clone();
+        }
+        // The one invocation is spent: with no client tools, ask for text.
+        if self.req.tools.is_empty() {
+            return ToolChoice::None;
+        }
+        match &self.req.tool_choice {
+            ToolChoice::Named(n) if n == FUSION_TOOL => ToolChoice::Auto,
+            other => other.clone(),
+        }
+    }
+
+    pub(super) fn finish_truncated(&mut self, budget: Budget) -> Vec<Command> {
+        self.truncated_by = Some(budget);
+        let reply = Reply {
+            text: std::mem::take(&mut self.last_text),
+            ..Reply::default()
+        };
+        self.finish(reply, true)
+    }
+
+    fn finish(&mut self, mut reply: Reply, truncated: bool) -> Vec<Command> {
+        self.phase = Phase::Done;
+        self.ended_ms = Some(self.clock_ms);
+        if self.config.log.include_text {
+            self.answer_text = Some(reply.text.clone());
+        }
+        let meta = ResponseMeta {
+            id: format!("fusion-{}", super::short_id(&self.info.request_id)),
+            created_s: self.started_ms / 1000,
+            usage: self.ledger.usage,
+            fusion: self.report(),
+            truncated,
+            fusion_call: self.fusion_view.clone(),
+        };
+        reply.model = self.answering_model().to_string();
+        let mut response = if self.req.stream {
+            LocalReply {
+                status: 200,
+                headers: vec![
+                    ("content-type".into(), "text/event-stream".into()),
+                    ("cache-control".into(), "no-cache".into()),
+                ],
+                body: api::write_stream(self.api, &reply, &meta, self.req.include_usage)
+                    .into_bytes(),
+            }
+        } else {
+            LocalReply::json(200, &api::write_response(self.api, &reply, &meta))
+        };
+        response.headers.extend(self.debug_headers());
+        vec![Command::Reply(response)]
+    }
+
+    pub(super) fn fail(&mut self, err: ApiError) -> Vec<Command> {
+        self.phase = Phase::Done;
+        self.ended_ms = Some(self.clock_ms);
+        self.error = Some((err.status, err.message.clone()));
+        let mut body = api::error_body(self.api, &err);
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("fusion".into(), self.report());
+        }
+        let mut reply = LocalReply::json(err.status, &body);
+        reply.headers.extend(self.debug_headers());
+        vec![Command::Reply(reply)]
+    }
+}

@@ -1,0 +1,263 @@
+//! The fusion call: the panel fan-out, the quorum's grace period, the judge,
+//! and (merge mode) the synthesis conversation.
+
+use super::ledger::{CallRecord, CallStatus};
+use super::{Command, Mode, Phase, Role, Turn};
+use crate::api::{ApiError, FusionCallView};
+use crate::conversation::{GenParams, Message, ToolCall};
+use crate::engine::call::{CallResult, Failure};
+use crate::engine::fusion_tool::{self, MemberOutcome};
+use crate::engine::{judge, merge};
+use serde_json::Value;
+
+impl Turn {
+    pub(super) fn start_fusion(&mut self, call: ToolCall, now_ms: u64) -> Vec<Command> {
+        self.invocations += 1;
+        self.fusion_call = Some(call);
+        self.phase = Phase::Panel;
+        self.tool_started_ms = now_ms;
+        let members = self.plan.panel.clone();
+        let conversation = self.req.conversation.clone();
+        // `"model": "fusion"` requests forward their own parameters to the panel;
+        // a tool declaration's overrides apply in every mode.
+        let base = match self.mode {
+            Mode::Alias | Mode::Merge => GenParams {
+                provider_tools: Vec::new(),
+                ..self.req.params.clone()
+            },
+            Mode::Forced | Mode::Auto => GenParams::default(),
+        };
+        let shared = base.overlay(&self.plan.panel_params);
+        let deadline = self.tool_deadline();
+        let mut commands = Vec::with_capacity(members.len());
+        for (i, member) in members.iter().enumerate() {
+            self.ledger
+                .panel
+                .push(CallRecord::new(&member.model, now_ms));
+            let params = GenParams {
+                provider_tools: member.tools.clone(),
+                ..shared.clone()
+            };
+            match self.dispatch(
+                Role::Panel(i),
+                &member.model,
+                &conversation,
+                false,
+                &params,
+                deadline,
+                now_ms,
+            ) {
+                Ok(c) => commands.push(c),
+                Err(why) => {
+                    if let Some(rec) = self.ledger.panel.get_mut(i) {
+                        rec.status = CallStatus::Failed(why.failure());
+                    }
+                }
+            }
+        }
+        if commands.is_empty() {
+            return self.after_panel(now_ms);
+        }
+        commands
+    }
+
+    /// Settles panel member `i`'s call in the ledger; returns whether it gave a usable answer.
+    fn settle_member(&mut self, i: usize, result: &CallResult, now_ms: u64) {
+        let api = self.ledger.panel.get(i).and_then(|r| self.api_of(&r.model));
+        if let Some(rec) = self.ledger.panel.get_mut(i) {
+            let outcome = rec.settle(api, result, now_ms);
+            let usage = rec.usage;
+            if matches!(&outcome, Ok(r) if r.text.trim().is_empty())
+                && rec.status != CallStatus::Late
+            {
+                rec.status = CallStatus::Failed(Failure::Empty);
+            }
+            self.ledger.count(usage);
+        }
+    }
+
+    pub(super) fn on_panel_answer(
+        &mut self,
+        i: usize,
+        result: &CallResult,
+        now_ms: u64,
+    ) -> Vec<Command> {
+        if self.phase != Phase::Panel {
+            self.on_late_answer(i, result, now_ms);
+            return Vec::new();
+        }
+        self.settle_member(i, result, now_ms);
+        if !self.pending.values().any(|r| matches!(r, Role::Panel(_))) {
+            return self.after_panel(now_ms);
+        }
+        let quorum = self.plan.quorum;
+        let usable = self
+            .ledger
+            .panel
+            .iter()
+            .filter(|r| matches!(r.status, CallStatus::Ok(_)))
+            .count();
+        if quorum.min_answers == 0 || usable < quorum.min_answers {
+            return Vec::new();
+        }
+        if quorum.grace_ms == 0 {
+            return self.after_panel(now_ms);
+        }
+        if self.grace_deadline_ms.is_some() {
+            return Vec::new();
+        }
+        let deadline = (now_ms + quorum.grace_ms).min(self.tool_deadline());
+        self.grace_deadline_ms = Some(deadline);
+        vec![Command::WakeAt(deadline)]
+    }
+
+    /// A member the run stopped waiting for answered after all: count its usage.
+    pub(super) fn on_late_answer(&mut self, i: usize, result: &CallResult, now_ms: u64) {
+        let api = self.ledger.panel.get(i).and_then(|r| self.api_of(&r.model));
+        if let Some(rec) = self.ledger.panel.get_mut(i) {
+            let _ = rec.settle(api, result, now_ms);
+            let usage = rec.usage;
+            self.ledger.count(usage);
+        }
+    }
+
+    /// Every member answered or failed, or the quorum and its grace period are
+    /// done: judge the answers (merge mode: synthesize), or report the failure.
+    pub(super) fn after_panel(&mut self, now_ms: u64) -> Vec<Command> {
+        self.grace_deadline_ms = None;
+        self.panel_wait_ms = Some(now_ms.saturating_sub(self.tool_started_ms));
+        for rec in &mut self.ledger.panel {
+            if rec.status == CallStatus::Pending {
+                rec.status = CallStatus::Late;
+                rec.latency_ms = now_ms.saturating_sub(rec.started_ms);
+            }
+        }
+        if self.mode == Mode::Merge {
+            return self.merge_round(now_ms);
+        }
+        let answers = self.ledger.usable_answers();
+        if answers.is_empty() {
+            return self.finish_fusion(None, now_ms);
+        }
+        self.phase = Phase::Judge;
+        let model = self.plan.judge.clone();
+        let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
+        let conversation = judge::judge_conversation(&self.req.conversation, &refs);
+        let params = GenParams {
+            temperature: Some(0.0),
+            ..GenParams::default()
+        };
+        self.ledger.judge = Some(CallRecord::new(&model, now_ms));
+        // A member that ran into the tool budget must not starve the judge: it
+        // gets at least half the tool budget, within the turn's.
+        let deadline = self
+            .tool_deadline()
+            .max(now_ms + self.config.limits.tool_timeout_ms / 2)
+            .min(self.turn_deadline());
+        match self.dispatch(
+            Role::Judge,
+            &model,
+            &conversation,
+            false,
+            &params,
+            deadline,
+            now_ms,
+        ) {
+            Ok(c) => vec![c],
+            Err(why) => {
+                if let Some(rec) = self.ledger.judge.as_mut() {
+                    rec.status = CallStatus::Failed(why.failure());
+                }
+                self.finish_fusion(None, now_ms)
+            }
+        }
+    }
+
+    pub(super) fn on_judge_answer(&mut self, result: &CallResult, now_ms: u64) -> Vec<Command> {
+        let api = self.api_of(&self.plan.judge);
+        let mut analysis = None;
+        if let Some(rec) = self.ledger.judge.as_mut() {
+            let outcome = rec.settle(api, result, now_ms);
+            let usage = rec.usage;
+            analysis = outcome
+                .as_ref()
+                .ok()
+                .and_then(|r| judge::parse_analysis(&r.text));
+            if outcome.is_ok() && analysis.is_none() {
+                rec.status = CallStatus::Failed(Failure::Unusable);
+            }
+            self.ledger.count(usage);
+        }
+        self.finish_fusion(analysis, now_ms)
+    }
+
+    /// The fusion call has its result: append it and run the next outer round.
+    fn finish_fusion(&mut self, analysis: Option<Value>, now_ms: u64) -> Vec<Command> {
+        self.analysis = analysis.is_some();
+        let outcomes: Vec<MemberOutcome<'_>> = self
+            .ledger
+            .panel
+            .iter()
+            .map(|r| MemberOutcome {
+                model: &r.model,
+                answer: match &r.status {
+                    CallStatus::Ok(t) => Ok(t.as_str()),
+                    other => Err(other.failure_reason().unwrap_or_default()),
+                },
+            })
+            .collect();
+        let result = fusion_tool::tool_result(&outcomes, analysis.as_ref());
+        let Some(call) = self.fusion_call.take() else {
+            return self.fail(ApiError::upstream(500, "fusion finished without a call"));
+        };
+        self.fusion_view = Some(FusionCallView {
+            id: call.id.clone(),
+            arguments: call.arguments.clone(),
+            result: result.clone(),
+        });
+        let capped = std::mem::take(&mut self.capped_with_call);
+        self.cap_hits += capped.len() as u32;
+        let mut tool_calls = vec![call.clone()];
+        tool_calls.extend(capped.iter().cloned());
+        self.history.push(Message::Assistant {
+            text: std::mem::take(&mut self.last_text),
+            tool_calls,
+        });
+        self.history.push(Message::ToolResult {
+            call_id: call.id,
+            content: result.to_string(),
+        });
+        for c in capped {
+            self.history.push(Message::ToolResult {
+                call_id: c.id,
+                content: fusion_tool::capped_result().to_string(),
+            });
+        }
+        self.outer_round(now_ms)
+    }
+
+    /// Merge mode: the synthesis model writes the answer from the surviving
+    /// answers; with none, the request fails naming each member's failure.
+    fn merge_round(&mut self, now_ms: u64) -> Vec<Command> {
+        let answers = self.ledger.usable_answers();
+        if answers.is_empty() {
+            let failures: Vec<String> = self
+                .ledger
+                .panel
+                .iter()
+                .map(|r| {
+                    let reason = r.status.failure_reason().unwrap_or_default();
+                    format!("{}: {reason}", r.model)
+                })
+                .collect();
+            return self.fail(ApiError::upstream(
+                502,
+                format!("every fusion panel member failed ({})", failures.join("; ")),
+            ));
+        }
+        let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
+        let conversation = merge::synthesis_conversation(&self.req.conversation, &refs);
+        self.merge_conversation = Some(conversation);
+        self.outer_round(now_ms)
+    }
+}

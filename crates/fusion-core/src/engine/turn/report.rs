@@ -1,0 +1,202 @@
+//! What a turn tells the outside: the `fusion` object every response carries,
+//! the debug headers, the run's log line and what its metrics count.
+
+use super::super::call::FailureClass;
+use super::{Mode, Turn};
+use serde_json::{json, Value};
+
+/// How a run ended, as its metrics and log line name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    Ok,
+    /// A panel member or the judge gave no usable answer; the client got one anyway.
+    Degraded,
+    /// A budget ran out: the client got what the turn had.
+    Truncated,
+    Error,
+    /// The client left before its answer was complete.
+    ClientGone,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Ok,
+        Outcome::Degraded,
+        Outcome::Truncated,
+        Outcome::Error,
+        Outcome::ClientGone,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Degraded => "degraded",
+            Outcome::Truncated => "truncated",
+            Outcome::Error => "error",
+            Outcome::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// The budget that cut a run short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Budget {
+    /// `limits.max_rounds` outer rounds.
+    Rounds,
+    /// `limits.turn_timeout_ms`.
+    Turn,
+}
+
+impl Budget {
+    pub const ALL: [Budget; 2] = [Budget::Rounds, Budget::Turn];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Budget::Rounds => "rounds",
+            Budget::Turn => "turn",
+        }
+    }
+}
+
+/// What one run contributes to the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunStats {
+    pub mode: Mode,
+    pub outcome: Outcome,
+    pub panel_calls: usize,
+    /// One failure class per member that gave no usable answer (late included).
+    pub panel_failures: Vec<FailureClass>,
+    pub judge_degraded: Option<FailureClass>,
+    pub cap_hits: u32,
+    pub truncated_by: Option<Budget>,
+    pub wall_ms: u64,
+    pub panel_wait_ms: Option<u64>,
+    pub cost: Option<f64>,
+}
+
+impl Turn {
+    /// `x-fusion-run-id` and `x-fusion-panel` (member counts by outcome), for quick debugging.
+    pub fn debug_headers(&self) -> Vec<(String, String)> {
+        let (ok, failed, late) = self.ledger.panel_counts();
+        vec![
+            ("x-fusion-run-id".into(), self.info.request_id.clone()),
+            (
+                "x-fusion-panel".into(),
+                format!("ok={ok}, failed={failed}, late={late}"),
+            ),
+        ]
+    }
+
+    /// The `fusion` object every response carries.
+    pub fn report(&self) -> Value {
+        let config = &self.config;
+        let ledger = &self.ledger;
+        json!({
+            "run_id": self.info.request_id,
+            "mode": self.mode.name(),
+            "preset": self.plan.preset,
+            "panel": ledger.panel.iter().map(|r| r.report(config)).collect::<Vec<_>>(),
+            "judge": ledger.judge.as_ref().map(|r| r.report(config)),
+            "analysis": self.analysis,
+            "synthesizer": self.answering_model(),
+            "final": ledger.outer.iter().map(|r| r.report(config)).collect::<Vec<_>>(),
+            "rounds": self.rounds,
+            "invocations": self.invocations,
+            "wall_ms": self.wall_ms(),
+            "panel_wait_ms": self.panel_wait_ms,
+            "usage": ledger.usage.report_json(),
+            "cost": ledger.cost(config),
+            "unpriced_models": ledger.unpriced(config),
+        })
+    }
+
+    fn wall_ms(&self) -> u64 {
+        self.ended_ms
+            .unwrap_or(self.clock_ms)
+            .saturating_sub(self.started_ms)
+    }
+
+    /// The time is now at least `now_ms` (the host calls it before a report
+    /// made outside an event, e.g. when the client left).
+    pub fn observe_time(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
+    }
+
+    /// Whether the client left before its answer was complete: the turn had
+    /// not answered, or the relayed answer's end never came.
+    pub fn client_gone(&self) -> bool {
+        self.ended_ms.is_none()
+    }
+
+    /// What the run's metrics count: outcome, failures, budgets, timings.
+    /// `stream_over`: the host saw the stream end (`on_log`); a turn that had
+    /// not answered by then lost its client.
+    pub fn stats(&self, stream_over: bool) -> RunStats {
+        let panel_failures: Vec<FailureClass> = self
+            .ledger
+            .panel
+            .iter()
+            .filter_map(|r| r.status.failure_class())
+            .collect();
+        let judge_degraded = self
+            .ledger
+            .judge
+            .as_ref()
+            .and_then(|r| r.status.failure_class());
+        let outcome = if stream_over && self.client_gone() {
+            Outcome::ClientGone
+        } else if self.error.is_some() {
+            Outcome::Error
+        } else if self.truncated_by.is_some() {
+            Outcome::Truncated
+        } else if !panel_failures.is_empty() || judge_degraded.is_some() {
+            Outcome::Degraded
+        } else {
+            Outcome::Ok
+        };
+        RunStats {
+            mode: self.mode,
+            outcome,
+            panel_calls: self.ledger.panel.len(),
+            panel_failures,
+            judge_degraded,
+            cap_hits: self.cap_hits,
+            truncated_by: self.truncated_by,
+            wall_ms: self.wall_ms(),
+            panel_wait_ms: self.panel_wait_ms,
+            cost: self.ledger.cost(&self.config),
+        }
+    }
+
+    /// The run's one structured log line: the whole chain, no user text unless
+    /// the operator turned `log.include_text` on.
+    pub fn log_line(&self, stream_over: bool) -> Value {
+        let stats = self.stats(stream_over);
+        let mut line = self.report();
+        if let Some(obj) = line.as_object_mut() {
+            obj.insert("event".into(), json!("fusion_run"));
+            obj.insert("api".into(), json!(self.api.name()));
+            obj.insert("outcome".into(), json!(stats.outcome.name()));
+            obj.insert(
+                "truncated_by".into(),
+                json!(self.truncated_by.map(Budget::name)),
+            );
+            obj.insert("cap_hits".into(), json!(self.cap_hits));
+            obj.insert(
+                "error".into(),
+                json!(self
+                    .error
+                    .as_ref()
+                    .map(|(status, message)| json!({"status": status, "message": message}))),
+            );
+            if self.config.log.include_text {
+                obj.insert(
+                    "prompt".into(),
+                    json!(self.req.conversation.last_user_text()),
+                );
+                obj.insert("answer".into(), json!(self.answer_text));
+            }
+        }
+        line
+    }
+}
