@@ -6,7 +6,7 @@ PY    := .venv/bin/python
 MOCK  := target/release/mock-llm
 WASM_SOURCES := $(shell find src crates/fusion-core/src -name '*.rs') Cargo.toml Cargo.lock
 
-.PHONY: all setup build run test test-unit test-wasm test-integration bench oci fuzz soak fmt lint clean
+.PHONY: all setup build run test check-tree test-unit test-wasm test-integration bench oci fuzz soak fmt lint clean
 
 all: build
 
@@ -29,7 +29,11 @@ run: build
 	scripts/run.sh
 
 ## test: native unit tests, the engine tests in wasm, then Envoy integration tests
-test: setup build test-unit test-wasm test-integration
+test: setup build check-tree test-unit test-wasm test-integration
+
+## check-tree: no tracked file is a build output or larger than 1 MB
+check-tree:
+	scripts/check-tree.sh
 
 test-unit:
 	cargo test --workspace
@@ -61,7 +65,7 @@ soak: build
 fmt:
 	cargo fmt --all
 
-lint:
+lint: check-tree
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
