@@ -1,23 +1,24 @@
-//! The per-stream HTTP context: feeds the engine and carries out its commands.
+//! The per-stream HTTP context: translates callbacks into engine events and
+//! engine commands into host calls. Policy (eligibility, depth, capacity,
+//! size, client gone) is the engine's; every host refusal is logged and
+//! handled, never a panic.
 //!
 //! The stream's state lives in `Rc<RefCell<Stream>>` so the root's tick can
 //! reach it too (a quorum's grace period ends there).
 
-use crate::root::Shared;
+use crate::host::{BufferType, Host, MapType};
+use crate::shared::{Shared, StreamHandle, StreamRef};
 use fusion_core::api::Api;
+use fusion_core::engine::admit::{self, RequestHead};
 use fusion_core::engine::{
     self, CallResult, Command, LocalReply, Refusal, RequestInfo, Resume, Start, Turn,
 };
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
+use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
-use std::time::{Duration, UNIX_EPOCH};
-
-/// How the root reaches a stream without keeping it alive.
-pub type StreamRef = Weak<RefCell<Stream>>;
+use std::time::Duration;
 
 pub struct Stream {
     context_id: u32,
@@ -67,33 +68,90 @@ impl FusionFilter {
     }
 }
 
-pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
-}
+impl StreamHandle for RefCell<Stream> {
+    fn on_timer(&self, now_ms: u64) {
+        if let Ok(mut s) = self.try_borrow_mut() {
+            let commands = s
+                .turn
+                .as_mut()
+                .map(|t| t.on_timer(now_ms))
+                .unwrap_or_default();
+            s.run(commands, true);
+        }
+    }
 
-fn header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-}
-
-fn send_reply(reply: &LocalReply) {
-    let headers: Vec<(&str, &str)> = reply
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    if let Err(status) =
-        hostcalls::send_http_response(reply.status as u32, headers, Some(&reply.body))
-    {
-        log::error!("fusion: send_http_response failed: {status:?}");
+    fn on_root_call_response(&self, token: u32, num_headers: usize, body_size: usize) {
+        if let Ok(mut s) = self.try_borrow_mut() {
+            if let Err(status) = s.host().set_effective_context(s.context_id) {
+                log::warn!(
+                    "fusion: entering stream {} failed: {status:?}",
+                    s.context_id
+                );
+            }
+            s.on_call_response(token, num_headers, body_size, true);
+        }
     }
 }
 
 impl Stream {
+    fn host(&self) -> &dyn Host {
+        &*self.shared.host
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.host().now_ms()
+    }
+
+    fn me(&self) -> StreamRef {
+        self.me.clone()
+    }
+
+    /// A request header; a host refusal reads as absent.
+    fn header(&self, name: &str) -> Option<String> {
+        match self.host().get_map_value(MapType::HttpRequestHeaders, name) {
+            Ok(v) => v,
+            Err(status) => {
+                log::warn!("fusion: reading request header {name} failed: {status:?}");
+                None
+            }
+        }
+    }
+
+    fn set_header(&self, map: MapType, name: &str, value: Option<&str>) {
+        if let Err(status) = self.host().set_map_value(map, name, value) {
+            log::warn!("fusion: setting header {name} ({map:?}) refused: {status:?}");
+        }
+    }
+
+    fn buffer(&self, kind: BufferType, size: usize) -> Vec<u8> {
+        match self.host().get_buffer(kind, 0, size) {
+            Ok(b) => b.unwrap_or_default(),
+            Err(status) => {
+                log::warn!("fusion: reading {kind:?} failed: {status:?}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Sends a local reply. Returns false when the host refused it.
+    fn send_reply(&self, reply: &LocalReply) -> bool {
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        match self
+            .host()
+            .send_http_response(u32::from(reply.status), &headers, &reply.body)
+        {
+            Ok(()) => true,
+            Err(status) => {
+                log::error!("fusion: send_http_response failed: {status:?}");
+                false
+            }
+        }
+    }
+
     /// Carries out commands; a dispatch the host refuses is fed back as a failed call.
     /// `as_root`: running in the root's tick, so callout answers come to the root.
     fn run(&mut self, commands: Vec<Command>, as_root: bool) {
@@ -106,17 +164,16 @@ impl Stream {
                         .iter()
                         .map(|(k, v)| (k.as_str(), v.as_str()))
                         .collect();
-                    match hostcalls::dispatch_http_call(
+                    match self.host().dispatch_http_call(
                         &c.cluster,
-                        headers,
-                        Some(&c.body),
-                        Vec::new(),
+                        &headers,
+                        &c.body,
                         Duration::from_millis(c.timeout_ms),
                     ) {
                         Ok(token) => {
                             self.tokens.insert(token, c.id);
                             if as_root {
-                                self.shared.register_root_token(token, self.me.clone());
+                                self.shared.register_root_token(token, self.me());
                             }
                         }
                         Err(status) => {
@@ -124,23 +181,27 @@ impl Stream {
                                 "fusion: dispatch to cluster {} failed: {status:?}",
                                 c.cluster
                             );
+                            let now = self.now_ms();
                             if let Some(turn) = self.turn.as_mut() {
-                                queue.extend(turn.on_call_result(
-                                    c.id,
-                                    CallResult::default(),
-                                    now_ms(),
-                                ));
+                                queue.extend(turn.on_call_result(c.id, CallResult::default(), now));
                             }
                         }
                     }
                 }
                 Command::Reply(reply) => {
                     self.release_slot();
-                    send_reply(&reply);
+                    if !self.send_reply(&reply) {
+                        // The client cannot get this answer (e.g. it left): the
+                        // run's log line and metrics tell what it came to.
+                        log::warn!(
+                            "fusion: the answer of run {} could not be sent",
+                            self.turn.as_ref().map_or("?", |t| t.run_id())
+                        );
+                    }
                 }
                 Command::Resume(resume) => self.resume(&resume),
                 Command::WakeAt(at) => {
-                    self.shared.wake_at(at, self.context_id, self.me.clone());
+                    self.shared.wake_at(at, self.context_id, self.me());
                 }
             }
         }
@@ -148,21 +209,20 @@ impl Stream {
 
     /// Sends the rewritten request up its own route (the final answer streams back).
     fn resume(&self, resume: &Resume) {
-        let set = |k: &str, v: Option<&str>| {
-            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, k, v);
-        };
+        let req = MapType::HttpRequestHeaders;
         if let Err(status) =
-            hostcalls::set_buffer(BufferType::HttpRequestBody, 0, self.body_size, &resume.body)
+            self.host()
+                .set_buffer(BufferType::HttpRequestBody, 0, self.body_size, &resume.body)
         {
             log::error!("fusion: replacing the request body failed: {status:?}");
         }
         for (k, v) in &resume.headers {
-            set(k, Some(v));
+            self.set_header(req, k, Some(v));
         }
-        set("content-length", Some(&resume.body.len().to_string()));
+        self.set_header(req, "content-length", Some(&resume.body.len().to_string()));
         // The relayed stream is rewritten on the way back: it must arrive uncompressed.
-        set("accept-encoding", None);
-        if let Err(status) = hostcalls::resume_http_request() {
+        self.set_header(req, "accept-encoding", None);
+        if let Err(status) = self.host().resume_http_request() {
             log::error!("fusion: resume_http_request failed: {status:?}");
         }
     }
@@ -170,9 +230,7 @@ impl Stream {
     fn release_slot(&mut self) {
         if self.holds_slot {
             self.holds_slot = false;
-            let active = &self.shared.active_runs;
-            active.set(active.get().saturating_sub(1));
-            self.shared.metrics.active_runs(-1);
+            self.shared.release_slot();
         }
     }
 
@@ -189,7 +247,8 @@ impl Stream {
         let status = if num_headers == 0 {
             None
         } else {
-            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            self.host()
+                .get_map_value(MapType::HttpCallResponseHeaders, ":status")
                 .ok()
                 .flatten()
                 .and_then(|s| s.parse::<u16>().ok())
@@ -199,74 +258,49 @@ impl Stream {
         let body = if oversize {
             Vec::new()
         } else {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
+            self.buffer(BufferType::HttpCallResponseBody, body_size)
         };
+        let now = self.now_ms();
         let Some(turn) = self.turn.as_mut() else {
             return;
         };
-        let commands = turn.on_call_result(
-            id,
-            CallResult {
-                status,
-                body,
-                oversize,
-            },
-            now_ms(),
-        );
+        let result = CallResult {
+            status,
+            body,
+            oversize,
+        };
+        let commands = turn.on_call_result(id, result, now);
         self.run(commands, as_root);
     }
 
-    /// A callout dispatched from the root's tick answered.
-    pub fn deliver_from_root(
-        stream: &Rc<RefCell<Stream>>,
-        token: u32,
-        num_headers: usize,
-        body_size: usize,
-    ) {
-        if let Ok(mut s) = stream.try_borrow_mut() {
-            let _ = hostcalls::set_effective_context(s.context_id);
-            s.on_call_response(token, num_headers, body_size, true);
-        }
-    }
-
-    /// The root's tick reached a time this stream asked for.
-    pub fn on_timer(stream: &Rc<RefCell<Stream>>, now: u64) {
-        if let Ok(mut s) = stream.try_borrow_mut() {
-            let commands = s.turn.as_mut().map(|t| t.on_timer(now)).unwrap_or_default();
-            s.run(commands, true);
-        }
-    }
-
     fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
-        if end_of_stream || header(":method").as_deref() != Some("POST") {
-            return Action::Continue;
-        }
-        let Some(api) = header(":path").as_deref().and_then(Api::from_path) else {
+        let (method, path, content_type) = (
+            self.header(":method"),
+            self.header(":path"),
+            self.header("content-type"),
+        );
+        let head = RequestHead {
+            method: method.as_deref(),
+            path: path.as_deref(),
+            content_type: content_type.as_deref(),
+            end_of_stream,
+        };
+        let Some(api) = admit::candidate(&head) else {
             return Action::Continue;
         };
-        let json = header("content-type")
-            .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
-        if !json {
-            return Action::Continue;
-        }
-        let depth = match header(&self.shared.config.depth_header) {
-            None => 0,
-            // An unreadable depth is treated as deep: never recurse on doubt.
-            Some(v) => v.trim().parse::<u32>().unwrap_or(u32::MAX),
-        };
+        let depth = admit::depth(self.header(&self.shared.config.depth_header).as_deref());
         let client_auth = ["authorization", "x-api-key"]
             .iter()
-            .filter_map(|h| header(h).map(|v| (h.to_string(), v)))
+            .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
             .collect();
-        let route_cluster = hostcalls::get_property(vec!["xds", "cluster_name"])
+        let route_cluster = self
+            .host()
+            .get_property(&["xds", "cluster_name"])
             .ok()
             .flatten()
             .and_then(|b| String::from_utf8(b).ok());
         let info = RequestInfo {
-            request_id: header("x-request-id").unwrap_or_default(),
+            request_id: self.header("x-request-id").unwrap_or_default(),
             depth,
             client_auth,
             route_cluster,
@@ -278,58 +312,73 @@ impl Stream {
 
     fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if !end_of_stream {
+            self.body_size = body_size;
             return if self.candidate.is_some() {
                 Action::Pause
             } else {
                 Action::Continue
             };
         }
+        self.request_complete(body_size)
+    }
+
+    /// Trailers end the request as `end_of_stream` does: the buffered body is complete.
+    fn on_request_trailers(&mut self) -> Action {
+        let size = self.body_size;
+        self.request_complete(size)
+    }
+
+    /// The whole request body is buffered: the engine decides what happens.
+    fn request_complete(&mut self, body_size: usize) -> Action {
         let Some((api, info)) = self.candidate.take() else {
             return Action::Continue;
         };
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let body = self.buffer(BufferType::HttpRequestBody, body_size);
         self.body_size = body_size;
         let shared = Rc::clone(&self.shared);
-        let at_capacity = shared.active_runs.get() >= shared.config.limits.max_concurrent_runs;
-        match engine::start(&shared.config, api, info, &body, now_ms(), at_capacity) {
+        let host = &*shared.host;
+        let at_capacity = admit::at_capacity(&shared.config, shared.active_runs.get());
+        match engine::start(&shared.config, api, info, &body, self.now_ms(), at_capacity) {
             Start::PassThrough => Action::Continue,
             Start::Rewrite(new_body, why) => {
                 match why {
-                    Refusal::Depth => shared.metrics.depth_refused(),
-                    Refusal::Overload => shared.metrics.overloaded(),
+                    Refusal::Depth => shared.metrics.depth_refused(host),
+                    Refusal::Overload => shared.metrics.overloaded(host),
                 }
-                if hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body_size, &new_body)
-                    .is_ok()
-                {
-                    let len = new_body.len().to_string();
-                    let _ = hostcalls::set_map_value(
+                match host.set_buffer(BufferType::HttpRequestBody, 0, body_size, &new_body) {
+                    Ok(()) => self.set_header(
                         MapType::HttpRequestHeaders,
                         "content-length",
-                        Some(&len),
-                    );
+                        Some(&new_body.len().to_string()),
+                    ),
+                    Err(status) => {
+                        log::error!("fusion: rewriting the request body failed: {status:?}");
+                    }
                 }
                 Action::Continue
             }
-            Start::Reply(reply) => {
-                send_reply(&reply);
-                Action::Pause
-            }
+            Start::Reply(reply) => self.reply_or_continue(&reply),
             Start::Overloaded(reply) => {
-                shared.metrics.overloaded();
-                send_reply(&reply);
-                Action::Pause
+                shared.metrics.overloaded(host);
+                self.reply_or_continue(&reply)
             }
             Start::Run(turn, commands) => {
                 self.turn = Some(turn);
                 self.holds_slot = true;
-                shared.active_runs.set(shared.active_runs.get() + 1);
-                shared.metrics.active_runs(1);
+                shared.take_slot();
                 self.run(commands, false);
                 Action::Pause
             }
+        }
+    }
+
+    /// Answers the request locally; when the host refuses the reply, the request
+    /// goes on unchanged (the upstream answers it) instead of hanging paused.
+    fn reply_or_continue(&self, reply: &LocalReply) -> Action {
+        if self.send_reply(reply) {
+            Action::Pause
+        } else {
+            Action::Continue
         }
     }
 
@@ -337,27 +386,50 @@ impl Stream {
         let Some(turn) = self.turn.as_ref().filter(|t| t.relays_response()) else {
             return Action::Continue;
         };
+        let res = MapType::HttpResponseHeaders;
         // The relayed body changes size on the way.
-        let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", None);
+        self.set_header(res, "content-length", None);
         for (k, v) in turn.debug_headers() {
-            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, &k, Some(&v));
+            self.set_header(res, &k, Some(&v));
         }
         Action::Continue
     }
 
     fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(turn) = self.turn.as_mut().filter(|t| t.relays_response()) else {
+        if !self.turn.as_ref().is_some_and(|t| t.relays_response()) {
             return Action::Continue;
-        };
-        let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let out = turn.on_response_body(&chunk, end_of_stream, now_ms());
-        if out != chunk {
-            let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out);
         }
+        let chunk = self.buffer(BufferType::HttpResponseBody, body_size);
+        self.relay(&chunk, body_size, end_of_stream);
         Action::Continue
+    }
+
+    /// Response trailers end the relayed answer as `end_of_stream` does.
+    fn on_response_trailers(&mut self) -> Action {
+        if !self.turn.as_ref().is_some_and(|t| t.relays_response()) {
+            return Action::Continue;
+        }
+        // What the relay still held goes out after the last chunk, if the host
+        // still takes body bytes at this point.
+        self.relay(&[], 0, true);
+        Action::Continue
+    }
+
+    fn relay(&mut self, chunk: &[u8], size: usize, end: bool) {
+        let now = self.now_ms();
+        let Some(turn) = self.turn.as_mut() else {
+            return;
+        };
+        let out = turn.on_response_body(chunk, end, now);
+        if out != chunk {
+            if let Err(status) =
+                self.shared
+                    .host
+                    .set_buffer(BufferType::HttpResponseBody, 0, size, &out)
+            {
+                log::warn!("fusion: rewriting the relayed response failed: {status:?}");
+            }
+        }
     }
 
     /// The stream is over: count and log the run once, with what it came to.
@@ -366,12 +438,11 @@ impl Stream {
         let Some(mut turn) = self.turn.take() else {
             return;
         };
-        turn.observe_time(now_ms());
-        let client_gone = !turn.is_done() || turn.relay_incomplete();
-        let stats = turn.stats(client_gone);
-        self.shared.metrics.run_ended(&stats);
+        turn.observe_time(self.now_ms());
+        let stats = turn.stats(true);
+        self.shared.metrics.run_ended(self.host(), &stats);
         if self.shared.config.log.runs {
-            log::info!("{}", turn.log_line(client_gone));
+            log::info!("{}", turn.log_line(true));
         }
         if turn.pending_calls() > 0 {
             log::info!(
@@ -408,6 +479,10 @@ impl HttpContext for FusionFilter {
         })
     }
 
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.with(Action::Continue, Stream::on_request_trailers)
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.with(Action::Continue, Stream::on_response_headers)
     }
@@ -416,6 +491,10 @@ impl HttpContext for FusionFilter {
         self.with(Action::Continue, |s| {
             s.on_response_body(body_size, end_of_stream)
         })
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.with(Action::Continue, Stream::on_response_trailers)
     }
 
     fn on_log(&mut self) {

@@ -2,8 +2,12 @@
 //! engine events and engine commands into host calls; all logic lives in fusion-core.
 
 mod filter;
+mod host;
 mod metrics;
 mod root;
+mod shared;
+#[cfg(test)]
+mod tests;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);

@@ -2,9 +2,8 @@
 //! name (`fusion_runs_total.mode.alias.outcome.ok`); Envoy's `stats_tags`
 //! (see envoy/demo.yaml) turn them into Prometheus labels.
 
+use crate::host::{Host, MetricType};
 use fusion_core::engine::{Budget, FailureClass, Mode, Outcome, RunStats};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default)]
@@ -24,8 +23,8 @@ pub struct Metrics {
     panel_wait: Option<u32>,
 }
 
-fn define(kind: MetricType, name: &str) -> Option<u32> {
-    match hostcalls::define_metric(kind, name) {
+fn define(host: &dyn Host, kind: MetricType, name: &str) -> Option<u32> {
+    match host.define_metric(kind, name) {
         Ok(id) => Some(id),
         Err(status) => {
             log::warn!("fusion: defining metric {name} failed: {status:?}");
@@ -34,12 +33,13 @@ fn define(kind: MetricType, name: &str) -> Option<u32> {
     }
 }
 
-fn counter(name: &str) -> Option<u32> {
-    define(MetricType::Counter, name)
+fn counter(host: &dyn Host, name: &str) -> Option<u32> {
+    define(host, MetricType::Counter, name)
 }
 
 /// One counter per value of a label: `{name}.{label}.{value}`.
 fn labelled<T: Copy + Ord>(
+    host: &dyn Host,
     name: &str,
     label: &str,
     values: &[T],
@@ -48,26 +48,31 @@ fn labelled<T: Copy + Ord>(
     values
         .iter()
         .filter_map(|v| {
-            let id = counter(&format!("{name}.{label}.{}", value_name(*v)))?;
+            let id = counter(host, &format!("{name}.{label}.{}", value_name(*v)))?;
             Some((*v, id))
         })
         .collect()
 }
 
-fn add(id: Option<u32>, n: i64) {
+/// A metric update the host refuses is lost; the request goes on.
+fn add(host: &dyn Host, id: Option<u32>, n: i64) {
     if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, n);
+        if let Err(status) = host.increment_metric(id, n) {
+            log::debug!("fusion: metric {id} not incremented: {status:?}");
+        }
     }
 }
 
-fn record(id: Option<u32>, value: u64) {
+fn record(host: &dyn Host, id: Option<u32>, value: u64) {
     if let Some(id) = id {
-        let _ = hostcalls::record_metric(id, value);
+        if let Err(status) = host.record_metric(id, value) {
+            log::debug!("fusion: metric {id} not recorded: {status:?}");
+        }
     }
 }
 
 impl Metrics {
-    pub fn define() -> Metrics {
+    pub fn define(host: &dyn Host) -> Metrics {
         let mut runs = BTreeMap::new();
         for mode in Mode::ALL {
             for outcome in Outcome::ALL {
@@ -76,78 +81,89 @@ impl Metrics {
                     mode.name(),
                     outcome.name()
                 );
-                if let Some(id) = counter(&name) {
+                if let Some(id) = counter(host, &name) {
                     runs.insert((mode, outcome), id);
                 }
             }
         }
         Metrics {
             runs,
-            panel_calls: counter("fusion_panel_calls_total"),
+            panel_calls: counter(host, "fusion_panel_calls_total"),
             panel_failures: labelled(
+                host,
                 "fusion_panel_failures_total",
                 "reason",
                 &FailureClass::ALL,
                 FailureClass::name,
             ),
             judge_degraded: labelled(
+                host,
                 "fusion_judge_degraded_total",
                 "reason",
                 &FailureClass::ALL,
                 FailureClass::name,
             ),
-            cap_hits: counter("fusion_cap_hits_total"),
-            depth_refusals: counter("fusion_depth_refusals_total"),
+            cap_hits: counter(host, "fusion_cap_hits_total"),
+            depth_refusals: counter(host, "fusion_depth_refusals_total"),
             truncations: labelled(
+                host,
                 "fusion_truncations_total",
                 "budget",
                 &Budget::ALL,
                 Budget::name,
             ),
-            client_disconnects: counter("fusion_client_disconnects_total"),
-            overloaded: counter("fusion_overloaded_total"),
-            active_runs: define(MetricType::Gauge, "fusion_active_runs"),
-            cost_micros: counter("fusion_cost_micros_total"),
-            run_duration: define(MetricType::Histogram, "fusion_run_duration_milliseconds"),
-            panel_wait: define(MetricType::Histogram, "fusion_panel_wait_milliseconds"),
+            client_disconnects: counter(host, "fusion_client_disconnects_total"),
+            overloaded: counter(host, "fusion_overloaded_total"),
+            active_runs: define(host, MetricType::Gauge, "fusion_active_runs"),
+            cost_micros: counter(host, "fusion_cost_micros_total"),
+            run_duration: define(
+                host,
+                MetricType::Histogram,
+                "fusion_run_duration_milliseconds",
+            ),
+            panel_wait: define(
+                host,
+                MetricType::Histogram,
+                "fusion_panel_wait_milliseconds",
+            ),
         }
     }
 
     /// Counts one finished run.
-    pub fn run_ended(&self, s: &RunStats) {
-        add(self.runs.get(&(s.mode, s.outcome)).copied(), 1);
-        add(self.panel_calls, s.panel_calls as i64);
+    pub fn run_ended(&self, host: &dyn Host, s: &RunStats) {
+        add(host, self.runs.get(&(s.mode, s.outcome)).copied(), 1);
+        add(host, self.panel_calls, s.panel_calls as i64);
         for reason in &s.panel_failures {
-            add(self.panel_failures.get(reason).copied(), 1);
+            add(host, self.panel_failures.get(reason).copied(), 1);
         }
         if let Some(reason) = s.judge_degraded {
-            add(self.judge_degraded.get(&reason).copied(), 1);
+            add(host, self.judge_degraded.get(&reason).copied(), 1);
         }
-        add(self.cap_hits, i64::from(s.cap_hits));
+        add(host, self.cap_hits, i64::from(s.cap_hits));
         if let Some(budget) = s.truncated_by {
-            add(self.truncations.get(&budget).copied(), 1);
+            add(host, self.truncations.get(&budget).copied(), 1);
         }
         if s.outcome == Outcome::ClientGone {
-            add(self.client_disconnects, 1);
+            add(host, self.client_disconnects, 1);
         }
         if let Some(cost) = s.cost {
-            add(self.cost_micros, (cost * 1_000_000.0).round() as i64);
+            add(host, self.cost_micros, (cost * 1_000_000.0).round() as i64);
         }
-        record(self.run_duration, s.wall_ms);
+        record(host, self.run_duration, s.wall_ms);
         if let Some(wait) = s.panel_wait_ms {
-            record(self.panel_wait, wait);
+            record(host, self.panel_wait, wait);
         }
     }
 
-    pub fn depth_refused(&self) {
-        add(self.depth_refusals, 1);
+    pub fn depth_refused(&self, host: &dyn Host) {
+        add(host, self.depth_refusals, 1);
     }
 
-    pub fn overloaded(&self) {
-        add(self.overloaded, 1);
+    pub fn overloaded(&self, host: &dyn Host) {
+        add(host, self.overloaded, 1);
     }
 
-    pub fn active_runs(&self, delta: i64) {
-        add(self.active_runs, delta);
+    pub fn active_runs(&self, host: &dyn Host, delta: i64) {
+        add(host, self.active_runs, delta);
     }
 }

@@ -2,66 +2,44 @@
 //! creates one filter per stream, and runs the timers streams ask for (a
 //! quorum's grace period) from its tick.
 
-use crate::filter::{now_ms, FusionFilter, Stream, StreamRef};
+use crate::filter::FusionFilter;
+use crate::host::{AbiHost, BufferType, Host};
 use crate::metrics::Metrics;
+use crate::shared::{Shared, StreamRef};
 use fusion_core::config::Config;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType};
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use proxy_wasm::types::ContextType;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// How often the root ticks while a stream waits on a timer.
-const TICK: Duration = Duration::from_millis(5);
-
-/// What the root and every stream of one VM (one Envoy worker) share.
-pub struct Shared {
-    pub config: Rc<Config>,
-    pub metrics: Metrics,
-    pub root_context_id: u32,
-    /// Fusion runs in flight on this worker.
-    pub active_runs: Cell<usize>,
-    /// (deadline ms, stream context id) -> the stream waiting for it.
-    timers: RefCell<BTreeMap<(u64, u32), StreamRef>>,
-    /// Callouts dispatched from the tick (the root's context): token -> stream.
-    root_tokens: RefCell<BTreeMap<u32, StreamRef>>,
-    ticking: Cell<bool>,
-}
-
-impl Shared {
-    /// Wakes `stream` at `at_ms` through the root's tick.
-    pub fn wake_at(&self, at_ms: u64, context_id: u32, stream: StreamRef) {
-        if let Ok(mut timers) = self.timers.try_borrow_mut() {
-            timers.insert((at_ms, context_id), stream);
-        }
-        if !self.ticking.replace(true) {
-            // The tick period belongs to the root context: set it as the root.
-            let _ = hostcalls::set_effective_context(self.root_context_id);
-            let _ = hostcalls::set_tick_period(TICK);
-            let _ = hostcalls::set_effective_context(context_id);
-        }
-    }
-
-    /// A callout dispatched while running as the root: its answer comes to the root.
-    pub fn register_root_token(&self, token: u32, stream: StreamRef) {
-        if let Ok(mut tokens) = self.root_tokens.try_borrow_mut() {
-            tokens.insert(token, stream);
-        }
-    }
-}
-
 pub struct FusionRoot {
     context_id: u32,
+    host: Rc<dyn Host>,
     shared: Option<Rc<Shared>>,
 }
 
 impl FusionRoot {
     pub fn new(context_id: u32) -> FusionRoot {
+        FusionRoot::with_host(context_id, Rc::new(AbiHost))
+    }
+
+    pub fn with_host(context_id: u32, host: Rc<dyn Host>) -> FusionRoot {
         FusionRoot {
             context_id,
+            host,
             shared: None,
+        }
+    }
+
+    /// The stream context for `context_id` (what `create_http_context` boxes).
+    pub fn filter(&self, context_id: u32) -> Option<FusionFilter> {
+        let shared = self.shared.clone()?;
+        Some(FusionFilter::new(context_id, shared))
+    }
+
+    fn enter(&self, context_id: u32) {
+        if let Err(status) = self.host.set_effective_context(context_id) {
+            log::warn!("fusion: entering context {context_id} failed: {status:?}");
         }
     }
 }
@@ -82,17 +60,23 @@ impl Context for FusionRoot {
             .and_then(|mut t| t.remove(&token))
             .and_then(|w| w.upgrade());
         if let Some(stream) = stream {
-            Stream::deliver_from_root(&stream, token, num_headers, body_size);
+            stream.on_root_call_response(token, num_headers, body_size);
         }
     }
 }
 
 impl RootContext for FusionRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let text = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let text = match self
+            .host
+            .get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+        {
+            Ok(b) => b.unwrap_or_default(),
+            Err(status) => {
+                log::error!("fusion: reading the plugin configuration failed: {status:?}");
+                return false;
+            }
+        };
         // Credentials come only from the environment Envoy passes to the VM.
         match Config::parse(&text, &|name| std::env::var(name).ok()) {
             Ok(config) => {
@@ -108,18 +92,15 @@ impl RootContext for FusionRoot {
                 let metrics = match self.shared.take() {
                     Some(old) => Rc::try_unwrap(old)
                         .map(|s| s.metrics)
-                        .unwrap_or_else(|_| Metrics::define()),
-                    None => Metrics::define(),
+                        .unwrap_or_else(|_| Metrics::define(&*self.host)),
+                    None => Metrics::define(&*self.host),
                 };
-                self.shared = Some(Rc::new(Shared {
-                    config: Rc::new(config),
+                self.shared = Some(Rc::new(Shared::new(
+                    Rc::new(config),
                     metrics,
-                    root_context_id: self.context_id,
-                    active_runs: Cell::new(0),
-                    timers: RefCell::new(BTreeMap::new()),
-                    root_tokens: RefCell::new(BTreeMap::new()),
-                    ticking: Cell::new(false),
-                }));
+                    Rc::clone(&self.host),
+                    self.context_id,
+                )));
                 true
             }
             Err(e) => {
@@ -134,10 +115,10 @@ impl RootContext for FusionRoot {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let now = now_ms();
+        let now = self.host.now_ms();
         let due: Vec<(u32, StreamRef)> = match shared.timers.try_borrow_mut() {
             Ok(mut timers) => {
-                let later = timers.split_off(&(now + 1, 0));
+                let later = timers.split_off(&(now.saturating_add(1), 0));
                 let due = std::mem::replace(&mut *timers, later);
                 due.into_iter().map(|((_, id), w)| (id, w)).collect()
             }
@@ -145,20 +126,21 @@ impl RootContext for FusionRoot {
         };
         for (context_id, stream) in due {
             if let Some(stream) = stream.upgrade() {
-                let _ = hostcalls::set_effective_context(context_id);
-                Stream::on_timer(&stream, now);
+                self.enter(context_id);
+                stream.on_timer(now);
             }
         }
-        let _ = hostcalls::set_effective_context(self.context_id);
+        self.enter(self.context_id);
         if shared.timers.try_borrow().is_ok_and(|t| t.is_empty()) {
             shared.ticking.set(false);
-            let _ = hostcalls::set_tick_period(Duration::ZERO);
+            if let Err(status) = self.host.set_tick_period(Duration::ZERO) {
+                log::warn!("fusion: stopping the tick failed: {status:?}");
+            }
         }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let shared = self.shared.clone()?;
-        Some(Box::new(FusionFilter::new(context_id, shared)))
+        Some(Box::new(self.filter(context_id)?))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -1,6 +1,7 @@
 //! The sans-IO engine: per-stream state machine. It takes events (request body,
 //! callout answered, time) and returns commands; it never calls the host.
 
+pub mod admit;
 mod call;
 pub mod fusion_tool;
 pub mod judge;

@@ -107,12 +107,14 @@ pub fn from_declaration(config: &Config, decl: &Value) -> Result<Plan, ApiError>
                 ))
             }
         },
-        other => return Err(ApiError::invalid(
-            format!(
+        other => {
+            return Err(ApiError::invalid(
+                format!(
                 "unknown fusion tool type `{other}`; use `{TOOL_TYPE}` or `{OPENROUTER_TOOL_TYPE}`"
             ),
-            Some("tools"),
-        )),
+                Some("tools"),
+            ))
+        }
     };
     build(config, fields, source)
 }

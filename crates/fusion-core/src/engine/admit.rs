@@ -1,0 +1,99 @@
+//! The host-independent admission rules the glue asks before and around a
+//! run: which requests can be fusion at all (method, content type, path), how
+//! the depth header reads, and whether the worker has a run slot free. The
+//! depth rule and the request size limit apply in [`super::start`].
+
+use crate::api::Api;
+use crate::config::Config;
+
+/// What the host read from a request's headers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestHead<'a> {
+    pub method: Option<&'a str>,
+    pub path: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    /// The request has no body.
+    pub end_of_stream: bool,
+}
+
+/// The API of a request that may ask for fusion: a POST of JSON with a body
+/// to one of the API paths. `None`: pass it through untouched at once.
+pub fn candidate(head: &RequestHead<'_>) -> Option<Api> {
+    if head.end_of_stream || head.method != Some("POST") {
+        return None;
+    }
+    let api = head.path.and_then(Api::from_path)?;
+    let json = head
+        .content_type
+        .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
+    json.then_some(api)
+}
+
+/// The depth header's value: 0 when absent; an unreadable value reads as
+/// deep, so a doubtful request never recurses.
+pub fn depth(value: Option<&str>) -> u32 {
+    match value {
+        None => 0,
+        Some(v) => v.trim().parse::<u32>().unwrap_or(u32::MAX),
+    }
+}
+
+/// The worker already runs `limits.max_concurrent_runs` fusion runs.
+pub fn at_capacity(config: &Config, active_runs: usize) -> bool {
+    active_runs >= config.limits.max_concurrent_runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head<'a>(method: &'a str, path: &'a str, ct: &'a str) -> RequestHead<'a> {
+        RequestHead {
+            method: Some(method),
+            path: Some(path),
+            content_type: Some(ct),
+            end_of_stream: false,
+        }
+    }
+
+    #[test]
+    fn only_json_posts_to_api_paths_are_candidates() {
+        assert_eq!(
+            candidate(&head(
+                "POST",
+                "/v1/chat/completions",
+                "Application/JSON; charset=utf-8"
+            )),
+            Some(Api::Chat)
+        );
+        assert_eq!(
+            candidate(&head("GET", "/v1/chat/completions", "application/json")),
+            None
+        );
+        assert_eq!(
+            candidate(&head("POST", "/v1/models", "application/json")),
+            None
+        );
+        assert_eq!(candidate(&head("POST", "/v1/messages", "text/plain")), None);
+        let no_body = RequestHead {
+            end_of_stream: true,
+            ..head("POST", "/v1/messages", "application/json")
+        };
+        assert_eq!(candidate(&no_body), None);
+    }
+
+    #[test]
+    fn depth_reads_absent_as_zero_and_garbage_as_deep() {
+        assert_eq!(depth(None), 0);
+        assert_eq!(depth(Some(" 2 ")), 2);
+        assert_eq!(depth(Some("x")), u32::MAX);
+    }
+
+    #[test]
+    fn capacity_is_the_configured_slot_count() {
+        let c = Config::default_mock().unwrap_or_else(|e| panic!("{e}"));
+        let max = c.limits.max_concurrent_runs;
+        assert!(!at_capacity(&c, max - 1));
+        assert!(at_capacity(&c, max));
+    }
+}

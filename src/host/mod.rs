@@ -1,0 +1,127 @@
+//! The host as the glue sees it: every call that can fail at run time returns
+//! its status as a `Result` (never a panic). [`AbiHost`] is Envoy through the
+//! checked ABI layer; tests use [`fake::FakeHost`].
+
+mod abi;
+#[cfg(test)]
+pub mod fake;
+
+pub use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
+use std::time::Duration;
+
+pub trait Host {
+    /// Milliseconds since the epoch (0 when the host cannot tell).
+    fn now_ms(&self) -> u64;
+    fn get_map_value(&self, map: MapType, key: &str) -> Result<Option<String>, Status>;
+    /// Sets (`Some`) or removes (`None`) one header.
+    fn set_map_value(&self, map: MapType, key: &str, value: Option<&str>) -> Result<(), Status>;
+    fn get_buffer(
+        &self,
+        kind: BufferType,
+        start: usize,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, Status>;
+    fn set_buffer(
+        &self,
+        kind: BufferType,
+        start: usize,
+        size: usize,
+        value: &[u8],
+    ) -> Result<(), Status>;
+    fn get_property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status>;
+    fn send_http_response(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), Status>;
+    fn resume_http_request(&self) -> Result<(), Status>;
+    /// Dispatches a callout; returns its token.
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, Status>;
+    fn set_effective_context(&self, context_id: u32) -> Result<(), Status>;
+    fn set_tick_period(&self, period: Duration) -> Result<(), Status>;
+    fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status>;
+    fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status>;
+    fn record_metric(&self, id: u32, value: u64) -> Result<(), Status>;
+}
+
+/// Envoy, through [`abi`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AbiHost;
+
+fn millis_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+impl Host for AbiHost {
+    fn now_ms(&self) -> u64 {
+        abi::current_time_ns().map_or(0, |ns| ns / 1_000_000)
+    }
+    fn get_map_value(&self, map: MapType, key: &str) -> Result<Option<String>, Status> {
+        abi::get_map_value(map, key)
+    }
+    fn set_map_value(&self, map: MapType, key: &str, value: Option<&str>) -> Result<(), Status> {
+        abi::set_map_value(map, key, value)
+    }
+    fn get_buffer(
+        &self,
+        kind: BufferType,
+        start: usize,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, Status> {
+        abi::get_buffer(kind, start, max)
+    }
+    fn set_buffer(
+        &self,
+        kind: BufferType,
+        start: usize,
+        size: usize,
+        value: &[u8],
+    ) -> Result<(), Status> {
+        abi::set_buffer(kind, start, size, value)
+    }
+    fn get_property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+        abi::get_property(path)
+    }
+    fn send_http_response(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), Status> {
+        abi::send_http_response(status, headers, body)
+    }
+    fn resume_http_request(&self) -> Result<(), Status> {
+        abi::resume_http_request()
+    }
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, Status> {
+        abi::dispatch_http_call(cluster, headers, body, millis_u32(timeout))
+    }
+    fn set_effective_context(&self, context_id: u32) -> Result<(), Status> {
+        abi::set_effective_context(context_id)
+    }
+    fn set_tick_period(&self, period: Duration) -> Result<(), Status> {
+        abi::set_tick_period_ms(millis_u32(period))
+    }
+    fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status> {
+        abi::define_metric(kind, name)
+    }
+    fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status> {
+        abi::increment_metric(id, offset)
+    }
+    fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
+        abi::record_metric(id, value)
+    }
+}

@@ -1,0 +1,297 @@
+//! The host glue against a fake host: callbacks in, host calls out.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use crate::filter::FusionFilter;
+use crate::host::fake::{Dispatched, FakeHost, Op};
+use crate::host::{BufferType, MapType};
+use crate::root::FusionRoot;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::Action;
+use serde_json::{json, Value};
+use std::rc::Rc;
+
+const ROOT: u32 = 1;
+const STREAM: u32 = 2;
+
+struct Rig {
+    host: Rc<FakeHost>,
+    root: FusionRoot,
+    filter: FusionFilter,
+}
+
+/// A root configured with `config` (the embedded mock default when empty) and one stream.
+fn rig(config: &str) -> Rig {
+    let host = Rc::new(FakeHost::default());
+    host.now.set(1_000);
+    host.set_body(BufferType::PluginConfiguration, config.as_bytes());
+    let mut root = FusionRoot::with_host(ROOT, host.clone());
+    assert!(root.on_configure(config.len()));
+    let filter = root.filter(STREAM).unwrap();
+    Rig { host, root, filter }
+}
+
+fn chat(model: &str) -> Vec<u8> {
+    json!({"model": model, "messages": [{"role": "user", "content": "Is the sky blue?"}]})
+        .to_string()
+        .into_bytes()
+}
+
+impl Rig {
+    /// Sends the request headers of a JSON POST to the Chat path.
+    fn headers(&mut self) -> Action {
+        let req = MapType::HttpRequestHeaders;
+        self.host.set_header(req, ":method", "POST");
+        self.host.set_header(req, ":path", "/v1/chat/completions");
+        self.host
+            .set_header(req, "content-type", "application/json");
+        self.host.set_header(req, "x-request-id", "req-1");
+        self.filter.on_http_request_headers(4, false)
+    }
+
+    /// The whole body in one callback.
+    fn body(&mut self, body: &[u8]) -> Action {
+        self.host.set_body(BufferType::HttpRequestBody, body);
+        self.filter.on_http_request_body(body.len(), true)
+    }
+
+    fn dispatched(&self) -> Vec<Dispatched> {
+        self.host.dispatched.borrow().clone()
+    }
+
+    /// Answers callout `token` with a Chat completion, to the stream or the root.
+    fn answer(&mut self, token: u32, text: &str, to_root: bool) {
+        let body = json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                          "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+        .to_string();
+        self.host
+            .set_header(MapType::HttpCallResponseHeaders, ":status", "200");
+        self.host
+            .set_body(BufferType::HttpCallResponseBody, body.as_bytes());
+        if to_root {
+            self.root.on_http_call_response(token, 1, body.len(), 0);
+        } else {
+            self.filter.on_http_call_response(token, 1, body.len(), 0);
+        }
+    }
+
+    fn sent_json(&self) -> (u32, Value) {
+        let sent = self.host.sent.borrow();
+        let last = sent.last().expect("a local reply");
+        (last.status, serde_json::from_slice(&last.body).unwrap())
+    }
+}
+
+fn model_of(d: &Dispatched) -> String {
+    let v: Value = serde_json::from_slice(&d.body).unwrap();
+    v["model"].as_str().unwrap().to_string()
+}
+
+fn analysis() -> String {
+    json!({"consensus": ["yes"], "contradictions": [], "partial_coverage": [],
+           "unique_insights": [], "blind_spots": []})
+    .to_string()
+}
+
+#[test]
+fn a_plain_request_passes_untouched() {
+    let mut r = rig("");
+    r.host
+        .set_header(MapType::HttpRequestHeaders, ":method", "GET");
+    assert_eq!(r.filter.on_http_request_headers(1, true), Action::Continue);
+    let mut r = rig("");
+    assert_eq!(r.headers(), Action::Pause);
+    assert_eq!(r.body(&chat("mock-a")), Action::Continue);
+    assert!(r.dispatched().is_empty() && r.host.sent.borrow().is_empty());
+}
+
+#[test]
+fn an_alias_run_answers_locally_and_counts_the_run() {
+    let mut r = rig("");
+    r.headers();
+    assert_eq!(r.body(&chat("fusion")), Action::Pause);
+    let panel = r.dispatched();
+    assert_eq!(panel.len(), 3);
+    assert_eq!(r.host.metric("fusion_active_runs"), 1);
+    for d in &panel {
+        r.answer(d.token, "blue", false);
+    }
+    let judge = r.dispatched()[3].clone();
+    assert_eq!(model_of(&judge), "mock-judge");
+    r.answer(judge.token, &analysis(), false);
+    let outer = r.dispatched()[4].clone();
+    assert_eq!(model_of(&outer), "mock-outer");
+    r.answer(outer.token, "The sky is blue.", false);
+    let (status, v) = r.sent_json();
+    assert_eq!(status, 200);
+    assert_eq!(v["choices"][0]["message"]["content"], "The sky is blue.");
+    assert_eq!(r.host.metric("fusion_active_runs"), 0);
+    r.filter.on_log();
+    assert_eq!(r.host.metric("fusion_runs_total.mode.alias.outcome.ok"), 1);
+}
+
+#[test]
+fn the_grace_timer_runs_on_the_root_and_its_callout_answers_through_the_root() {
+    let mut r = rig(
+        r#"{"outer_model": "mock-outer", "panel": [{"model": "mock-a"}, {"model": "mock-b"}, {"model": "mock-c"}],
+        "judge": {"model": "mock-judge"}, "min_panel_answers": 2, "panel_grace_ms": 100,
+        "upstreams": {"mock": {"cluster": "mock", "authority": "mock", "api": "chat"}},
+        "routes": [{"prefix": "", "upstream": "mock"}]}"#,
+    );
+    r.headers();
+    r.body(&chat("fusion"));
+    let panel = r.dispatched();
+    r.answer(panel[0].token, "a", false);
+    r.answer(panel[1].token, "b", false);
+    // The quorum answered: the root ticks until the grace period ends.
+    assert!(r.host.tick_period.get().is_some_and(|p| !p.is_zero()));
+    assert_eq!(
+        r.host.effective.get(),
+        STREAM,
+        "back in the stream's context"
+    );
+    r.host.now.set(1_050);
+    r.root.on_tick();
+    assert_eq!(r.dispatched().len(), 3, "grace not over yet");
+    r.host.now.set(1_200);
+    r.root.on_tick();
+    let judge = r.dispatched()[3].clone();
+    assert_eq!(model_of(&judge), "mock-judge");
+    assert_eq!(judge.context, STREAM, "dispatched as the stream");
+    assert_eq!(r.host.tick_period.get(), Some(std::time::Duration::ZERO));
+    // Dispatched from the tick: the host answers the root, which routes it on.
+    r.answer(judge.token, &analysis(), true);
+    let outer = r.dispatched()[4].clone();
+    assert_eq!(model_of(&outer), "mock-outer");
+    r.answer(outer.token, "done", true);
+    let (status, v) = r.sent_json();
+    assert_eq!(status, 200);
+    assert_eq!(v["fusion"]["panel"][2]["status"], "late");
+}
+
+#[test]
+fn a_refused_dispatch_is_a_failed_member_not_a_crash() {
+    let mut r = rig("");
+    r.host.refuse(Op::Dispatch);
+    r.headers();
+    assert_eq!(r.body(&chat("fusion")), Action::Pause);
+    // Every call refused: the panel fails, the outer round is refused too,
+    // and the client gets a native error with the report.
+    let (status, v) = r.sent_json();
+    assert_eq!(status, 502);
+    assert_eq!(v["fusion"]["panel"][0]["failure_reason"], "unreachable");
+    assert!(r.host.refused.borrow().iter().all(|op| *op == Op::Dispatch));
+    assert_eq!(r.host.metric("fusion_active_runs"), 0);
+}
+
+#[test]
+fn a_local_reply_the_host_refuses_lets_the_request_go_on() {
+    let mut r = rig("");
+    r.host.refuse(Op::SendResponse);
+    r.headers();
+    // A bad fusion request: the 400 cannot be sent, so the request is not left hanging.
+    let body = json!({"model": "fusion", "messages": []}).to_string();
+    assert_eq!(r.body(body.as_bytes()), Action::Continue);
+    assert_eq!(*r.host.refused.borrow(), vec![Op::SendResponse]);
+}
+
+#[test]
+fn a_refused_header_write_is_logged_and_the_request_goes_on() {
+    // Depth 1: the alias is rewritten to the plain model; the content-length
+    // write is refused (as Envoy does once headers went upstream).
+    let mut r = rig("");
+    r.host.refuse(Op::SetHeader);
+    r.host
+        .set_header(MapType::HttpRequestHeaders, "x-fusion-depth", "1");
+    r.headers();
+    assert_eq!(r.body(&chat("fusion")), Action::Continue);
+    let body: Value = serde_json::from_slice(&r.host.body(BufferType::HttpRequestBody)).unwrap();
+    assert_eq!(body["model"], "mock-outer");
+    assert_eq!(*r.host.refused.borrow(), vec![Op::SetHeader]);
+    assert_eq!(r.host.metric("fusion_depth_refusals_total"), 1);
+}
+
+#[test]
+fn a_client_gone_before_the_answer_is_counted_as_such() {
+    let mut r = rig("");
+    r.headers();
+    r.body(&chat("fusion"));
+    r.host.now.set(1_500);
+    r.filter.on_log();
+    assert_eq!(
+        r.host
+            .metric("fusion_runs_total.mode.alias.outcome.client_gone"),
+        1
+    );
+    assert_eq!(r.host.metric("fusion_client_disconnects_total"), 1);
+    assert_eq!(r.host.metric("fusion_active_runs"), 0);
+    // An answer after the stream ended is dropped quietly.
+    let token = r.dispatched()[0].token;
+    r.answer(token, "late", false);
+    assert!(r.host.sent.borrow().is_empty());
+}
+
+#[test]
+fn request_trailers_end_the_body_like_end_of_stream() {
+    let mut r = rig("");
+    r.headers();
+    let body = chat("fusion");
+    let a = &body[..10];
+    r.host.set_body(BufferType::HttpRequestBody, a);
+    assert_eq!(r.filter.on_http_request_body(a.len(), false), Action::Pause);
+    r.host.set_body(BufferType::HttpRequestBody, &body);
+    assert_eq!(
+        r.filter.on_http_request_body(body.len(), false),
+        Action::Pause
+    );
+    assert!(r.dispatched().is_empty());
+    // The trailers complete the request: the alias runs fusion instead of reaching the upstream.
+    assert_eq!(r.filter.on_http_request_trailers(1), Action::Pause);
+    assert_eq!(r.dispatched().len(), 3);
+}
+
+#[test]
+fn response_trailers_complete_a_relayed_answer() {
+    let mut r = rig(
+        r#"{"outer_model": "mock-outer", "panel": [{"model": "mock-a"}],
+        "judge": {"model": "mock-judge"},
+        "upstreams": {"mock": {"cluster": "mock", "authority": "mock", "api": "chat"}},
+        "routes": [{"prefix": "", "upstream": "mock"}]}"#,
+    );
+    r.host
+        .properties
+        .borrow_mut()
+        .insert("xds.cluster_name".into(), b"mock".to_vec());
+    r.headers();
+    let body = json!({"model": "fusion", "stream": true,
+                      "messages": [{"role": "user", "content": "Is the sky blue?"}]})
+    .to_string();
+    r.body(body.as_bytes());
+    let member = r.dispatched()[0].clone();
+    r.answer(member.token, "blue", false);
+    let judge = r.dispatched()[1].clone();
+    r.answer(judge.token, &analysis(), false);
+    // The final answer streams up the route.
+    assert_eq!(r.host.resumed.get(), 1);
+    assert_eq!(
+        r.filter.on_http_response_headers(2, false),
+        Action::Continue
+    );
+    let chunk = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Blue.\"}}]}\n\n";
+    r.host
+        .set_body(BufferType::HttpResponseBody, chunk.as_bytes());
+    r.filter.on_http_response_body(chunk.len(), false);
+    r.host.now.set(1_300);
+    assert_eq!(r.filter.on_http_response_trailers(1), Action::Continue);
+    r.filter.on_log();
+    assert_eq!(
+        r.host.metric("fusion_runs_total.mode.alias.outcome.ok"),
+        1,
+        "the trailers ended the answer: not client_gone"
+    );
+}
