@@ -576,3 +576,39 @@ fn fail(status: u16) -> CallResult {
         ..CallResult::default()
     }
 }
+
+#[test]
+fn a_json_array_is_not_a_request() {
+    // serde would read `["fusion"]` into the head struct as `{"model": "fusion"}`.
+    for body in [
+        &b"[\"fusion\"]"[..],
+        b" [\"fusion\", [{\"type\": \"fusion\"}]]",
+    ] {
+        assert!(matches!(
+            engine::start(&config(), Api::Chat, info(0), body, 0, false),
+            Start::PassThrough
+        ));
+    }
+}
+
+#[test]
+fn an_outer_call_cut_at_the_turn_deadline_truncates_the_turn() {
+    let c = config_with(|v| v["limits"] = json!({"turn_timeout_ms": 5_000}));
+    let Start::Run(mut turn, cmds) =
+        engine::start(&c, Api::Chat, info(0), &chat("fusion"), 1_000, false)
+    else {
+        panic!("expected a run")
+    };
+    let panel = dispatches(cmds);
+    for p in &panel {
+        turn.on_call_result(p.id, ok("x", 1, 1), 1_100);
+    }
+    let outer =
+        dispatches(turn.on_call_result(turn_judge_id(&panel), ok(&analysis(), 1, 1), 1_200));
+    // Envoy cut the dripping answer at the turn's deadline: no headers.
+    let (status, v) = reply_json(turn.on_call_result(outer[0].id, CallResult::default(), 6_000));
+    assert_eq!(status, 200);
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(turn.stats(false).truncated_by, Some(engine::Budget::Turn));
+    assert_eq!(turn.stats(false).outcome, Outcome::Truncated);
+}

@@ -129,6 +129,11 @@ struct ToolHead<'a> {
 /// Whether the body asks for fusion (alias or declared tool), read without a full parse.
 /// `None`: not a JSON object of that shape; the upstream judges it.
 fn asks_for_fusion(config: &Config, body: &[u8]) -> Option<(bool, bool)> {
+    // serde reads a JSON array into a struct field by field: `["fusion"]` would
+    // read as `{"model": "fusion"}`. Only an object is a request.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Some((false, false));
+    }
     let head: Head<'_> = serde_json::from_slice(body).ok()?;
     let alias = head.model.as_deref().is_some_and(|m| config.is_alias(m));
     let declared = head

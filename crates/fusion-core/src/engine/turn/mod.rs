@@ -287,7 +287,10 @@ impl Turn {
                 let result = self.timed_out_at_deadline(result, now_ms);
                 self.on_judge_answer(&result, now_ms)
             }
-            Role::Outer => self.on_outer_answer(&result, now_ms),
+            Role::Outer => {
+                let result = timed_out_at(result, now_ms, self.turn_deadline());
+                self.on_outer_answer(&result, now_ms)
+            }
         }
     }
 
@@ -301,16 +304,9 @@ impl Turn {
         }
     }
 
-    /// A transport failure that arrives when the tool budget is spent is the
-    /// callout's timeout (Envoy gives no headers when it cuts a dripping body).
+    /// A panel or judge call's transport failure at the tool budget's end is its timeout.
     fn timed_out_at_deadline(&self, result: CallResult, now_ms: u64) -> CallResult {
-        if result.status.is_none() && now_ms + 50 >= self.tool_deadline() {
-            return CallResult {
-                status: Some(504),
-                ..result
-            };
-        }
-        result
+        timed_out_at(result, now_ms, self.tool_deadline())
     }
 
     /// The API the model's upstream speaks; `None` when no upstream serves the
@@ -380,6 +376,18 @@ impl Turn {
             timeout_ms,
         )))
     }
+}
+
+/// A transport failure that arrives when the call's budget is spent is the
+/// callout's timeout (Envoy gives no headers when it cuts a dripping body).
+fn timed_out_at(result: CallResult, now_ms: u64, deadline_ms: u64) -> CallResult {
+    if result.status.is_none() && now_ms + 50 >= deadline_ms {
+        return CallResult {
+            status: Some(504),
+            ..result
+        };
+    }
+    result
 }
 
 fn short_id(request_id: &str) -> String {
