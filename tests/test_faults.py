@@ -227,7 +227,7 @@ def test_fenced_judge_is_tolerated(faults, mock):
     ("cut", 502, "unreachable"),
     ("status=500", 502, "http_500"),
     ("status=429", 429, "rate_limited"),
-    ("status=402", (402, 502), "insufficient_credits"),
+    ("status=402", 402, "insufficient_credits"),
     ("malformed", 502, "unusable_response"),
     ("sse,malformed", 502, "unusable_response"),
     ("garbage", 502, "unusable_response"),
@@ -235,7 +235,7 @@ def test_fenced_judge_is_tolerated(faults, mock):
 def test_outer_fault_is_a_native_error(faults, mock, api, directive, status, reason):
     mock.script({"outer": directive})
     r, _ = timed(faults, api)
-    assert r.status_code in (status if isinstance(status, tuple) else (status,)), r.text[:300]
+    assert r.status_code == status, r.text[:300]
     err = native_error(api, r)
     assert "outer" in err["message"] and reason in err["message"], err
     # The run's report still comes with the error.
@@ -260,11 +260,10 @@ def test_outer_hang_truncates_at_the_turn_budget(faults, mock, api):
 def test_outer_slow_body_ends_within_the_turn_budget(faults, mock):
     mock.script({"outer": "slow_body=8000"})
     r, elapsed = timed(faults, "chat")
-    # Either truncated like a hang or the outer model's failure: well formed, in time.
-    if r.status_code == 200:
-        assert r.json()["choices"][0]["finish_reason"] == "length"
-    else:
-        assert r.status_code == 502 and native_error("chat", r)["type"] == "server_error"
+    # Envoy cuts the dripping answer at the turn's deadline: the turn is truncated, as on a hang.
+    assert r.status_code == 200, r.text[:300]
+    assert r.json()["choices"][0]["finish_reason"] == "length"
+    assert elapsed >= TURN_S - 0.2
 
 
 # --- the outer model fails while its stream comes up the route --------------------
@@ -300,7 +299,7 @@ def test_streamed_final_answer_dripping_is_cut_at_the_turn_budget(faults, mock):
     assert TURN_S - 0.2 <= time.monotonic() - start < TURN_S + MARGIN_S
 
 
-@pytest.mark.xfail(strict=True, reason="Envoy's own reply on the route (503 on a reset, 504 at the turn "
+@pytest.mark.xfail(strict=True, raises=json.JSONDecodeError, reason="Envoy's own reply on the route (503 on a reset, 504 at the turn "
                    "deadline) reaches a streaming client as plain text, not an error in the client API's shape")
 @pytest.mark.parametrize("directive", ["reset", "hang"])
 def test_streamed_final_answer_failure_is_a_native_error(faults, mock, directive):
@@ -360,14 +359,20 @@ def test_many_client_disconnects_mid_run(faults, mock):
 
 
 def test_vm_alive_after_faults(faults, mock, envoy, capsys):
-    """Runs last: both Envoys still serve fusion and their logs show no VM failure."""
+    """Runs faults of its own (so it means something when run alone), then: both Envoys
+    still serve fusion and their logs show no VM failure."""
+    for directive in ("reset", "cut", "garbage", "status=500"):
+        mock.script({"a": directive, "judge": directive})
+        r, _ = timed(faults, "chat")
+        assert r.status_code == 200, (directive, r.text[:300])
+    mock.script({"outer": "reset"})
+    r, _ = timed(faults, "chat", stream=True)
+    assert r.status_code < 600
     mock.reset()
     for api in APIS:
         r, _ = timed(faults, api)
         assert r.status_code == 200 and r.json()["fusion"]["analysis"] is True
     failures = [line for e in (faults, envoy) for line in e.log_text().splitlines() if VM_FAILURE.search(line)]
-    STATS["crashes"] = len(failures)
     with capsys.disabled():
-        print(f"\nfaults: {STATS['cases']} cases, crashes {STATS['crashes']}, hangs {STATS['hangs']}")
+        print(f"\nfaults: {STATS['cases']} cases this session, VM failures {len(failures)}, hangs {STATS['hangs']}")
     assert failures == [], failures[:5]
-    assert STATS["hangs"] == 0
