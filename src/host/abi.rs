@@ -4,6 +4,11 @@
 //! gets `503 wasm_fail_stream`). Signatures follow the SDK's `hostcalls.rs`
 //! (ABI 0.2.1).
 //!
+//! One call goes through the SDK: `dispatch_http_call`, because the SDK's
+//! dispatcher must learn each callout token (its `register_callout` is
+//! crate-private) or it panics when the answer comes; the SDK passes on
+//! `BadArgument` and `InternalFailure`, the statuses Envoy's `http_call` returns.
+//!
 //! On native builds (unit tests) the imports are stubs that answer
 //! `InternalFailure`; tests use the fake host instead.
 
@@ -76,18 +81,6 @@ imports! {
         headers_data: *const u8,
         headers_size: usize,
         grpc_status: i32,
-    ) -> u32;
-    fn proxy_http_call(
-        upstream_data: *const u8,
-        upstream_size: usize,
-        headers_data: *const u8,
-        headers_size: usize,
-        body_data: *const u8,
-        body_size: usize,
-        trailers_data: *const u8,
-        trailers_size: usize,
-        timeout: u32,
-        return_token: *mut u32,
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_define_metric(
@@ -250,33 +243,6 @@ pub fn send_http_response(
             -1,
         )
     })
-}
-
-pub fn dispatch_http_call(
-    cluster: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    timeout_ms: u32,
-) -> Result<u32, Status> {
-    let headers = serialize_map(headers);
-    let trailers = serialize_map(&[]);
-    let mut token = 0u32;
-    // SAFETY: the host reads each buffer within its length and writes the token.
-    check(unsafe {
-        proxy_http_call(
-            cluster.as_ptr(),
-            cluster.len(),
-            headers.as_ptr(),
-            headers.len(),
-            body.as_ptr(),
-            body.len(),
-            trailers.as_ptr(),
-            trailers.len(),
-            timeout_ms,
-            &mut token,
-        )
-    })?;
-    Ok(token)
 }
 
 pub fn set_effective_context(context_id: u32) -> Result<(), Status> {

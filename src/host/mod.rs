@@ -107,7 +107,14 @@ impl Host for AbiHost {
         body: &[u8],
         timeout: Duration,
     ) -> Result<u32, Status> {
-        abi::dispatch_http_call(cluster, headers, body, millis_u32(timeout))
+        // Through the SDK: its dispatcher routes the answer by the token it registers.
+        proxy_wasm::hostcalls::dispatch_http_call(
+            cluster,
+            headers.to_vec(),
+            Some(body),
+            Vec::new(),
+            Duration::from_millis(u64::from(millis_u32(timeout))),
+        )
     }
     fn set_effective_context(&self, context_id: u32) -> Result<(), Status> {
         abi::set_effective_context(context_id)
