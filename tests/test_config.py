@@ -164,7 +164,7 @@ INVALID = [
     ("route without match", with_(["routes"], [{"upstream": "mock"}]), "routes[0]"),
     ("empty aliases", with_(["aliases"], []), "aliases"),
     ("zero rounds", with_(["limits", "max_rounds"], 0), "limits.max_rounds"),
-    ("zero timeout", with_(["limits", "tool_timeout_ms"], 0), "limits.tool_timeout_ms"),
+    ("zero timeout", with_(["limits", "tool_timeout_ms"], 0), "limits.tool_timeout_ms / limits.turn_timeout_ms"),
     ("panel over cap", with_(["limits", "max_panel"], 2), "panel"),
     ("bad depth header", with_(["depth_header"], "X Depth"), "depth_header"),
     ("quorum above panel", with_(["min_panel_answers"], 5), "min_panel_answers"),
