@@ -4,10 +4,10 @@
 //! reach it too (a quorum's grace period ends there).
 
 use crate::root::Shared;
-use fusion_core::api::Api;
 use fusion_core::engine::{
     self, CallResult, Command, LocalReply, Refusal, RequestInfo, Resume, Start, Turn,
 };
+use fusion_core::wire::Api;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};

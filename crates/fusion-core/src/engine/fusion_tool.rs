@@ -1,6 +1,6 @@
 //! The fusion function the outer model sees, and the tool result it gets back.
 
-use crate::conversation::ToolDef;
+use crate::wire::neutral::ToolDef;
 use serde_json::{json, Value};
 
 pub const TOOL_NAME: &str = "fusion";

@@ -1,7 +1,7 @@
 //! The judge step: the prompt that asks for a structured comparison, and the
 //! tolerant parse of what comes back.
 
-use crate::conversation::{Conversation, Message};
+use crate::wire::neutral::{Conversation, Message};
 use serde_json::{Map, Value};
 
 pub const ANALYSIS_KEYS: [&str; 5] = [

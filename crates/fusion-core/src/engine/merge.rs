@@ -2,7 +2,7 @@
 //! loop; the synthesis model reads the conversation and the panel's answers and
 //! writes the one final answer.
 
-use crate::conversation::{Conversation, Message};
+use crate::wire::neutral::{Conversation, Message};
 
 const INSTRUCTIONS: &str = "Several independent AI models answered the conversation below. \
 Write the single best final answer to the user's last message yourself, as if you were answering directly: \

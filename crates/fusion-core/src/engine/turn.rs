@@ -6,12 +6,12 @@ use super::judge;
 use super::merge;
 use super::plan::{self, Plan};
 use super::{Command, LocalReply, RequestInfo, Resume};
-use crate::api::relay::{FinalCall, Relay};
-use crate::api::{self, Api, ApiError, ClientRequest, FusionCallView, ResponseMeta};
 use crate::config::Config;
-use crate::conversation::{
+use crate::wire::neutral::{
     Conversation, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, Usage,
 };
+use crate::wire::relay::{FinalCall, Relay};
+use crate::wire::{self, Api, ApiError, ClientRequest, FusionCallView, ResponseMeta};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -682,7 +682,7 @@ impl Turn {
             self.info.depth.saturating_add(1),
         );
         let callout = call::build(0, target, &request, depth, &self.info.client_auth, 1);
-        let mut body = api::build_request(self.api, &request);
+        let mut body = wire::build_request(self.api, &request);
         if let Some(obj) = body.as_object_mut() {
             obj.insert("stream".into(), json!(true));
             // Always asked for: the report needs it; the relay drops the usage
@@ -930,11 +930,11 @@ impl Turn {
                     ("content-type".into(), "text/event-stream".into()),
                     ("cache-control".into(), "no-cache".into()),
                 ],
-                body: api::write_stream(self.api, &reply, &meta, self.req.include_usage)
+                body: wire::write_stream(self.api, &reply, &meta, self.req.include_usage)
                     .into_bytes(),
             }
         } else {
-            LocalReply::json(200, &api::write_response(self.api, &reply, &meta))
+            LocalReply::json(200, &wire::write_response(self.api, &reply, &meta))
         };
         response.headers.extend(self.debug_headers());
         vec![Command::Reply(response)]
@@ -944,7 +944,7 @@ impl Turn {
         self.phase = Phase::Done;
         self.ended_ms = Some(self.clock_ms);
         self.error = Some((err.status, err.message.clone()));
-        let mut body = api::error_body(self.api, &err);
+        let mut body = wire::error_body(self.api, &err);
         if let Some(obj) = body.as_object_mut() {
             obj.insert("fusion".into(), self.report());
         }

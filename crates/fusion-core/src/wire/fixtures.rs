@@ -1,7 +1,7 @@
 //! Test fixtures the translators' tests share.
 
 use super::ResponseMeta;
-use crate::conversation::{ToolCall, Usage};
+use crate::wire::neutral::{ToolCall, Usage};
 use serde_json::json;
 
 pub fn meta() -> ResponseMeta {

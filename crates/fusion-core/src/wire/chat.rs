@@ -1,10 +1,10 @@
 //! OpenAI Chat Completions (`/v1/chat/completions`).
 
-use super::text::{
+use super::common::{
     content_text, insert_provider_tools, insert_sampling, reasoning, request_head, str_field,
 };
 use super::{usage, Api, ApiError, ClientRequest, ResponseMeta};
-use crate::conversation::{
+use crate::wire::neutral::{
     Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
 };
 use serde_json::{json, Map, Value};

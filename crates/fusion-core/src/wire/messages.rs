@@ -1,10 +1,10 @@
 //! Anthropic Messages (`/v1/messages`).
 
-use super::text::{
+use super::common::{
     content_text, insert_provider_tools, insert_sampling, request_head, str_field, with_prefix,
 };
 use super::{is_fusion_tool, usage, Api, ApiError, ClientRequest, ResponseMeta, FUSION_TOOL};
-use crate::conversation::{
+use crate::wire::neutral::{
     Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
 };
 use serde_json::{json, Map, Value};
@@ -395,9 +395,9 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::api::fixtures::{call, meta};
-    use crate::api::FusionCallView;
-    use crate::conversation::Conversation;
+    use crate::wire::fixtures::{call, meta};
+    use crate::wire::neutral::Conversation;
+    use crate::wire::FusionCallView;
 
     fn result(id: &str, content: &str) -> Message {
         Message::ToolResult {

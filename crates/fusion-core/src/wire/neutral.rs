@@ -146,6 +146,28 @@ impl Usage {
     }
 }
 
+/// Price of a model in currency units (e.g. USD) per million tokens
+/// (the configuration's `prices` table).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    /// Cached input tokens; the input price when absent.
+    pub cached_input_per_mtok: Option<f64>,
+}
+
+impl Price {
+    /// Cost of one call's usage, in the price table's currency.
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let cached = usage.cached_input_tokens.min(usage.input_tokens);
+        let cached_price = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
+        ((usage.input_tokens - cached) as f64 * self.input_per_mtok
+            + cached as f64 * cached_price
+            + usage.output_tokens as f64 * self.output_per_mtok)
+            / 1_000_000.0
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Finish {
     #[default]

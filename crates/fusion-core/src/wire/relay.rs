@@ -4,8 +4,7 @@
 //! the `fusion` report.
 
 use super::{usage, Api};
-use crate::config::Price;
-use crate::conversation::Usage;
+use crate::wire::neutral::{Price, Usage};
 use serde_json::{json, Map, Value};
 
 /// What completes the `fusion` report once the relayed call's usage is known:

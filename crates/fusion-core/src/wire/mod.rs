@@ -1,17 +1,20 @@
 //! Wire APIs: one module of pure translation functions per API.
 
 pub mod chat;
+mod common;
 pub mod messages;
+pub mod neutral;
 pub mod relay;
 pub mod responses;
 pub mod sse;
-mod text;
 pub mod usage;
+
+pub use common::reasoning;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-use crate::conversation::{Conversation, GenParams, Reply, ToolChoice, ToolDef, Usage};
+use crate::wire::neutral::{Conversation, GenParams, Reply, ToolChoice, ToolDef, Usage};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -146,7 +149,7 @@ pub struct ResponseMeta {
 }
 
 pub fn parse_request(api: Api, body: &Value) -> Result<ClientRequest, ApiError> {
-    text::check_types(api, body)?;
+    common::check_types(api, body)?;
     match api {
         Api::Chat => chat::parse_request(body),
         Api::Responses => responses::parse_request(body),
@@ -155,7 +158,7 @@ pub fn parse_request(api: Api, body: &Value) -> Result<ClientRequest, ApiError> 
 }
 
 /// The body of a provider call in the API the provider speaks (never streaming).
-pub fn build_request(api: Api, req: &crate::conversation::ModelRequest<'_>) -> Value {
+pub fn build_request(api: Api, req: &crate::wire::neutral::ModelRequest<'_>) -> Value {
     match api {
         Api::Chat => chat::build_request(req),
         Api::Responses => responses::build_request(req),

@@ -1,11 +1,11 @@
 //! OpenAI Responses (`/v1/responses`).
 
-use super::text::{
+use super::common::{
     content_text, insert_provider_tools, insert_sampling, reasoning, request_head, str_field,
     with_prefix,
 };
 use super::{is_fusion_tool, usage, Api, ApiError, ClientRequest, ResponseMeta, FUSION_TOOL};
-use crate::conversation::{
+use crate::wire::neutral::{
     Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
 };
 use serde_json::{json, Map, Value};
@@ -416,9 +416,9 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::api::fixtures::{call, meta};
-    use crate::api::FusionCallView;
-    use crate::conversation::Conversation;
+    use crate::wire::fixtures::{call, meta};
+    use crate::wire::neutral::Conversation;
+    use crate::wire::FusionCallView;
 
     #[test]
     fn parses_a_string_input() {

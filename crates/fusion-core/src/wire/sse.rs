@@ -1,9 +1,9 @@
 //! Server-sent event streams: reading a provider's streamed answer whole, and
 //! writing a client's response as a stream in its API's event grammar.
 
-use super::text::{pieces, str_field, u64_field};
+use super::common::{pieces, str_field, u64_field};
 use super::{chat, messages, responses, usage, Api, ResponseMeta};
-use crate::conversation::{Finish, Reply, ToolCall, Usage};
+use crate::wire::neutral::{Finish, Reply, ToolCall, Usage};
 use serde_json::{json, Map, Value};
 
 /// About how many characters each streamed text piece carries.
@@ -631,8 +631,8 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::api::fixtures::{call, meta};
-    use crate::api::FusionCallView;
+    use crate::wire::fixtures::{call, meta};
+    use crate::wire::FusionCallView;
 
     fn text_reply(text: &str) -> Reply {
         Reply {

@@ -1,7 +1,7 @@
 //! Reading text out of the content shapes the APIs share.
 
 use super::ApiError;
-use crate::conversation::GenParams;
+use crate::wire::neutral::GenParams;
 use serde_json::{json, Map, Value};
 
 /// The start every client request parser shares: a JSON object with a `model` string.
@@ -113,9 +113,15 @@ pub fn insert_provider_tools(body: &mut Map<String, Value>, p: &GenParams) {
     }
 }
 
-/// A reasoning effort as the common `{"effort": ...}`.
+/// A reasoning setting (an effort string or `{"effort": ...}`), normalised to
+/// `{"effort": "..."}`; `None` for anything else.
 pub fn reasoning(v: &Value) -> Option<Value> {
-    crate::engine::plan::reasoning(v)
+    let effort = match v {
+        Value::String(s) => s.as_str(),
+        Value::Object(o) => o.get("effort").and_then(Value::as_str)?,
+        _ => return None,
+    };
+    matches!(effort, "minimal" | "low" | "medium" | "high").then(|| json!({ "effort": effort }))
 }
 
 /// A content field that is a string or an array of text parts, joined by newlines.
