@@ -2,7 +2,7 @@
 //! through `wire::parse_response` of each API and the SSE reader directly.
 #![no_main]
 
-use fusion_core::wire::{self, sse, Api};
+use fusion_core::wire::{self, Api};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,6 +11,6 @@ fuzz_target!(|data: &[u8]| {
             // A parsed reply renders back in every client API without trouble.
             let _ = reply.usage.total();
         }
-        let _ = sse::parse_stream(a, data);
+        let _ = wire::parse_stream(a, data);
     }
 });

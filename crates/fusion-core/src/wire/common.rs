@@ -178,3 +178,30 @@ pub fn with_prefix(prefix: &str, id: &str) -> String {
         format!("{prefix}{id}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn text_pieces_join_back() {
+        for text in [
+            "",
+            "a",
+            "héllo wörld ",
+            "no-spaces-at-all-in-this-long-string-of-text",
+            "日本語のテキストです。とても長い文章になります。",
+        ] {
+            let p = pieces(text, 5);
+            assert_eq!(p.concat(), text);
+            assert!(p.iter().all(|s| !s.is_empty() && s.chars().count() <= 10));
+        }
+        assert_eq!(
+            pieces("one two three four", 3),
+            ["one ", "two ", "three ", "four"]
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! Wire APIs: one module of pure translation functions per API.
 
 pub mod chat;
-mod common;
+pub mod common;
 pub mod messages;
 pub mod neutral;
 pub mod relay;
@@ -169,7 +169,7 @@ pub fn build_request(api: Api, req: &crate::wire::neutral::ModelRequest<'_>) -> 
 /// A provider's answer: a JSON body, or an SSE body when the call streamed.
 pub fn parse_response(api: Api, body: &[u8]) -> Result<Reply, String> {
     if sse::looks_like_sse(body) {
-        return sse::parse_stream(api, body);
+        return parse_stream(api, body);
     }
     match api {
         Api::Chat => chat::parse_response(body),
@@ -187,9 +187,24 @@ pub fn write_response(api: Api, reply: &Reply, meta: &ResponseMeta) -> Value {
     }
 }
 
-/// The client's response as a complete SSE stream in its API's event grammar.
+/// A provider's complete streamed answer, as one reply.
+pub fn parse_stream(api: Api, body: &[u8]) -> Result<Reply, String> {
+    let events = sse::json_events(body)?;
+    match api {
+        Api::Chat => chat::read_stream(&events),
+        Api::Responses => responses::read_stream(&events),
+        Api::Messages => messages::read_stream(&events),
+    }
+}
+
+/// The client's response as a complete SSE stream in its API's event grammar,
+/// equivalent to its JSON response.
 pub fn write_stream(api: Api, reply: &Reply, meta: &ResponseMeta, include_usage: bool) -> String {
-    sse::write_stream(api, reply, meta, include_usage)
+    match api {
+        Api::Chat => chat::write_stream(reply, meta, include_usage),
+        Api::Responses => responses::write_stream(reply, meta),
+        Api::Messages => messages::write_stream(reply, meta),
+    }
 }
 
 pub fn error_body(api: Api, err: &ApiError) -> Value {

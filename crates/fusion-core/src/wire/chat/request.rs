@@ -1,12 +1,10 @@
-//! OpenAI Chat Completions (`/v1/chat/completions`).
+//! Chat Completions requests: a client's parsed, a provider's built.
 
-use super::common::{
+use crate::wire::common::{
     content_text, insert_provider_tools, insert_sampling, reasoning, request_head, str_field,
 };
-use super::{usage, Api, ApiError, ClientRequest, ResponseMeta};
-use crate::wire::neutral::{
-    Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
-};
+use crate::wire::neutral::{GenParams, Message, ModelRequest, ToolCall, ToolChoice, ToolDef};
+use crate::wire::{ApiError, ClientRequest};
 use serde_json::{json, Map, Value};
 
 pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
@@ -65,7 +63,7 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
             .as_array()
             .ok_or_else(|| ApiError::invalid("`tools` must be an array", Some("tools")))?;
         for t in tools {
-            if super::is_fusion_tool(t) {
+            if crate::wire::is_fusion_tool(t) {
                 req.fusion_tools.push(t.clone());
             } else if let Some(def) = parse_function_tool(t) {
                 req.tools.push(def);
@@ -111,7 +109,9 @@ fn parse_tool_choice(v: Option<&Value>) -> ToolChoice {
             "required" => ToolChoice::Required,
             _ => ToolChoice::Auto,
         },
-        Some(v) if super::is_fusion_tool(v) => ToolChoice::Named(super::FUSION_TOOL.to_string()),
+        Some(v) if crate::wire::is_fusion_tool(v) => {
+            ToolChoice::Named(crate::wire::FUSION_TOOL.to_string())
+        }
         Some(Value::Object(o)) => o
             .get("function")
             .and_then(|f| f.get("name"))
@@ -122,7 +122,7 @@ fn parse_tool_choice(v: Option<&Value>) -> ToolChoice {
     }
 }
 
-fn parse_tool_calls(v: Option<&Value>) -> Vec<ToolCall> {
+pub(super) fn parse_tool_calls(v: Option<&Value>) -> Vec<ToolCall> {
     let Some(calls) = v.and_then(Value::as_array) else {
         return Vec::new();
     };
@@ -204,77 +204,6 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
     Value::Object(body)
 }
 
-fn tool_call_json(c: &ToolCall) -> Value {
+pub(super) fn tool_call_json(c: &ToolCall) -> Value {
     json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}})
-}
-
-pub fn parse_response(body: &[u8]) -> Result<Reply, String> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
-    let choice = v
-        .get("choices")
-        .and_then(Value::as_array)
-        .and_then(|c| c.first())
-        .ok_or("response has no choices")?;
-    let message = choice.get("message").ok_or("choice has no message")?;
-    let tool_calls = parse_tool_calls(message.get("tool_calls"));
-    let usage = v
-        .get("usage")
-        .map_or(Usage::default(), |u| usage::read(Api::Chat, u));
-    let finish = match str_field(choice, "finish_reason") {
-        Some("length") => Finish::Length,
-        _ if !tool_calls.is_empty() => Finish::ToolCalls,
-        _ => Finish::Stop,
-    };
-    Ok(Reply {
-        model: str_field(&v, "model").unwrap_or_default().to_string(),
-        text: message.get("content").map(content_text).unwrap_or_default(),
-        tool_calls,
-        usage,
-        finish,
-    })
-}
-
-pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
-    let mut message = Map::new();
-    message.insert("role".into(), json!("assistant"));
-    if reply.tool_calls.is_empty() {
-        message.insert("content".into(), json!(reply.text));
-    } else {
-        let content = if reply.text.is_empty() {
-            Value::Null
-        } else {
-            json!(reply.text)
-        };
-        message.insert("content".into(), content);
-        let calls: Vec<Value> = reply.tool_calls.iter().map(tool_call_json).collect();
-        message.insert("tool_calls".into(), Value::Array(calls));
-    }
-    message.insert("refusal".into(), Value::Null);
-    json!({
-        "id": meta.id,
-        "object": "chat.completion",
-        "created": meta.created_s,
-        "model": reply.model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reason(reply, meta.truncated),
-        }],
-        "usage": usage::write(Api::Chat, &meta.usage),
-        "fusion": meta.fusion,
-    })
-}
-
-pub(crate) fn finish_reason(reply: &Reply, truncated: bool) -> &'static str {
-    if truncated {
-        return "length";
-    }
-    match reply.finish {
-        Finish::Length => "length",
-        Finish::ToolCalls => "tool_calls",
-        Finish::Stop if !reply.tool_calls.is_empty() => "tool_calls",
-        Finish::Stop => "stop",
-    }
 }
