@@ -131,7 +131,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::wire::neutral::{Finish, Message, Reply, Usage};
+    use crate::wire::neutral::{Finish, Reply, Usage};
 
     use crate::wire::fixtures::{call, meta};
     use crate::wire::FusionCallView;
