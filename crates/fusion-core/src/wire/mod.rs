@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod common;
+pub mod failure;
 pub mod messages;
 pub mod neutral;
 pub mod relay;

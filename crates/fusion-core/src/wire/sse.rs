@@ -4,13 +4,17 @@
 use super::common::str_field;
 use serde_json::Value;
 
+/// Whether a body is an SSE stream: its first non-blank line is an SSE field
+/// (`data:`, `event:`, `id:`, `retry:`) or a comment (`: OPENROUTER PROCESSING`).
 pub fn looks_like_sse(body: &[u8]) -> bool {
     let t = body
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .and_then(|i| body.get(i..))
         .unwrap_or(&[]);
-    t.starts_with(b"data:") || t.starts_with(b"event:")
+    [b":".as_slice(), b"data:", b"event:", b"id:", b"retry:"]
+        .iter()
+        .any(|field| t.starts_with(field))
 }
 
 /// One event of a stream: its `event:` name, if any, and its data lines joined.
@@ -131,6 +135,26 @@ mod tests {
         assert!(looks_like_sse(b"\r\n  event: x\ndata: {}\n\n"));
         assert!(!looks_like_sse(b"{\"data\": 1}"));
         assert!(!looks_like_sse(b""));
+        assert!(looks_like_sse(b": OPENROUTER PROCESSING\n\ndata: {}\n\n"));
+        assert!(looks_like_sse(b"id: 1\ndata: {}\n\n"));
+        assert!(looks_like_sse(b"retry: 3000\n\ndata: {}\n\n"));
+    }
+
+    #[test]
+    fn comments_and_id_retry_fields_anywhere_are_skipped() {
+        let body = b": OPENROUTER PROCESSING\n\nretry: 3000\nid: 7\n\n: OPENROUTER PROCESSING\r\n\r\nevent: e\nid: 8\n: note\ndata: {\"a\":1}\nretry: 10\n\ndata: [DONE]\n\n";
+        let events = events(body);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].name.as_deref(), Some("e"));
+        assert_eq!(events[0].data, "{\"a\":1}");
+        assert_eq!(events[1].data, "[DONE]");
+    }
+
+    #[test]
+    fn a_provider_stream_behind_comment_lines_is_read() {
+        let body = b": OPENROUTER PROCESSING\n\n: OPENROUTER PROCESSING\n\ndata: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let reply = crate::wire::parse_response(crate::wire::Api::Chat, body).unwrap();
+        assert_eq!(reply.text, "hi");
     }
 
     #[test]
