@@ -5,6 +5,7 @@ pub mod common;
 pub mod failure;
 pub mod messages;
 pub mod neutral;
+pub mod patch;
 pub mod relay;
 pub mod responses;
 pub mod sse;

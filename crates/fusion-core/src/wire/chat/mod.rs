@@ -1,9 +1,11 @@
 //! OpenAI Chat Completions (`/v1/chat/completions`): everything about the API in one place.
 
+mod patch;
 mod request;
 mod response;
 mod stream;
 
+pub use patch::patch;
 pub use request::{build_request, parse_request};
 pub(crate) use response::finish_reason;
 pub use response::{parse_response, write_response};
