@@ -9,6 +9,7 @@ pub mod patch;
 pub mod relay;
 pub mod responses;
 pub mod sse;
+pub mod state;
 pub mod usage;
 
 pub use common::reasoning;
