@@ -53,6 +53,7 @@ pub fn tool_reply() -> Reply {
         ],
         usage: Usage::default(),
         finish: Finish::ToolCalls,
+        ..Reply::default()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Wire APIs: one module of pure translation functions per API.
 
 pub mod chat;
+pub mod citation;
 pub mod common;
 pub mod failure;
 pub mod messages;
@@ -250,3 +251,6 @@ fn anthropic_error_type(status: u16) -> &'static str {
         _ => "api_error",
     }
 }
+
+#[cfg(test)]
+mod roundtrip_tests;

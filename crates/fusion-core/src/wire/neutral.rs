@@ -184,6 +184,38 @@ pub struct Reply {
     pub tool_calls: Vec<ToolCall>,
     pub usage: Usage,
     pub finish: Finish,
+    /// The model declined: Chat `message.refusal`, a Responses `refusal` part,
+    /// Messages `stop_reason: "refusal"` (its text).
+    pub refusal: Option<String>,
+    /// Sources the answer cites: OpenAI `annotations`, Anthropic `citations`.
+    pub citations: Vec<Citation>,
+}
+
+impl Reply {
+    /// The answer as a panel member gave it, for the judge: a refusal is the
+    /// member's answer, marked as one.
+    pub fn answer_text(&self) -> String {
+        match &self.refusal {
+            Some(r) if self.text.is_empty() => format!("[refused] {r}"),
+            Some(r) => format!("{}\n[refused] {r}", self.text),
+            None => self.text.clone(),
+        }
+    }
+}
+
+/// A source an answer cites, whatever the API's spelling.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Citation {
+    pub url: Option<String>,
+    pub title: Option<String>,
+    /// The cited span of the reply's text, in characters, where the API says.
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    /// The quoted source text (Anthropic `cited_text`).
+    pub cited_text: Option<String>,
+    /// The API it was read from and its own object, written back unchanged to
+    /// a client of that API.
+    pub origin: Option<(super::Api, Value)>,
 }
 
 /// One provider call to build: the request in API-neutral form.

@@ -1,6 +1,7 @@
 //! Chat Completions JSON responses: a provider's parsed, a client's written.
 
 use super::request::{parse_tool_calls, tool_call_json};
+use crate::wire::citation;
 use crate::wire::common::{content_text, str_field};
 use crate::wire::neutral::{Finish, Reply, Usage};
 use crate::wire::{usage, Api, ResponseMeta};
@@ -29,13 +30,23 @@ pub fn parse_response(body: &[u8]) -> Result<Reply, String> {
         tool_calls,
         usage,
         finish,
+        refusal: str_field(message, "refusal").map(str::to_string),
+        citations: message
+            .get("annotations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(citation::from_chat)
+            .collect(),
     })
 }
 
 pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
     let mut message = Map::new();
     message.insert("role".into(), json!("assistant"));
-    if reply.tool_calls.is_empty() {
+    if reply.refusal.is_some() && reply.text.is_empty() {
+        message.insert("content".into(), Value::Null);
+    } else if reply.tool_calls.is_empty() {
         message.insert("content".into(), json!(reply.text));
     } else {
         let content = if reply.text.is_empty() {
@@ -47,7 +58,15 @@ pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
         let calls: Vec<Value> = reply.tool_calls.iter().map(tool_call_json).collect();
         message.insert("tool_calls".into(), Value::Array(calls));
     }
-    message.insert("refusal".into(), Value::Null);
+    message.insert("refusal".into(), json!(reply.refusal));
+    message.insert(
+        "annotations".into(),
+        Value::Array(citation::write_all(
+            Api::Chat,
+            &reply.citations,
+            &reply.text,
+        )),
+    );
     json!({
         "id": meta.id,
         "object": "chat.completion",

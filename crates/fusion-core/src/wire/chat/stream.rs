@@ -1,5 +1,6 @@
 //! Chat Completions streams: reading a provider's stream whole, writing a client's.
 
+use crate::wire::citation;
 use crate::wire::common::{pieces, str_field};
 use crate::wire::neutral::{Finish, Reply, ToolCall};
 use crate::wire::sse::{data_line, error_message, with, EARLY};
@@ -41,6 +42,13 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
             reply
                 .text
                 .push_str(str_field(delta, "content").unwrap_or_default());
+            if let Some(r) = str_field(delta, "refusal") {
+                reply.refusal.get_or_insert_with(String::new).push_str(r);
+            }
+            let notes = delta.get("annotations").and_then(Value::as_array);
+            reply
+                .citations
+                .extend(notes.into_iter().flatten().map(citation::from_chat));
             let pieces = delta.get("tool_calls").and_then(Value::as_array);
             for (pos, piece) in pieces.into_iter().flatten().enumerate() {
                 add_chat_call_piece(&mut calls, pos, piece);
@@ -113,6 +121,13 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta, include_usage: bool) -> 
     );
     for piece in pieces(&reply.text, PIECE) {
         data_line(&mut out, &chunk(json!({"content": piece}), None));
+    }
+    for piece in pieces(reply.refusal.as_deref().unwrap_or_default(), PIECE) {
+        data_line(&mut out, &chunk(json!({"refusal": piece}), None));
+    }
+    let notes = citation::write_all(Api::Chat, &reply.citations, &reply.text);
+    if !notes.is_empty() {
+        data_line(&mut out, &chunk(json!({"annotations": notes}), None));
     }
     for (i, c) in reply.tool_calls.iter().enumerate() {
         let first = json!({"tool_calls": [{

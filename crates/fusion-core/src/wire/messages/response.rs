@@ -1,6 +1,7 @@
 //! Messages JSON responses: a provider's parsed, a client's written.
 
 use super::request::{input_object, input_text};
+use crate::wire::citation;
 use crate::wire::common::{str_field, with_prefix};
 use crate::wire::neutral::{Finish, Reply, ToolCall, Usage};
 use crate::wire::{usage, Api, ResponseMeta, FUSION_TOOL};
@@ -22,9 +23,21 @@ pub fn parse_response(body: &[u8]) -> Result<Reply, String> {
         .ok_or("response has no content")?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
+    let mut citations = Vec::new();
     for b in content {
         match str_field(b, "type") {
-            Some("text") => text.push_str(str_field(b, "text").unwrap_or_default()),
+            Some("text") => {
+                let start = text.chars().count() as u64;
+                text.push_str(str_field(b, "text").unwrap_or_default());
+                let end = text.chars().count() as u64;
+                let cites = b.get("citations").and_then(Value::as_array);
+                citations.extend(
+                    cites
+                        .into_iter()
+                        .flatten()
+                        .map(|c| citation::from_messages(c, start, end)),
+                );
+            }
             Some("tool_use") => {
                 if let Some(name) = str_field(b, "name") {
                     tool_calls.push(ToolCall {
@@ -37,10 +50,15 @@ pub fn parse_response(body: &[u8]) -> Result<Reply, String> {
             _ => {}
         }
     }
+    let stop = str_field(&v, "stop_reason");
+    // A refusal's text is the refusal.
+    let refusal = (stop == Some("refusal")).then(|| std::mem::take(&mut text));
     Ok(Reply {
         model: str_field(&v, "model").unwrap_or_default().to_string(),
         text,
-        finish: finish_of(str_field(&v, "stop_reason"), !tool_calls.is_empty()),
+        refusal,
+        citations,
+        finish: finish_of(stop, !tool_calls.is_empty()),
         tool_calls,
         usage: v
             .get("usage")
@@ -78,6 +96,8 @@ pub(crate) fn message_id(meta: &ResponseMeta) -> String {
 pub(crate) fn stop_reason(reply: &Reply, meta: &ResponseMeta) -> &'static str {
     if meta.truncated {
         "pause_turn"
+    } else if reply.refusal.is_some() {
+        "refusal"
     } else if reply.finish == Finish::Length {
         "max_tokens"
     } else if !reply.tool_calls.is_empty() || reply.finish == Finish::ToolCalls {
@@ -106,8 +126,19 @@ pub(crate) fn content_blocks(reply: &Reply, meta: &ResponseMeta) -> Vec<Value> {
             "content": call.result,
         }));
     }
-    if !reply.text.is_empty() || reply.tool_calls.is_empty() {
-        blocks.push(json!({"type": "text", "text": reply.text}));
+    // A refusal is written as the text it is (`stop_reason: "refusal"`).
+    let text = match (&reply.refusal, reply.text.is_empty()) {
+        (Some(r), true) => r.clone(),
+        (Some(r), false) => format!("{}\n{r}", reply.text),
+        (None, _) => reply.text.clone(),
+    };
+    if !text.is_empty() || reply.tool_calls.is_empty() {
+        let mut block = json!({"type": "text", "text": text});
+        let cites = citation::write_all(Api::Messages, &reply.citations, &reply.text);
+        if !cites.is_empty() {
+            block["citations"] = Value::Array(cites);
+        }
+        blocks.push(block);
     }
     for (i, c) in reply.tool_calls.iter().enumerate() {
         let id = if c.id.is_empty() {
@@ -280,6 +311,7 @@ mod tests {
             tool_calls: vec![call("toolu_1", "weather", "{\"city\":\"Oslo\"}")],
             usage: Usage::default(),
             finish: Finish::ToolCalls,
+            ..Reply::default()
         };
         let v = write_response(&reply, &meta());
         let back = parse_response(v.to_string().as_bytes()).unwrap();

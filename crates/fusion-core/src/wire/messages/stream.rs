@@ -1,5 +1,6 @@
 //! Messages streams: reading a provider's stream whole, writing a client's.
 
+use crate::wire::citation;
 use crate::wire::common::{pieces, str_field, u64_field};
 use crate::wire::neutral::{Reply, ToolCall, Usage};
 use crate::wire::sse::{error_message, event_lines, with, EARLY};
@@ -11,7 +12,8 @@ const PIECE: usize = 20;
 
 /// A Messages content block being streamed.
 enum Block {
-    Text(String),
+    /// Text and the citations its deltas carried.
+    Text(String, Vec<Value>),
     ToolUse {
         id: String,
         name: String,
@@ -41,7 +43,13 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
                 let index = u64_field(v, "index");
                 let b = v.get("content_block").unwrap_or(&Value::Null);
                 let block = match str_field(b, "type") {
-                    Some("text") => Block::Text(str_field(b, "text").unwrap_or_default().into()),
+                    Some("text") => Block::Text(
+                        str_field(b, "text").unwrap_or_default().into(),
+                        b.get("citations")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default(),
+                    ),
                     Some("tool_use") => Block::ToolUse {
                         id: str_field(b, "id").unwrap_or_default().to_string(),
                         name: str_field(b, "name").unwrap_or_default().to_string(),
@@ -57,8 +65,11 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
                 let delta = v.get("delta").unwrap_or(&Value::Null);
                 let block = blocks.iter_mut().rev().find(|(i, _)| *i == index);
                 match (block, str_field(delta, "type")) {
-                    (Some((_, Block::Text(t))), Some("text_delta")) => {
+                    (Some((_, Block::Text(t, _))), Some("text_delta")) => {
                         t.push_str(str_field(delta, "text").unwrap_or_default());
+                    }
+                    (Some((_, Block::Text(_, cites))), Some("citations_delta")) => {
+                        cites.extend(delta.get("citation").cloned());
                     }
                     (Some((_, Block::ToolUse { json, .. })), Some("input_json_delta")) => {
                         json.push_str(str_field(delta, "partial_json").unwrap_or_default());
@@ -86,7 +97,14 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
     blocks.sort_by_key(|(i, _)| *i);
     for (_, block) in blocks {
         match block {
-            Block::Text(t) => reply.text.push_str(&t),
+            Block::Text(t, cites) => {
+                let start = reply.text.chars().count() as u64;
+                reply.text.push_str(&t);
+                let end = reply.text.chars().count() as u64;
+                reply
+                    .citations
+                    .extend(cites.iter().map(|c| citation::from_messages(c, start, end)));
+            }
             Block::ToolUse {
                 id,
                 name,
@@ -105,6 +123,9 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
             }),
             Block::Other => {}
         }
+    }
+    if stop_reason.as_deref() == Some("refusal") {
+        reply.refusal = Some(std::mem::take(&mut reply.text));
     }
     reply.finish = super::finish_of(stop_reason.as_deref(), !reply.tool_calls.is_empty());
     Ok(reply)
@@ -143,6 +164,13 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
                     push(
                         "content_block_delta",
                         json!({"index": i, "delta": {"type": "text_delta", "text": piece}}),
+                    );
+                }
+                let cites = block.get("citations").and_then(Value::as_array);
+                for c in cites.into_iter().flatten() {
+                    push(
+                        "content_block_delta",
+                        json!({"index": i, "delta": {"type": "citations_delta", "citation": c}}),
                     );
                 }
             }

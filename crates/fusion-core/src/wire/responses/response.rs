@@ -1,6 +1,7 @@
 //! Responses JSON responses: a provider's parsed, a client's written.
 
 use super::request::arguments_text;
+use crate::wire::citation;
 use crate::wire::common::{str_field, with_prefix};
 use crate::wire::neutral::{Finish, Reply, ToolCall, Usage};
 use crate::wire::{usage, Api, ResponseMeta};
@@ -28,13 +29,24 @@ pub(crate) fn reply_from_response(v: &Value) -> Result<Reply, String> {
         .ok_or("response has no output")?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
+    let mut refusal: Option<String> = None;
+    let mut citations = Vec::new();
     for item in output {
         match str_field(item, "type") {
             Some("message") => {
                 let parts = item.get("content").and_then(Value::as_array);
                 for part in parts.into_iter().flatten() {
-                    if str_field(part, "type") == Some("output_text") {
-                        text.push_str(str_field(part, "text").unwrap_or_default());
+                    match str_field(part, "type") {
+                        Some("output_text") => {
+                            text.push_str(str_field(part, "text").unwrap_or_default());
+                            let notes = part.get("annotations").and_then(Value::as_array);
+                            citations
+                                .extend(notes.into_iter().flatten().map(citation::from_responses));
+                        }
+                        Some("refusal") => refusal
+                            .get_or_insert_with(String::new)
+                            .push_str(str_field(part, "refusal").unwrap_or_default()),
+                        _ => {}
                     }
                 }
             }
@@ -74,6 +86,8 @@ pub(crate) fn reply_from_response(v: &Value) -> Result<Reply, String> {
         tool_calls,
         usage,
         finish,
+        refusal,
+        citations,
     })
 }
 
@@ -136,12 +150,20 @@ pub(crate) fn output_items(reply: &Reply, meta: &ResponseMeta) -> Vec<Value> {
         }));
     }
     if !reply.text.is_empty() || reply.tool_calls.is_empty() {
+        let mut content = Vec::with_capacity(2);
+        if !reply.text.is_empty() || reply.refusal.is_none() {
+            let notes = citation::write_all(Api::Responses, &reply.citations, &reply.text);
+            content.push(json!({"type": "output_text", "text": reply.text, "annotations": notes}));
+        }
+        if let Some(r) = &reply.refusal {
+            content.push(json!({"type": "refusal", "refusal": r}));
+        }
         items.push(json!({
             "type": "message",
             "id": format!("msg_{base}"),
             "status": "completed",
             "role": "assistant",
-            "content": [{"type": "output_text", "text": reply.text, "annotations": []}],
+            "content": content,
         }));
     }
     for (i, c) in reply.tool_calls.iter().enumerate() {
@@ -347,6 +369,7 @@ mod tests {
             tool_calls: vec![call("call_1", "weather", "{}")],
             usage: Usage::default(),
             finish: Finish::ToolCalls,
+            ..Reply::default()
         };
         let v = write_response(&reply, &meta());
         let back = parse_response(v.to_string().as_bytes()).unwrap();

@@ -11,6 +11,7 @@ const PIECE: usize = 20;
 
 pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
     let mut text = String::new();
+    let mut refusal: Option<String> = None;
     let mut calls: Vec<ToolCall> = Vec::new();
     let mut model = String::new();
     let mut last: Option<Reply> = None;
@@ -24,6 +25,9 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
             "response.output_text.delta" => {
                 text.push_str(str_field(v, "delta").unwrap_or_default());
             }
+            "response.refusal.delta" => refusal
+                .get_or_insert_with(String::new)
+                .push_str(str_field(v, "delta").unwrap_or_default()),
             "response.output_item.done" => {
                 let item = v.get("item").unwrap_or(&Value::Null);
                 if str_field(item, "type") == Some("function_call") {
@@ -55,8 +59,9 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
     }
     let mut reply = last.ok_or(EARLY)?;
     // A final response without its output: what the events carried.
-    if reply.text.is_empty() && reply.tool_calls.is_empty() {
+    if reply.text.is_empty() && reply.tool_calls.is_empty() && reply.refusal.is_none() {
         reply.text = text;
+        reply.refusal = refusal;
         reply.tool_calls = calls;
         if !reply.tool_calls.is_empty() && reply.finish == Finish::Stop {
             reply.finish = Finish::ToolCalls;
@@ -111,34 +116,15 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
         let in_progress = with(item.clone(), "status", json!("in_progress"));
         match str_field(&item, "type") {
             Some("message") => {
-                let text = item
-                    .pointer("/content/0/text")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
                 let added = with(in_progress, "content", json!([]));
                 w.push(
                     "response.output_item.added",
                     json!({"output_index": k, "item": added}),
                 );
-                let part = |t: &str| json!({"type": "output_text", "text": t, "annotations": []});
-                w.push(
-                    "response.content_part.added",
-                    at(json!({"content_index": 0, "part": part("")})),
-                );
-                for piece in pieces(text, PIECE) {
-                    w.push(
-                        "response.output_text.delta",
-                        at(json!({"content_index": 0, "delta": piece, "logprobs": []})),
-                    );
+                let parts = item.get("content").and_then(Value::as_array);
+                for (j, part) in parts.into_iter().flatten().enumerate() {
+                    write_part(&mut w, &at, j, part);
                 }
-                w.push(
-                    "response.output_text.done",
-                    at(json!({"content_index": 0, "text": text, "logprobs": []})),
-                );
-                w.push(
-                    "response.content_part.done",
-                    at(json!({"content_index": 0, "part": part(text)})),
-                );
             }
             Some("function_call") => {
                 let arguments = str_field(&item, "arguments").unwrap_or_default();
@@ -178,6 +164,55 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
     };
     w.push(last, json!({"response": done}));
     w.out
+}
+
+/// One content part of a message: `output_text` (its deltas, then its
+/// annotations) or `refusal` (its deltas).
+fn write_part(w: &mut ResponsesWriter, at: &dyn Fn(Value) -> Value, j: usize, part: &Value) {
+    let refusal = str_field(part, "type") == Some("refusal");
+    let (key, delta_ty, done_ty) = if refusal {
+        ("refusal", "response.refusal.delta", "response.refusal.done")
+    } else {
+        (
+            "text",
+            "response.output_text.delta",
+            "response.output_text.done",
+        )
+    };
+    let full = str_field(part, key).unwrap_or_default();
+    let empty = if refusal {
+        json!({"type": "refusal", "refusal": ""})
+    } else {
+        json!({"type": "output_text", "text": "", "annotations": []})
+    };
+    w.push(
+        "response.content_part.added",
+        at(json!({"content_index": j, "part": empty})),
+    );
+    for piece in pieces(full, PIECE) {
+        let mut v = json!({"content_index": j, "delta": piece});
+        if !refusal {
+            v["logprobs"] = json!([]);
+        }
+        w.push(delta_ty, at(v));
+    }
+    let notes = part.get("annotations").and_then(Value::as_array);
+    for (n, note) in notes.into_iter().flatten().enumerate() {
+        w.push(
+            "response.output_text.annotation.added",
+            at(json!({"content_index": j, "annotation_index": n, "annotation": note})),
+        );
+    }
+    let mut done = json!({"content_index": j});
+    done[key] = json!(full);
+    if !refusal {
+        done["logprobs"] = json!([]);
+    }
+    w.push(done_ty, at(done));
+    w.push(
+        "response.content_part.done",
+        at(json!({"content_index": j, "part": part})),
+    );
 }
 
 #[cfg(test)]
