@@ -163,7 +163,10 @@ mod tests {
         );
         // A document location has no URL: Chat and Responses cannot express it.
         let d = from_messages(&json!({"type": "char_location", "cited_text": "x"}), 0, 1);
-        assert_eq!(write_all(Api::Chat, &[d.clone()], ""), Vec::<Value>::new());
+        assert_eq!(
+            write_all(Api::Chat, std::slice::from_ref(&d), ""),
+            Vec::<Value>::new()
+        );
         assert_eq!(write_all(Api::Messages, &[d], "").len(), 1);
     }
 }

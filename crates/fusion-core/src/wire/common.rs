@@ -143,6 +143,13 @@ pub fn content_text(content: &Value) -> String {
     }
 }
 
+/// Sets `key` on `v` when it is an object (indexing could panic).
+pub fn set(v: &mut Value, key: &str, value: Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert(key.to_string(), value);
+    }
+}
+
 pub fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }

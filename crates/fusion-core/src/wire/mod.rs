@@ -8,6 +8,7 @@ pub mod messages;
 pub mod neutral;
 pub mod patch;
 pub mod relay;
+pub mod render;
 pub mod responses;
 pub mod sse;
 pub mod state;
@@ -159,6 +160,46 @@ pub fn parse_request(api: Api, body: &Value) -> Result<ClientRequest, ApiError> 
         Api::Responses => responses::parse_request(body),
         Api::Messages => messages::parse_request(body),
     }
+}
+
+/// The first user part a provider API cannot take, as the 400 the client gets
+/// (in its own API's shape via [`error_body`]): the part and the model named.
+/// Call it before [`build_request`] for every cross-API call; the builders
+/// write a visible placeholder for such a part, never drop it silently.
+pub fn check_parts(api: Api, conversation: &Conversation, model: &str) -> Result<(), ApiError> {
+    match unsupported_part(api, conversation) {
+        None => Ok(()),
+        Some((i, kind, why)) => Err(ApiError::invalid(
+            format!(
+                "message {i} has {why} (a `{kind}` part), which model `{model}` cannot take \
+                 through the {} API",
+                api.name()
+            ),
+            None,
+        )),
+    }
+}
+
+/// The first user part `api` cannot take: (message index, part kind, why).
+pub fn unsupported_part(
+    api: Api,
+    conversation: &Conversation,
+) -> Option<(usize, &'static str, &'static str)> {
+    conversation
+        .messages
+        .iter()
+        .enumerate()
+        .find_map(|(i, m)| match m {
+            neutral::Message::User(parts) => parts.iter().find_map(|p| {
+                let why = match api {
+                    Api::Chat => chat::content::unsupported(p),
+                    Api::Responses => responses::content::unsupported(p),
+                    Api::Messages => messages::content::unsupported(p),
+                }?;
+                Some((i, p.kind(), why))
+            }),
+            _ => None,
+        })
 }
 
 /// The body of a provider call in the API the provider speaks (never streaming).

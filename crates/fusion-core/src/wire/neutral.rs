@@ -4,7 +4,8 @@ use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    User(String),
+    /// A user turn: its content parts in order (adjacent text parts joined).
+    User(Vec<Part>),
     Assistant {
         text: String,
         tool_calls: Vec<ToolCall>,
@@ -13,6 +14,116 @@ pub enum Message {
         call_id: String,
         content: String,
     },
+}
+
+impl Message {
+    /// A user turn of text only.
+    pub fn user_text(text: impl Into<String>) -> Message {
+        Message::User(vec![Part::Text(text.into())])
+    }
+
+    /// The text of a user turn (its text parts joined), `None` for other turns.
+    pub fn user_text_of(&self) -> Option<String> {
+        match self {
+            Message::User(parts) => Some(parts_text(parts)),
+            _ => None,
+        }
+    }
+}
+
+/// One content part of a user turn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    Image {
+        source: Source,
+        /// OpenAI's `detail` (`low`, `high`, `auto`).
+        detail: Option<String>,
+    },
+    /// A document or file (PDF, plain text).
+    File {
+        source: Source,
+        filename: Option<String>,
+    },
+    /// Base64 audio and its format (`wav`, `mp3`).
+    Audio {
+        data: String,
+        format: String,
+    },
+}
+
+impl Part {
+    /// What the part is, as error messages and the judge name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Part::Text(_) => "text",
+            Part::Image { .. } => "image",
+            Part::File { .. } => "file",
+            Part::Audio { .. } => "audio",
+        }
+    }
+}
+
+/// Where an image's or a file's bytes are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Url(String),
+    Base64 {
+        media_type: String,
+        data: String,
+    },
+    /// A file uploaded to a provider's Files API: valid only at that provider
+    /// (`openai`: an OpenAI file id, else an Anthropic one).
+    FileId {
+        id: String,
+        openai: bool,
+    },
+}
+
+impl Source {
+    /// A URL, reading `data:<type>;base64,<data>` URLs as inline bytes.
+    pub fn from_url(url: &str) -> Source {
+        if let Some(rest) = url.strip_prefix("data:") {
+            if let Some((media_type, data)) = rest.split_once(";base64,") {
+                return Source::Base64 {
+                    media_type: media_type.to_string(),
+                    data: data.to_string(),
+                };
+            }
+        }
+        Source::Url(url.to_string())
+    }
+
+    /// The source as a URL (`data:` URL for inline bytes); `None` for a file id.
+    pub fn as_url(&self) -> Option<String> {
+        match self {
+            Source::Url(u) => Some(u.clone()),
+            Source::Base64 { media_type, data } => Some(format!("data:{media_type};base64,{data}")),
+            Source::FileId { .. } => None,
+        }
+    }
+}
+
+/// The text parts of a turn, joined by newlines.
+pub fn parts_text(parts: &[Part]) -> String {
+    let texts: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    texts.join("\n")
+}
+
+/// Adds a part, joining adjacent text parts with a newline.
+pub fn push_part(parts: &mut Vec<Part>, part: Part) {
+    if let (Some(Part::Text(prev)), Part::Text(t)) = (parts.last_mut(), &part) {
+        prev.push('\n');
+        prev.push_str(t);
+        return;
+    }
+    parts.push(part);
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,15 +198,12 @@ pub struct Conversation {
 
 impl Conversation {
     /// Text of the last user message, the question a fusion run answers.
-    pub fn last_user_text(&self) -> &str {
+    pub fn last_user_text(&self) -> String {
         self.messages
             .iter()
             .rev()
-            .find_map(|m| match m {
-                Message::User(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .unwrap_or("")
+            .find_map(Message::user_text_of)
+            .unwrap_or_default()
     }
 }
 

@@ -115,3 +115,52 @@ fn url_citations_reach_every_client_api() {
     let v: Value = serde_json::from_str(body).unwrap();
     assert_eq!(out["content"][0]["citations"], v["content"][0]["citations"]);
 }
+
+#[test]
+fn an_image_and_a_pdf_cross_every_api_and_audio_is_refused_where_it_has_no_place() {
+    use super::neutral::{GenParams, ModelRequest, ToolChoice};
+    let body = serde_json::json!({"model": "fusion", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}}]}]});
+    let req = parse_request(Api::Chat, &body).unwrap();
+    for api in APIS {
+        check_parts(api, &req.conversation, "m").unwrap();
+        let out = build_request(
+            api,
+            &ModelRequest {
+                model: "m",
+                conversation: &req.conversation,
+                tools: &[],
+                tool_choice: &ToolChoice::Auto,
+                params: &GenParams::default(),
+            },
+        );
+        let text = out.to_string();
+        assert!(text.contains("iVBORw0KGgo="), "{api:?}: {text}");
+        assert!(text.contains("JVBERi0="), "{api:?}: {text}");
+        // The same request parsed back carries the same parts (Responses
+        // requires an image `detail`: `auto` is written when none was given).
+        if api == Api::Chat {
+            let back = parse_request(api, &out).unwrap();
+            assert_eq!(
+                back.conversation.messages, req.conversation.messages,
+                "{api:?}"
+            );
+        }
+    }
+    let audio = serde_json::json!({"model": "fusion", "messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": "UklGR", "format": "wav"}}]}]});
+    let req = parse_request(Api::Chat, &audio).unwrap();
+    check_parts(Api::Chat, &req.conversation, "gpt-4o-audio").unwrap();
+    let err = check_parts(Api::Messages, &req.conversation, "claude-x").unwrap_err();
+    assert_eq!(err.status, 400);
+    assert!(err.message.contains("`audio` part"), "{}", err.message);
+    assert!(err.message.contains("`claude-x`"), "{}", err.message);
+    assert!(err.message.contains("messages API"), "{}", err.message);
+    // An unknown part type is refused when parsed, naming it.
+    let odd = serde_json::json!({"model": "fusion", "messages": [{"role": "user", "content": [
+        {"type": "video_url", "video_url": {"url": "u"}}]}]});
+    let err = parse_request(Api::Chat, &odd).unwrap_err();
+    assert!(err.message.contains("`video_url`"), "{}", err.message);
+}

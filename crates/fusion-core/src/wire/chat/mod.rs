@@ -1,5 +1,6 @@
 //! OpenAI Chat Completions (`/v1/chat/completions`): everything about the API in one place.
 
+pub mod content;
 mod patch;
 mod request;
 mod response;

@@ -37,7 +37,10 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
                 system.push(text);
                 continue;
             }
-            "user" => Message::User(text),
+            "user" => Message::User(super::content::read_user(
+                &format!("messages[{i}]"),
+                m.get("content").unwrap_or(&Value::Null),
+            )?),
             "assistant" => Message::Assistant {
                 text,
                 tool_calls: parse_tool_calls(m.get("tool_calls")),
@@ -150,7 +153,9 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
     }
     for m in &req.conversation.messages {
         messages.push(match m {
-            Message::User(text) => json!({"role": "user", "content": text}),
+            Message::User(parts) => {
+                json!({"role": "user", "content": super::content::write_user(parts)})
+            }
             Message::Assistant { text, tool_calls } if tool_calls.is_empty() => {
                 json!({"role": "assistant", "content": text})
             }

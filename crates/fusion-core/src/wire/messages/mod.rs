@@ -1,5 +1,6 @@
 //! Anthropic Messages (`/v1/messages`): everything about the API in one place.
 
+pub mod content;
 mod patch;
 mod request;
 mod response;

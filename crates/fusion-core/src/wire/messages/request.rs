@@ -3,7 +3,9 @@
 use crate::wire::common::{
     content_text, insert_provider_tools, insert_sampling, request_head, str_field,
 };
-use crate::wire::neutral::{GenParams, Message, ModelRequest, ToolCall, ToolChoice, ToolDef};
+use crate::wire::neutral::{
+    push_part, GenParams, Message, ModelRequest, Part, ToolCall, ToolChoice, ToolDef,
+};
 use crate::wire::{is_fusion_tool, ApiError, ClientRequest, FUSION_TOOL};
 use serde_json::{json, Map, Value};
 
@@ -37,8 +39,22 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
         let content = m.get("content").unwrap_or(&Value::Null);
         let out = &mut req.conversation.messages;
         match (role, content) {
-            ("user" | "assistant", Value::Array(blocks)) => parse_blocks(role, blocks, out),
-            ("user", other) => out.push(Message::User(content_text(other))),
+            ("user" | "assistant", Value::Array(blocks)) => {
+                parse_blocks(&format!("messages[{i}]"), role, blocks, out)?
+            }
+            ("user", other) => out.push(Message::user_text(content_text(other))),
+            // Mid-conversation system messages (Claude Code sends them): their
+            // text joins the system prompt.
+            ("system", other) => {
+                let text = content_text(other);
+                match &mut req.conversation.system {
+                    Some(s) => {
+                        s.push_str("\n\n");
+                        s.push_str(&text);
+                    }
+                    None => req.conversation.system = Some(text),
+                }
+            }
             ("assistant", other) => out.push(Message::Assistant {
                 text: content_text(other),
                 tool_calls: Vec::new(),
@@ -79,14 +95,30 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
 /// A message's content blocks. Text blocks join into the message text, an
 /// assistant's `tool_use` blocks become its tool calls and a user's
 /// `tool_result` blocks become tool results, emitted before the user's text.
-/// Other blocks (images, documents, thinking, server tool blocks) are skipped.
-fn parse_blocks(role: &str, blocks: &[Value], out: &mut Vec<Message>) {
+/// A user's images and documents are parts of its turn; any other user block is
+/// refused by name. An assistant's thinking and server tool blocks are the
+/// provider's own state: a same-API patch carries them, a rebuild leaves them out.
+fn parse_blocks(
+    at: &str,
+    role: &str,
+    blocks: &[Value],
+    out: &mut Vec<Message>,
+) -> Result<(), ApiError> {
     let mut text: Vec<&str> = Vec::new();
+    let mut parts: Vec<Part> = Vec::new();
     let mut tool_calls = Vec::new();
     let mut results = Vec::new();
-    for b in blocks {
+    for (j, b) in blocks.iter().enumerate() {
         match (role, str_field(b, "type")) {
-            (_, Some("text")) => text.extend(str_field(b, "text")),
+            ("assistant", Some("text")) => text.extend(str_field(b, "text")),
+            ("user", Some("text")) => push_part(
+                &mut parts,
+                Part::Text(str_field(b, "text").unwrap_or_default().to_string()),
+            ),
+            ("user", Some("image" | "document")) => push_part(
+                &mut parts,
+                super::content::read_block(&format!("{at}.content[{j}]"), b)?,
+            ),
             ("assistant", Some("tool_use")) => {
                 if let Some(name) = str_field(b, "name") {
                     tool_calls.push(ToolCall {
@@ -96,23 +128,47 @@ fn parse_blocks(role: &str, blocks: &[Value], out: &mut Vec<Message>) {
                     });
                 }
             }
-            ("user", Some("tool_result")) => results.push(Message::ToolResult {
-                call_id: str_field(b, "tool_use_id").unwrap_or_default().to_string(),
-                content: b.get("content").map(content_text).unwrap_or_default(),
-            }),
-            _ => {}
+            ("user", Some("tool_result")) => {
+                if let Some(Value::Array(inner)) = b.get("content") {
+                    crate::wire::responses::only_text(
+                        &format!("{at}.content[{j}].content"),
+                        inner,
+                        "messages",
+                    )?;
+                }
+                results.push(Message::ToolResult {
+                    call_id: str_field(b, "tool_use_id").unwrap_or_default().to_string(),
+                    content: b.get("content").map(content_text).unwrap_or_default(),
+                })
+            }
+            ("assistant", _) => {}
+            (_, other) => {
+                return Err(ApiError::invalid(
+                    format!(
+                        "`{at}.content[{j}]` is a `{}` block, which fusion does not carry",
+                        other.unwrap_or("(none)")
+                    ),
+                    Some("messages"),
+                ))
+            }
         }
     }
-    let text = text.join("\n");
     if role == "assistant" {
-        out.push(Message::Assistant { text, tool_calls });
-        return;
+        out.push(Message::Assistant {
+            text: text.join("\n"),
+            tool_calls,
+        });
+        return Ok(());
     }
     let had_results = !results.is_empty();
     out.extend(results);
-    if !had_results || !text.is_empty() {
-        out.push(Message::User(text));
+    if !had_results || !parts.is_empty() {
+        if parts.is_empty() {
+            parts.push(Part::Text(String::new()));
+        }
+        out.push(Message::User(parts));
     }
+    Ok(())
 }
 
 /// A `tool_use` input as the JSON text of the arguments.
@@ -161,7 +217,13 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
     let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
     for m in &req.conversation.messages {
         let (role, blocks) = match m {
-            Message::User(text) => ("user", text_block(text).into_iter().collect()),
+            Message::User(parts) => (
+                "user",
+                parts
+                    .iter()
+                    .filter_map(super::content::write_part)
+                    .collect(),
+            ),
             Message::Assistant { text, tool_calls } => {
                 let mut blocks: Vec<Value> = text_block(text).into_iter().collect();
                 blocks.extend(tool_calls.iter().map(|c| {
@@ -301,7 +363,7 @@ mod tests {
         assert_eq!(req.model, "claude-sonnet-4-5");
         assert!(req.stream);
         assert_eq!(req.conversation.system.as_deref(), Some("be brief"));
-        assert_eq!(req.conversation.messages, vec![Message::User("hi".into())]);
+        assert_eq!(req.conversation.messages, vec![Message::user_text("hi")]);
         assert_eq!(req.params.max_tokens, Some(1024));
         assert_eq!(req.tool_choice, ToolChoice::Auto);
         assert_eq!(req.fusion_block, None);
@@ -342,7 +404,16 @@ mod tests {
         assert_eq!(
             req.conversation.messages,
             vec![
-                Message::User("weather and time?".into()),
+                Message::User(vec![
+                    Part::Image {
+                        source: crate::wire::neutral::Source::Base64 {
+                            media_type: "image/png".into(),
+                            data: "...".into()
+                        },
+                        detail: None
+                    },
+                    Part::Text("weather and time?".into())
+                ]),
                 Message::Assistant {
                     text: "Checking.".into(),
                     tool_calls: vec![
@@ -352,7 +423,7 @@ mod tests {
                 },
                 result("toolu_1", "sunny"),
                 result("toolu_2", "noon"),
-                Message::User("thanks".into()),
+                Message::user_text("thanks"),
                 Message::Assistant {
                     text: "Sunny at noon.".into(),
                     tool_calls: vec![],
@@ -418,6 +489,60 @@ mod tests {
     }
 
     #[test]
+    fn mid_conversation_system_messages_join_the_system_prompt() {
+        let req = parse_request(&json!({"model": "m", "max_tokens": 5, "system": "base",
+            "messages": [{"role": "user", "content": "hi"},
+                         {"role": "system", "content": [{"type": "text", "text": "now be terse"}]},
+                         {"role": "user", "content": "go"}]}))
+        .unwrap();
+        assert_eq!(
+            req.conversation.system.as_deref(),
+            Some("base\n\nnow be terse")
+        );
+        assert_eq!(req.conversation.messages.len(), 2);
+    }
+
+    #[test]
+    fn images_and_documents_are_parts_of_the_user_turn_and_built_back() {
+        let req = parse_request(&json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}},
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}, "title": "a.pdf"},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "foo"}},
+            {"type": "text", "text": "compare"}]}]}))
+        .unwrap();
+        let Message::User(parts) = &req.conversation.messages[0] else {
+            panic!()
+        };
+        assert_eq!(parts.len(), 4);
+        assert_eq!(
+            parts[2],
+            Part::File {
+                source: crate::wire::neutral::Source::Base64 {
+                    media_type: "text/plain".into(),
+                    data: "Zm9v".into()
+                },
+                filename: None
+            }
+        );
+        let tools = [];
+        let body = build_request(&ModelRequest {
+            model: "claude",
+            conversation: &req.conversation,
+            tools: &tools,
+            tool_choice: &ToolChoice::Auto,
+            params: &GenParams::default(),
+        });
+        let blocks = &body["messages"][0]["content"];
+        assert_eq!(
+            blocks[0],
+            json!({"type": "image", "source": {"type": "url", "url": "https://x/y.png"}})
+        );
+        assert_eq!(blocks[1]["source"]["media_type"], "application/pdf");
+        assert_eq!(blocks[1]["title"], "a.pdf");
+        assert_eq!(blocks[3], json!({"type": "text", "text": "compare"}));
+    }
+
+    #[test]
     fn rejects_bad_requests_naming_the_field() {
         let param = |body: Value| parse_request(&body).unwrap_err().param;
         assert_eq!(parse_request(&json!("x")).unwrap_err().status, 400);
@@ -432,9 +557,22 @@ mod tests {
             Some("messages".into())
         );
         assert_eq!(
-            param(json!({"model": "m", "messages": [{"role": "system", "content": "hi"}]})),
+            param(json!({"model": "m", "messages": [{"role": "tool", "content": "hi"}]})),
             Some("messages".into())
         );
+        // A user block fusion cannot carry is refused by name, never dropped.
+        let err = parse_request(
+            &json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "q"}, {"type": "container_upload", "file_id": "f"}]}]}),
+        )
+        .unwrap_err();
+        assert!(err
+            .message
+            .contains("`messages[0].content[1]` is a `container_upload` block"));
+        let err = parse_request(&json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {"type": "url", "url": "u"}}]}]}]}))
+        .unwrap_err();
+        assert!(err.message.contains("`image` part"), "{}", err.message);
         assert_eq!(
             param(json!({"model": "m", "messages": [], "tools": "weather"})),
             Some("tools".into())
@@ -446,8 +584,8 @@ mod tests {
         let conversation = Conversation {
             system: Some("sys".into()),
             messages: vec![
-                Message::User("q".into()),
-                Message::User("more".into()),
+                Message::user_text("q"),
+                Message::user_text("more"),
                 Message::Assistant {
                     text: "Checking.".into(),
                     tool_calls: vec![
@@ -457,7 +595,7 @@ mod tests {
                 },
                 result("toolu_1", "sunny"),
                 result("toolu_2", "noon"),
-                Message::User("thanks".into()),
+                Message::user_text("thanks"),
                 Message::Assistant {
                     text: String::new(),
                     tool_calls: vec![],
@@ -519,7 +657,7 @@ mod tests {
     fn builds_tool_choices_and_params() {
         let conversation = Conversation {
             system: None,
-            messages: vec![Message::User("q".into())],
+            messages: vec![Message::user_text("q")],
         };
         let tools = [ToolDef {
             name: "t".into(),

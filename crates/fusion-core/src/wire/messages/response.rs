@@ -2,7 +2,7 @@
 
 use super::request::{input_object, input_text};
 use crate::wire::citation;
-use crate::wire::common::{str_field, with_prefix};
+use crate::wire::common::{set, str_field, with_prefix};
 use crate::wire::neutral::{Finish, Reply, ToolCall, Usage};
 use crate::wire::{usage, Api, ResponseMeta, FUSION_TOOL};
 use serde_json::{json, Value};
@@ -136,7 +136,7 @@ pub(crate) fn content_blocks(reply: &Reply, meta: &ResponseMeta) -> Vec<Value> {
         let mut block = json!({"type": "text", "text": text});
         let cites = citation::write_all(Api::Messages, &reply.citations, &reply.text);
         if !cites.is_empty() {
-            block["citations"] = Value::Array(cites);
+            set(&mut block, "citations", Value::Array(cites));
         }
         blocks.push(block);
     }

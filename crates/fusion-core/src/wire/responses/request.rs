@@ -29,7 +29,10 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
         system.push(instructions.to_string());
     }
     match obj.get("input") {
-        Some(Value::String(s)) => req.conversation.messages.push(Message::User(s.clone())),
+        Some(Value::String(s)) => req
+            .conversation
+            .messages
+            .push(Message::user_text(s.clone())),
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 parse_item(i, item, &mut req.conversation.messages, &mut system)?;
@@ -95,7 +98,10 @@ fn parse_item(
             let text = item.get("content").map(content_text).unwrap_or_default();
             match role {
                 "system" | "developer" => system.push(text),
-                "user" => messages.push(Message::User(text)),
+                "user" => messages.push(Message::User(super::content::read_user(
+                    &format!("input[{i}]"),
+                    item.get("content").unwrap_or(&Value::Null),
+                )?)),
                 "assistant" => messages.push(Message::Assistant {
                     text,
                     tool_calls: Vec::new(),
@@ -133,12 +139,30 @@ fn parse_item(
             call_id: str_field(item, "call_id").unwrap_or_default().to_string(),
             content: match item.get("output") {
                 Some(Value::String(s)) => s.clone(),
-                Some(v @ Value::Array(_)) => content_text(v),
+                Some(v @ Value::Array(parts)) => {
+                    only_text(&format!("input[{i}].output"), parts, "input")?;
+                    content_text(v)
+                }
                 Some(Value::Null) | None => String::new(),
                 Some(other) => other.to_string(),
             },
         }),
         Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Tool output that is not text (images, files) has no place in the neutral
+/// tool result: refused, naming it, rather than dropped.
+pub(crate) fn only_text(at: &str, parts: &[Value], param: &str) -> Result<(), ApiError> {
+    for (j, p) in parts.iter().enumerate() {
+        let ty = str_field(p, "type").unwrap_or("(none)");
+        if !matches!(ty, "text" | "input_text" | "output_text") {
+            return Err(ApiError::invalid(
+                format!("`{at}[{j}]` is a `{ty}` part: fusion carries text tool results only"),
+                Some(param),
+            ));
+        }
     }
     Ok(())
 }
@@ -190,7 +214,9 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
     let mut input = Vec::with_capacity(req.conversation.messages.len());
     for m in &req.conversation.messages {
         match m {
-            Message::User(text) => input.push(json!({"role": "user", "content": text})),
+            Message::User(parts) => {
+                input.push(json!({"role": "user", "content": super::content::write_user(parts)}))
+            }
             Message::Assistant { text, tool_calls } => {
                 if !text.is_empty() || tool_calls.is_empty() {
                     input.push(json!({"role": "assistant", "content": text}));
@@ -268,6 +294,7 @@ mod tests {
     use crate::wire::neutral::{
         Conversation, GenParams, Message, ModelRequest, ToolChoice, ToolDef,
     };
+    use crate::wire::neutral::{Part, Source};
 
     use crate::wire::fixtures::call;
     use serde_json::{json, Value};
@@ -281,7 +308,7 @@ mod tests {
         assert_eq!(req.model, "gpt-5");
         assert!(req.stream);
         assert_eq!(req.conversation.system.as_deref(), Some("be brief"));
-        assert_eq!(req.conversation.messages, vec![Message::User("hi".into())]);
+        assert_eq!(req.conversation.messages, vec![Message::user_text("hi")]);
         assert_eq!(req.tool_choice, ToolChoice::Auto);
         assert!(req.tools.is_empty() && req.fusion_tools.is_empty());
         assert_eq!(req.fusion_block, None);
@@ -320,7 +347,14 @@ mod tests {
         assert_eq!(
             req.conversation.messages,
             vec![
-                Message::User("what is\nthe weather?".into()),
+                Message::User(vec![
+                    Part::Text("what is".into()),
+                    Part::Image {
+                        source: Source::Url("data:...".into()),
+                        detail: None
+                    },
+                    Part::Text("the weather?".into())
+                ]),
                 Message::Assistant {
                     text: "Let me look.".into(),
                     tool_calls: vec![
@@ -461,7 +495,7 @@ mod tests {
         let conversation = Conversation {
             system: Some("sys".into()),
             messages: vec![
-                Message::User("q".into()),
+                Message::user_text("q"),
                 Message::Assistant {
                     text: "looking".into(),
                     tool_calls: vec![call("c1", "weather", "{\"city\":\"Paris\"}")],
@@ -526,7 +560,7 @@ mod tests {
     fn builds_a_minimal_request() {
         let conversation = Conversation {
             system: None,
-            messages: vec![Message::User("q".into())],
+            messages: vec![Message::user_text("q")],
         };
         let body = build_request(&ModelRequest {
             model: "m",

@@ -1,6 +1,6 @@
 //! Responses streams: reading a provider's stream whole, writing a client's.
 
-use crate::wire::common::{pieces, str_field};
+use crate::wire::common::{pieces, set, str_field};
 use crate::wire::neutral::{Finish, Reply, ToolCall};
 use crate::wire::sse::{error_message, event_lines, with, EARLY};
 use crate::wire::ResponseMeta;
@@ -192,7 +192,7 @@ fn write_part(w: &mut ResponsesWriter, at: &dyn Fn(Value) -> Value, j: usize, pa
     for piece in pieces(full, PIECE) {
         let mut v = json!({"content_index": j, "delta": piece});
         if !refusal {
-            v["logprobs"] = json!([]);
+            set(&mut v, "logprobs", json!([]));
         }
         w.push(delta_ty, at(v));
     }
@@ -204,9 +204,9 @@ fn write_part(w: &mut ResponsesWriter, at: &dyn Fn(Value) -> Value, j: usize, pa
         );
     }
     let mut done = json!({"content_index": j});
-    done[key] = json!(full);
+    set(&mut done, key, json!(full));
     if !refusal {
-        done["logprobs"] = json!([]);
+        set(&mut done, "logprobs", json!([]));
     }
     w.push(done_ty, at(done));
     w.push(
