@@ -8,11 +8,11 @@
 
 use crate::host::{BufferType, Host, MapType};
 use crate::shared::{Shared, StreamHandle, StreamRef};
-use fusion_core::api::Api;
 use fusion_core::engine::admit::{self, RequestHead};
 use fusion_core::engine::{
     self, CallResult, Command, LocalReply, Refusal, RequestInfo, Resume, Start, Turn,
 };
+use fusion_core::wire::Api;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;

@@ -3,7 +3,7 @@
 //! only what may be fusion) under both configurations.
 #![no_main]
 
-use fusion_core::api::{self, Api};
+use fusion_core::wire::{self, Api};
 use fusion_fuzz::{config_of, drive};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -11,13 +11,13 @@ use serde_json::Value;
 fuzz_target!(|data: &[u8]| {
     if let Ok(value) = serde_json::from_slice::<Value>(data) {
         for a in [Api::Chat, Api::Responses, Api::Messages] {
-            if let Err(e) = api::parse_request(a, &value) {
+            if let Err(e) = wire::parse_request(a, &value) {
                 assert!(
                     (400..500).contains(&e.status),
                     "refusal status {}",
                     e.status
                 );
-                let body = api::error_body(a, &e);
+                let body = wire::error_body(a, &e);
                 assert!(body["error"]["message"].is_string());
             }
         }

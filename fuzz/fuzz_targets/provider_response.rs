@@ -1,16 +1,16 @@
 //! Provider answers (panel, judge, outer model): JSON bodies and SSE streams,
-//! through `api::parse_response` of each API and the SSE reader directly.
+//! through `wire::parse_response` of each API and the SSE reader directly.
 #![no_main]
 
-use fusion_core::api::{self, sse, Api};
+use fusion_core::wire::{self, Api};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     for a in [Api::Chat, Api::Responses, Api::Messages] {
-        if let Ok(reply) = api::parse_response(a, data) {
+        if let Ok(reply) = wire::parse_response(a, data) {
             // A parsed reply renders back in every client API without trouble.
             let _ = reply.usage.total();
         }
-        let _ = sse::parse_stream(a, data);
+        let _ = wire::parse_stream(a, data);
     }
 });

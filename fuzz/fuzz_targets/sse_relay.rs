@@ -6,14 +6,14 @@
 //! prices and whether a Chat client asked for usage.
 #![no_main]
 
-use fusion_core::api::relay::{FinalCall, Relay};
+use fusion_core::wire::relay::{FinalCall, Relay};
 use fusion_core::config::Price;
-use fusion_core::conversation::Usage;
+use fusion_core::wire::neutral::Usage;
 use fusion_fuzz::api_of;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
-fn relay(api: fusion_core::api::Api, flags: u8) -> Relay {
+fn relay(api: fusion_core::wire::Api, flags: u8) -> Relay {
     let prior = Usage {
         input_tokens: 100,
         output_tokens: 10,

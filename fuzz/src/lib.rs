@@ -3,7 +3,7 @@
 //! command the engine emits must hold. A broken invariant panics, which
 //! libFuzzer reports as a crash with the input that caused it.
 
-use fusion_core::api::Api;
+use fusion_core::wire::Api;
 use fusion_core::config::Config;
 use fusion_core::engine::{self, CallResult, Command, LocalReply, RequestInfo, Start};
 use serde_json::Value;

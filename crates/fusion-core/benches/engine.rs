@@ -7,9 +7,9 @@
 //! [--answer-bytes N] [--json]`. Plain `std::time::Instant` loops: no harness.
 //! With `--iters N` it runs exactly N measured runs and no warm-up (for callgrind).
 
-use fusion_core::api::Api;
 use fusion_core::config::Config;
 use fusion_core::engine::{self, CallResult, Command, RequestInfo, Start};
+use fusion_core::wire::Api;
 use serde_json::{json, Value};
 use std::process::ExitCode;
 use std::rc::Rc;

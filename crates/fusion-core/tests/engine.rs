@@ -12,11 +12,11 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use fusion_core::api::Api;
 use fusion_core::config::Config;
 use fusion_core::engine::{
     self, CallResult, Callout, Command, FailureClass, Outcome, RequestInfo, Start, Turn,
 };
+use fusion_core::wire::Api;
 use serde_json::{json, Value};
 use std::rc::Rc;
 

@@ -7,7 +7,8 @@
 
 mod struct_pb;
 
-use crate::api::Api;
+pub use crate::wire::neutral::Price;
+use crate::wire::Api;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -42,7 +43,7 @@ struct RawConfig {
     #[serde(default)]
     presets: BTreeMap<String, RawPreset>,
     #[serde(default)]
-    prices: BTreeMap<String, Price>,
+    prices: BTreeMap<String, PriceDecl>,
     #[serde(default)]
     log: LogConfig,
     #[serde(default = "default_depth_header")]
@@ -103,17 +104,27 @@ pub struct Preset {
     pub quorum: Quorum,
 }
 
-/// Price of a model in currency units (e.g. USD) per million tokens.
+/// A price as the configuration writes it; compiled into [`Price`].
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Price {
+struct PriceDecl {
     #[serde(deserialize_with = "number")]
-    pub input_per_mtok: f64,
+    input_per_mtok: f64,
     #[serde(deserialize_with = "number")]
-    pub output_per_mtok: f64,
+    output_per_mtok: f64,
     /// Cached input tokens; the input price when absent.
     #[serde(default, deserialize_with = "optional_number")]
-    pub cached_input_per_mtok: Option<f64>,
+    cached_input_per_mtok: Option<f64>,
+}
+
+impl From<PriceDecl> for Price {
+    fn from(d: PriceDecl) -> Price {
+        Price {
+            input_per_mtok: d.input_per_mtok,
+            output_per_mtok: d.output_per_mtok,
+            cached_input_per_mtok: d.cached_input_per_mtok,
+        }
+    }
 }
 
 /// A number, or a string holding one: Envoy's YAML loader turns YAML floats
@@ -137,18 +148,6 @@ fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 fn optional_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     number(d).map(Some)
-}
-
-impl Price {
-    /// Cost of one call's usage, in the price table's currency.
-    pub fn cost(&self, usage: &crate::conversation::Usage) -> f64 {
-        let cached = usage.cached_input_tokens.min(usage.input_tokens);
-        let cached_price = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
-        ((usage.input_tokens - cached) as f64 * self.input_per_mtok
-            + cached as f64 * cached_price
-            + usage.output_tokens as f64 * self.output_per_mtok)
-            / 1_000_000.0
-    }
 }
 
 /// The per-run JSON log line.
@@ -561,7 +560,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         defaults,
         presets,
         member_tools: raw.member_tools,
-        prices: raw.prices,
+        prices: raw.prices.into_iter().map(|(m, p)| (m, p.into())).collect(),
         log: raw.log,
         depth_header: raw.depth_header,
         max_depth: raw.max_depth,

@@ -3,8 +3,8 @@
 //! the depth header reads, and whether the worker has a run slot free. The
 //! depth rule and the request size limit apply in [`super::start`].
 
-use crate::api::Api;
 use crate::config::Config;
+use crate::wire::Api;
 
 /// What the host read from a request's headers.
 #[derive(Debug, Clone, Copy, Default)]

@@ -1,8 +1,8 @@
 //! Callouts: what the engine asks the host to send, and how an answer is classified.
 
-use crate::api::{self, Api};
 use crate::config::{Auth, Target};
-use crate::conversation::{ModelRequest, Reply};
+use crate::wire::neutral::{ModelRequest, Reply};
+use crate::wire::{self, Api};
 
 /// One HTTP call for the host to dispatch (`dispatch_http_call`).
 #[derive(Debug, Clone, PartialEq)]
@@ -122,7 +122,7 @@ pub fn classify(api: Api, result: &CallResult) -> Result<Reply, Failure> {
         // Envoy's own reply when the connection failed or was reset before headers.
         Some(503) if is_envoy_connect_failure(&result.body) => Err(Failure::Unreachable),
         Some(s) if !(200..300).contains(&s) => Err(Failure::HttpError(s)),
-        Some(_) => api::parse_response(api, &result.body).map_err(|_| Failure::Unusable),
+        Some(_) => wire::parse_response(api, &result.body).map_err(|_| Failure::Unusable),
     }
 }
 
@@ -131,8 +131,8 @@ fn is_envoy_connect_failure(body: &[u8]) -> bool {
 }
 
 /// The usage a failed call still reports, if its body says.
-pub fn failed_usage(api: Api, result: &CallResult) -> crate::conversation::Usage {
-    api::parse_response(api, &result.body)
+pub fn failed_usage(api: Api, result: &CallResult) -> crate::wire::neutral::Usage {
+    wire::parse_response(api, &result.body)
         .map(|r| r.usage)
         .unwrap_or_default()
 }
@@ -147,7 +147,7 @@ pub fn build(
     timeout_ms: u64,
 ) -> Callout {
     let up = target.upstream;
-    let body = api::build_request(up.api, req).to_string().into_bytes();
+    let body = wire::build_request(up.api, req).to_string().into_bytes();
     let mut headers = vec![
         (":method".to_string(), "POST".to_string()),
         (":path".to_string(), up.path.clone()),

@@ -1,7 +1,7 @@
 //! The fusion function the outer model sees, and the tool result it gets back.
 
-use crate::api::FUSION_TOOL;
-use crate::conversation::ToolDef;
+use crate::wire::neutral::ToolDef;
+use crate::wire::FUSION_TOOL;
 use serde_json::{json, Value};
 
 /// The `type` of a fusion server-tool entry in `tools`: ours, and OpenRouter's spelling

@@ -1,7 +1,8 @@
 //! The judge step: the prompt that asks for a structured comparison, and the
 //! tolerant parse of what comes back.
 
-use crate::conversation::{Conversation, Message};
+use crate::wire::neutral::{Conversation, Message};
+use crate::wire::render::user_turn_for_judge;
 use serde_json::{Map, Value};
 
 pub const ANALYSIS_KEYS: [&str; 5] = [
@@ -30,7 +31,9 @@ pub fn judge_conversation(conversation: &Conversation, answers: &[&str]) -> Conv
     }
     for m in &conversation.messages {
         match m {
-            Message::User(t) => text.push_str(&format!("User: {t}\n\n")),
+            Message::User(parts) => {
+                text.push_str(&format!("User: {}\n\n", user_turn_for_judge(parts)))
+            }
             Message::Assistant { text: t, .. } if !t.is_empty() => {
                 text.push_str(&format!("Assistant: {t}\n\n"))
             }
@@ -46,7 +49,7 @@ pub fn judge_conversation(conversation: &Conversation, answers: &[&str]) -> Conv
     }
     Conversation {
         system: Some(SYSTEM.to_string()),
-        messages: vec![Message::User(text)],
+        messages: vec![Message::user_text(text)],
     }
 }
 
@@ -86,10 +89,10 @@ mod tests {
     fn labels_are_neutral_and_numbered() {
         let conv = Conversation {
             system: Some("be brief".into()),
-            messages: vec![Message::User("why?".into())],
+            messages: vec![Message::user_text("why?")],
         };
         let c = judge_conversation(&conv, &["a", "b"]);
-        let Message::User(t) = &c.messages[0] else {
+        let Some(t) = c.messages[0].user_text_of() else {
             panic!()
         };
         assert!(t.contains("### Response 1\n\na") && t.contains("### Response 2\n\nb"));

@@ -2,7 +2,7 @@
 //! loop; the synthesis model reads the conversation and the panel's answers and
 //! writes the one final answer.
 
-use crate::conversation::{Conversation, Message};
+use crate::wire::neutral::{Conversation, Message};
 
 const INSTRUCTIONS: &str = "Several independent AI models answered the conversation below. \
 Write the single best final answer to the user's last message yourself, as if you were answering directly: \
@@ -19,7 +19,7 @@ pub fn synthesis_conversation(conversation: &Conversation, answers: &[&str]) -> 
     }
     let mut out = conversation.clone();
     // Instructions go last: the client's system prompt stays the system prompt.
-    out.messages.push(Message::User(text));
+    out.messages.push(Message::user_text(text));
     out
 }
 
@@ -34,12 +34,12 @@ mod tests {
     fn answers_follow_the_conversation_unnamed() {
         let c = Conversation {
             system: Some("be brief".into()),
-            messages: vec![Message::User("Is tea healthy?".into())],
+            messages: vec![Message::user_text("Is tea healthy?")],
         };
         let s = synthesis_conversation(&c, &["yes", "mostly"]);
         assert_eq!(s.system.as_deref(), Some("be brief"));
         assert_eq!(s.messages.len(), 2);
-        let Message::User(t) = &s.messages[1] else {
+        let Some(t) = s.messages[1].user_text_of() else {
             panic!("instructions are a user message")
         };
         assert!(t.contains("### Answer 1\n\nyes") && t.contains("### Answer 2\n\nmostly"));

@@ -12,8 +12,8 @@ mod turn;
 pub use call::{CallResult, Callout, Failure, FailureClass};
 pub use turn::{call_cost, Budget, Mode, Outcome, RunStats, Turn};
 
-use crate::api::{self, Api, ApiError};
 use crate::config::{Config, Overload};
+use crate::wire::{self, Api, ApiError};
 use serde::Deserialize;
 use serde_json::Value;
 use std::rc::Rc;
@@ -56,7 +56,7 @@ impl LocalReply {
     }
 
     pub fn error(api: Api, err: &ApiError) -> LocalReply {
-        LocalReply::json(err.status, &api::error_body(api, err))
+        LocalReply::json(err.status, &wire::error_body(api, err))
     }
 }
 
@@ -188,7 +188,7 @@ pub fn start(
         let declared = value
             .get("tools")
             .and_then(Value::as_array)
-            .is_some_and(|t| t.iter().any(api::is_fusion_tool));
+            .is_some_and(|t| t.iter().any(wire::is_fusion_tool));
         (alias, declared)
     });
     if !alias && !declared {
@@ -213,7 +213,7 @@ pub fn start(
             )),
         };
     }
-    let req = match api::parse_request(api, &value) {
+    let req = match wire::parse_request(api, &value) {
         Ok(r) => r,
         Err(e) => return Start::Reply(LocalReply::error(api, &e)),
     };
@@ -235,13 +235,13 @@ fn refuse(config: &Config, mut value: Value, alias: bool, why: Refusal) -> Start
     }
     obj.remove("fusion");
     if let Some(Value::Array(tools)) = obj.get_mut("tools") {
-        tools.retain(|t| !api::is_fusion_tool(t));
+        tools.retain(|t| !wire::is_fusion_tool(t));
         if tools.is_empty() {
             obj.remove("tools");
             obj.remove("tool_choice");
         }
     }
-    if obj.get("tool_choice").is_some_and(api::names_fusion) {
+    if obj.get("tool_choice").is_some_and(wire::names_fusion) {
         obj.remove("tool_choice");
     }
     Start::Rewrite(value.to_string().into_bytes(), why)

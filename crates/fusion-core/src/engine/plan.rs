@@ -4,9 +4,9 @@
 //! the merge-mode `fusion` block), validated against the operator's limits and routes.
 
 use super::fusion_tool::{OPENROUTER_TOOL_TYPE, TOOL_TYPE};
-use crate::api::ApiError;
 use crate::config::{Config, Preset, Quorum};
-use crate::conversation::GenParams;
+use crate::wire::neutral::GenParams;
+use crate::wire::ApiError;
 use serde_json::{Map, Value};
 
 /// One panel member: the model and the provider tools it gets.
@@ -326,16 +326,8 @@ fn bounded_int(v: &Value, min: u64, max: u64) -> Option<u64> {
     v.as_u64().filter(|n| (min..=max).contains(n))
 }
 
-/// A reasoning setting, normalised to `{"effort": "..."}`.
-pub fn reasoning(v: &Value) -> Option<Value> {
-    let effort = match v {
-        Value::String(s) => s.as_str(),
-        Value::Object(o) => o.get("effort").and_then(Value::as_str)?,
-        _ => return None,
-    };
-    matches!(effort, "minimal" | "low" | "medium" | "high")
-        .then(|| serde_json::json!({ "effort": effort }))
-}
+/// A reasoning setting, normalised to `{"effort": "..."}` (the wire layer's normaliser).
+pub use crate::wire::reasoning;
 
 #[cfg(test)]
 mod tests {

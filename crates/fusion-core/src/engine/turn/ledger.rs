@@ -2,9 +2,9 @@
 //! the one cost rule every total uses.
 
 use super::super::call::{self, CallResult, Failure, FailureClass};
-use crate::api::Api;
 use crate::config::Config;
-use crate::conversation::{Reply, Usage};
+use crate::wire::neutral::{Reply, Usage};
+use crate::wire::Api;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq)]

@@ -4,13 +4,13 @@
 
 use super::ledger::{CallRecord, CallStatus};
 use super::{Budget, Command, Mode, NotSent, Phase, Role, Turn};
-use crate::api::relay::{FinalCall, Relay};
-use crate::api::{self, Api, ApiError, ResponseMeta, FUSION_TOOL};
-use crate::conversation::{
-    Conversation, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice,
-};
 use crate::engine::call::{self, CallResult, Failure};
 use crate::engine::{fusion_tool, LocalReply, Resume};
+use crate::wire::neutral::{
+    Conversation, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice,
+};
+use crate::wire::relay::{FinalCall, Relay};
+use crate::wire::{self, Api, ApiError, ResponseMeta, FUSION_TOOL};
 use serde_json::json;
 use std::rc::Rc;
 
@@ -179,7 +179,7 @@ impl Turn {
             &self.info.client_auth,
             1,
         );
-        let mut body = api::build_request(self.api, &request);
+        let mut body = wire::build_request(self.api, &request);
         if let Some(obj) = body.as_object_mut() {
             obj.insert("stream".into(), json!(true));
             // Always asked for: the report needs it; the relay drops the usage
@@ -298,11 +298,11 @@ impl Turn {
                     ("content-type".into(), "text/event-stream".into()),
                     ("cache-control".into(), "no-cache".into()),
                 ],
-                body: api::write_stream(self.api, &reply, &meta, self.req.include_usage)
+                body: wire::write_stream(self.api, &reply, &meta, self.req.include_usage)
                     .into_bytes(),
             }
         } else {
-            LocalReply::json(200, &api::write_response(self.api, &reply, &meta))
+            LocalReply::json(200, &wire::write_response(self.api, &reply, &meta))
         };
         response.headers.extend(self.debug_headers());
         vec![Command::Reply(response)]
@@ -312,7 +312,7 @@ impl Turn {
         self.phase = Phase::Done;
         self.ended_ms = Some(self.clock_ms);
         self.error = Some((err.status, err.message.clone()));
-        let mut body = api::error_body(self.api, &err);
+        let mut body = wire::error_body(self.api, &err);
         if let Some(obj) = body.as_object_mut() {
             obj.insert("fusion".into(), self.report());
         }

@@ -3,11 +3,11 @@
 
 use super::ledger::{CallRecord, CallStatus};
 use super::{Command, Mode, Phase, Role, Turn};
-use crate::api::{ApiError, FusionCallView};
-use crate::conversation::{GenParams, Message, ToolCall};
 use crate::engine::call::{CallResult, Failure};
 use crate::engine::fusion_tool::{self, MemberOutcome};
 use crate::engine::{judge, merge};
+use crate::wire::neutral::{GenParams, Message, ToolCall};
+use crate::wire::{ApiError, FusionCallView};
 use serde_json::Value;
 
 impl Turn {

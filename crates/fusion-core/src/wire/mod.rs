@@ -1,17 +1,25 @@
 //! Wire APIs: one module of pure translation functions per API.
 
 pub mod chat;
+pub mod citation;
+pub mod common;
+pub mod failure;
 pub mod messages;
+pub mod neutral;
+pub mod patch;
 pub mod relay;
+pub mod render;
 pub mod responses;
 pub mod sse;
-mod text;
+pub mod state;
 pub mod usage;
+
+pub use common::reasoning;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-use crate::conversation::{Conversation, GenParams, Reply, ToolChoice, ToolDef, Usage};
+use crate::wire::neutral::{Conversation, GenParams, Reply, ToolChoice, ToolDef, Usage};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -146,7 +154,7 @@ pub struct ResponseMeta {
 }
 
 pub fn parse_request(api: Api, body: &Value) -> Result<ClientRequest, ApiError> {
-    text::check_types(api, body)?;
+    common::check_types(api, body)?;
     match api {
         Api::Chat => chat::parse_request(body),
         Api::Responses => responses::parse_request(body),
@@ -154,8 +162,48 @@ pub fn parse_request(api: Api, body: &Value) -> Result<ClientRequest, ApiError> 
     }
 }
 
+/// The first user part a provider API cannot take, as the 400 the client gets
+/// (in its own API's shape via [`error_body`]): the part and the model named.
+/// Call it before [`build_request`] for every cross-API call; the builders
+/// write a visible placeholder for such a part, never drop it silently.
+pub fn check_parts(api: Api, conversation: &Conversation, model: &str) -> Result<(), ApiError> {
+    match unsupported_part(api, conversation) {
+        None => Ok(()),
+        Some((i, kind, why)) => Err(ApiError::invalid(
+            format!(
+                "message {i} has {why} (a `{kind}` part), which model `{model}` cannot take \
+                 through the {} API",
+                api.name()
+            ),
+            None,
+        )),
+    }
+}
+
+/// The first user part `api` cannot take: (message index, part kind, why).
+pub fn unsupported_part(
+    api: Api,
+    conversation: &Conversation,
+) -> Option<(usize, &'static str, &'static str)> {
+    conversation
+        .messages
+        .iter()
+        .enumerate()
+        .find_map(|(i, m)| match m {
+            neutral::Message::User(parts) => parts.iter().find_map(|p| {
+                let why = match api {
+                    Api::Chat => chat::content::unsupported(p),
+                    Api::Responses => responses::content::unsupported(p),
+                    Api::Messages => messages::content::unsupported(p),
+                }?;
+                Some((i, p.kind(), why))
+            }),
+            _ => None,
+        })
+}
+
 /// The body of a provider call in the API the provider speaks (never streaming).
-pub fn build_request(api: Api, req: &crate::conversation::ModelRequest<'_>) -> Value {
+pub fn build_request(api: Api, req: &crate::wire::neutral::ModelRequest<'_>) -> Value {
     match api {
         Api::Chat => chat::build_request(req),
         Api::Responses => responses::build_request(req),
@@ -166,7 +214,7 @@ pub fn build_request(api: Api, req: &crate::conversation::ModelRequest<'_>) -> V
 /// A provider's answer: a JSON body, or an SSE body when the call streamed.
 pub fn parse_response(api: Api, body: &[u8]) -> Result<Reply, String> {
     if sse::looks_like_sse(body) {
-        return sse::parse_stream(api, body);
+        return parse_stream(api, body);
     }
     match api {
         Api::Chat => chat::parse_response(body),
@@ -184,9 +232,24 @@ pub fn write_response(api: Api, reply: &Reply, meta: &ResponseMeta) -> Value {
     }
 }
 
-/// The client's response as a complete SSE stream in its API's event grammar.
+/// A provider's complete streamed answer, as one reply.
+pub fn parse_stream(api: Api, body: &[u8]) -> Result<Reply, String> {
+    let events = sse::json_events(body)?;
+    match api {
+        Api::Chat => chat::read_stream(&events),
+        Api::Responses => responses::read_stream(&events),
+        Api::Messages => messages::read_stream(&events),
+    }
+}
+
+/// The client's response as a complete SSE stream in its API's event grammar,
+/// equivalent to its JSON response.
 pub fn write_stream(api: Api, reply: &Reply, meta: &ResponseMeta, include_usage: bool) -> String {
-    sse::write_stream(api, reply, meta, include_usage)
+    match api {
+        Api::Chat => chat::write_stream(reply, meta, include_usage),
+        Api::Responses => responses::write_stream(reply, meta),
+        Api::Messages => messages::write_stream(reply, meta),
+    }
 }
 
 pub fn error_body(api: Api, err: &ApiError) -> Value {
@@ -229,3 +292,6 @@ fn anthropic_error_type(status: u16) -> &'static str {
         _ => "api_error",
     }
 }
+
+#[cfg(test)]
+mod roundtrip_tests;

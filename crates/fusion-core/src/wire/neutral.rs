@@ -4,7 +4,8 @@ use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    User(String),
+    /// A user turn: its content parts in order (adjacent text parts joined).
+    User(Vec<Part>),
     Assistant {
         text: String,
         tool_calls: Vec<ToolCall>,
@@ -13,6 +14,116 @@ pub enum Message {
         call_id: String,
         content: String,
     },
+}
+
+impl Message {
+    /// A user turn of text only.
+    pub fn user_text(text: impl Into<String>) -> Message {
+        Message::User(vec![Part::Text(text.into())])
+    }
+
+    /// The text of a user turn (its text parts joined), `None` for other turns.
+    pub fn user_text_of(&self) -> Option<String> {
+        match self {
+            Message::User(parts) => Some(parts_text(parts)),
+            _ => None,
+        }
+    }
+}
+
+/// One content part of a user turn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    Image {
+        source: Source,
+        /// OpenAI's `detail` (`low`, `high`, `auto`).
+        detail: Option<String>,
+    },
+    /// A document or file (PDF, plain text).
+    File {
+        source: Source,
+        filename: Option<String>,
+    },
+    /// Base64 audio and its format (`wav`, `mp3`).
+    Audio {
+        data: String,
+        format: String,
+    },
+}
+
+impl Part {
+    /// What the part is, as error messages and the judge name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Part::Text(_) => "text",
+            Part::Image { .. } => "image",
+            Part::File { .. } => "file",
+            Part::Audio { .. } => "audio",
+        }
+    }
+}
+
+/// Where an image's or a file's bytes are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Url(String),
+    Base64 {
+        media_type: String,
+        data: String,
+    },
+    /// A file uploaded to a provider's Files API: valid only at that provider
+    /// (`openai`: an OpenAI file id, else an Anthropic one).
+    FileId {
+        id: String,
+        openai: bool,
+    },
+}
+
+impl Source {
+    /// A URL, reading `data:<type>;base64,<data>` URLs as inline bytes.
+    pub fn from_url(url: &str) -> Source {
+        if let Some(rest) = url.strip_prefix("data:") {
+            if let Some((media_type, data)) = rest.split_once(";base64,") {
+                return Source::Base64 {
+                    media_type: media_type.to_string(),
+                    data: data.to_string(),
+                };
+            }
+        }
+        Source::Url(url.to_string())
+    }
+
+    /// The source as a URL (`data:` URL for inline bytes); `None` for a file id.
+    pub fn as_url(&self) -> Option<String> {
+        match self {
+            Source::Url(u) => Some(u.clone()),
+            Source::Base64 { media_type, data } => Some(format!("data:{media_type};base64,{data}")),
+            Source::FileId { .. } => None,
+        }
+    }
+}
+
+/// The text parts of a turn, joined by newlines.
+pub fn parts_text(parts: &[Part]) -> String {
+    let texts: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    texts.join("\n")
+}
+
+/// Adds a part, joining adjacent text parts with a newline.
+pub fn push_part(parts: &mut Vec<Part>, part: Part) {
+    if let (Some(Part::Text(prev)), Part::Text(t)) = (parts.last_mut(), &part) {
+        prev.push('\n');
+        prev.push_str(t);
+        return;
+    }
+    parts.push(part);
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,15 +198,12 @@ pub struct Conversation {
 
 impl Conversation {
     /// Text of the last user message, the question a fusion run answers.
-    pub fn last_user_text(&self) -> &str {
+    pub fn last_user_text(&self) -> String {
         self.messages
             .iter()
             .rev()
-            .find_map(|m| match m {
-                Message::User(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .unwrap_or("")
+            .find_map(Message::user_text_of)
+            .unwrap_or_default()
     }
 }
 
@@ -146,6 +254,28 @@ impl Usage {
     }
 }
 
+/// Price of a model in currency units (e.g. USD) per million tokens
+/// (the configuration's `prices` table).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    /// Cached input tokens; the input price when absent.
+    pub cached_input_per_mtok: Option<f64>,
+}
+
+impl Price {
+    /// Cost of one call's usage, in the price table's currency.
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let cached = usage.cached_input_tokens.min(usage.input_tokens);
+        let cached_price = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
+        ((usage.input_tokens - cached) as f64 * self.input_per_mtok
+            + cached as f64 * cached_price
+            + usage.output_tokens as f64 * self.output_per_mtok)
+            / 1_000_000.0
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Finish {
     #[default]
@@ -162,6 +292,38 @@ pub struct Reply {
     pub tool_calls: Vec<ToolCall>,
     pub usage: Usage,
     pub finish: Finish,
+    /// The model declined: Chat `message.refusal`, a Responses `refusal` part,
+    /// Messages `stop_reason: "refusal"` (its text).
+    pub refusal: Option<String>,
+    /// Sources the answer cites: OpenAI `annotations`, Anthropic `citations`.
+    pub citations: Vec<Citation>,
+}
+
+impl Reply {
+    /// The answer as a panel member gave it, for the judge: a refusal is the
+    /// member's answer, marked as one.
+    pub fn answer_text(&self) -> String {
+        match &self.refusal {
+            Some(r) if self.text.is_empty() => format!("[refused] {r}"),
+            Some(r) => format!("{}\n[refused] {r}", self.text),
+            None => self.text.clone(),
+        }
+    }
+}
+
+/// A source an answer cites, whatever the API's spelling.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Citation {
+    pub url: Option<String>,
+    pub title: Option<String>,
+    /// The cited span of the reply's text, in characters, where the API says.
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    /// The quoted source text (Anthropic `cited_text`).
+    pub cited_text: Option<String>,
+    /// The API it was read from and its own object, written back unchanged to
+    /// a client of that API.
+    pub origin: Option<(super::Api, Value)>,
 }
 
 /// One provider call to build: the request in API-neutral form.

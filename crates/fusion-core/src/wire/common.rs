@@ -1,7 +1,7 @@
 //! Reading text out of the content shapes the APIs share.
 
 use super::ApiError;
-use crate::conversation::GenParams;
+use crate::wire::neutral::GenParams;
 use serde_json::{json, Map, Value};
 
 /// The start every client request parser shares: a JSON object with a `model` string.
@@ -113,9 +113,15 @@ pub fn insert_provider_tools(body: &mut Map<String, Value>, p: &GenParams) {
     }
 }
 
-/// A reasoning effort as the common `{"effort": ...}`.
+/// A reasoning setting (an effort string or `{"effort": ...}`), normalised to
+/// `{"effort": "..."}`; `None` for anything else.
 pub fn reasoning(v: &Value) -> Option<Value> {
-    crate::engine::plan::reasoning(v)
+    let effort = match v {
+        Value::String(s) => s.as_str(),
+        Value::Object(o) => o.get("effort").and_then(Value::as_str)?,
+        _ => return None,
+    };
+    matches!(effort, "minimal" | "low" | "medium" | "high").then(|| json!({ "effort": effort }))
 }
 
 /// A content field that is a string or an array of text parts, joined by newlines.
@@ -134,6 +140,13 @@ pub fn content_text(content: &Value) -> String {
             texts.join("\n")
         }
         _ => String::new(),
+    }
+}
+
+/// Sets `key` on `v` when it is an object (indexing could panic).
+pub fn set(v: &mut Value, key: &str, value: Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert(key.to_string(), value);
     }
 }
 
@@ -170,5 +183,32 @@ pub fn with_prefix(prefix: &str, id: &str) -> String {
         id.to_string()
     } else {
         format!("{prefix}{id}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn text_pieces_join_back() {
+        for text in [
+            "",
+            "a",
+            "héllo wörld ",
+            "no-spaces-at-all-in-this-long-string-of-text",
+            "日本語のテキストです。とても長い文章になります。",
+        ] {
+            let p = pieces(text, 5);
+            assert_eq!(p.concat(), text);
+            assert!(p.iter().all(|s| !s.is_empty() && s.chars().count() <= 10));
+        }
+        assert_eq!(
+            pieces("one two three four", 3),
+            ["one ", "two ", "three ", "four"]
+        );
     }
 }

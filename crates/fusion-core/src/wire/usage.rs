@@ -6,7 +6,7 @@
 //! cache writes, `output_tokens` holds reasoning tokens.
 
 use super::Api;
-use crate::conversation::Usage;
+use crate::wire::neutral::Usage;
 use serde_json::{json, Map, Value};
 
 /// A provider's `usage` object. Missing counts are 0; anything not an object is no usage.

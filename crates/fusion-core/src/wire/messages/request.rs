@@ -1,12 +1,12 @@
-//! Anthropic Messages (`/v1/messages`).
+//! Messages requests: a client's parsed, a provider's built.
 
-use super::text::{
-    content_text, insert_provider_tools, insert_sampling, request_head, str_field, with_prefix,
+use crate::wire::common::{
+    content_text, insert_provider_tools, insert_sampling, request_head, str_field,
 };
-use super::{is_fusion_tool, usage, Api, ApiError, ClientRequest, ResponseMeta, FUSION_TOOL};
-use crate::conversation::{
-    Finish, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice, ToolDef, Usage,
+use crate::wire::neutral::{
+    push_part, GenParams, Message, ModelRequest, Part, ToolCall, ToolChoice, ToolDef,
 };
+use crate::wire::{is_fusion_tool, ApiError, ClientRequest, FUSION_TOOL};
 use serde_json::{json, Map, Value};
 
 /// `max_tokens` is required by the Messages API: the default when the client set none.
@@ -39,8 +39,22 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
         let content = m.get("content").unwrap_or(&Value::Null);
         let out = &mut req.conversation.messages;
         match (role, content) {
-            ("user" | "assistant", Value::Array(blocks)) => parse_blocks(role, blocks, out),
-            ("user", other) => out.push(Message::User(content_text(other))),
+            ("user" | "assistant", Value::Array(blocks)) => {
+                parse_blocks(&format!("messages[{i}]"), role, blocks, out)?
+            }
+            ("user", other) => out.push(Message::user_text(content_text(other))),
+            // Mid-conversation system messages (Claude Code sends them): their
+            // text joins the system prompt.
+            ("system", other) => {
+                let text = content_text(other);
+                match &mut req.conversation.system {
+                    Some(s) => {
+                        s.push_str("\n\n");
+                        s.push_str(&text);
+                    }
+                    None => req.conversation.system = Some(text),
+                }
+            }
             ("assistant", other) => out.push(Message::Assistant {
                 text: content_text(other),
                 tool_calls: Vec::new(),
@@ -81,14 +95,30 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
 /// A message's content blocks. Text blocks join into the message text, an
 /// assistant's `tool_use` blocks become its tool calls and a user's
 /// `tool_result` blocks become tool results, emitted before the user's text.
-/// Other blocks (images, documents, thinking, server tool blocks) are skipped.
-fn parse_blocks(role: &str, blocks: &[Value], out: &mut Vec<Message>) {
+/// A user's images and documents are parts of its turn; any other user block is
+/// refused by name. An assistant's thinking and server tool blocks are the
+/// provider's own state: a same-API patch carries them, a rebuild leaves them out.
+fn parse_blocks(
+    at: &str,
+    role: &str,
+    blocks: &[Value],
+    out: &mut Vec<Message>,
+) -> Result<(), ApiError> {
     let mut text: Vec<&str> = Vec::new();
+    let mut parts: Vec<Part> = Vec::new();
     let mut tool_calls = Vec::new();
     let mut results = Vec::new();
-    for b in blocks {
+    for (j, b) in blocks.iter().enumerate() {
         match (role, str_field(b, "type")) {
-            (_, Some("text")) => text.extend(str_field(b, "text")),
+            ("assistant", Some("text")) => text.extend(str_field(b, "text")),
+            ("user", Some("text")) => push_part(
+                &mut parts,
+                Part::Text(str_field(b, "text").unwrap_or_default().to_string()),
+            ),
+            ("user", Some("image" | "document")) => push_part(
+                &mut parts,
+                super::content::read_block(&format!("{at}.content[{j}]"), b)?,
+            ),
             ("assistant", Some("tool_use")) => {
                 if let Some(name) = str_field(b, "name") {
                     tool_calls.push(ToolCall {
@@ -98,27 +128,51 @@ fn parse_blocks(role: &str, blocks: &[Value], out: &mut Vec<Message>) {
                     });
                 }
             }
-            ("user", Some("tool_result")) => results.push(Message::ToolResult {
-                call_id: str_field(b, "tool_use_id").unwrap_or_default().to_string(),
-                content: b.get("content").map(content_text).unwrap_or_default(),
-            }),
-            _ => {}
+            ("user", Some("tool_result")) => {
+                if let Some(Value::Array(inner)) = b.get("content") {
+                    crate::wire::responses::only_text(
+                        &format!("{at}.content[{j}].content"),
+                        inner,
+                        "messages",
+                    )?;
+                }
+                results.push(Message::ToolResult {
+                    call_id: str_field(b, "tool_use_id").unwrap_or_default().to_string(),
+                    content: b.get("content").map(content_text).unwrap_or_default(),
+                })
+            }
+            ("assistant", _) => {}
+            (_, other) => {
+                return Err(ApiError::invalid(
+                    format!(
+                        "`{at}.content[{j}]` is a `{}` block, which fusion does not carry",
+                        other.unwrap_or("(none)")
+                    ),
+                    Some("messages"),
+                ))
+            }
         }
     }
-    let text = text.join("\n");
     if role == "assistant" {
-        out.push(Message::Assistant { text, tool_calls });
-        return;
+        out.push(Message::Assistant {
+            text: text.join("\n"),
+            tool_calls,
+        });
+        return Ok(());
     }
     let had_results = !results.is_empty();
     out.extend(results);
-    if !had_results || !text.is_empty() {
-        out.push(Message::User(text));
+    if !had_results || !parts.is_empty() {
+        if parts.is_empty() {
+            parts.push(Part::Text(String::new()));
+        }
+        out.push(Message::User(parts));
     }
+    Ok(())
 }
 
 /// A `tool_use` input as the JSON text of the arguments.
-fn input_text(input: Option<&Value>) -> String {
+pub(super) fn input_text(input: Option<&Value>) -> String {
     match input {
         Some(Value::Null) | None => "{}".to_string(),
         Some(v) => v.to_string(),
@@ -163,7 +217,13 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
     let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
     for m in &req.conversation.messages {
         let (role, blocks) = match m {
-            Message::User(text) => ("user", text_block(text).into_iter().collect()),
+            Message::User(parts) => (
+                "user",
+                parts
+                    .iter()
+                    .filter_map(super::content::write_part)
+                    .collect(),
+            ),
             Message::Assistant { text, tool_calls } => {
                 let mut blocks: Vec<Value> = text_block(text).into_iter().collect();
                 blocks.extend(tool_calls.iter().map(|c| {
@@ -270,134 +330,18 @@ pub(crate) fn input_object(arguments: &str) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
-pub fn parse_response(body: &[u8]) -> Result<Reply, String> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
-    if str_field(&v, "type") == Some("error") {
-        let message = v
-            .get("error")
-            .and_then(|e| str_field(e, "message"))
-            .unwrap_or("unknown error");
-        return Err(format!("response is an error: {message}"));
-    }
-    let content = v
-        .get("content")
-        .and_then(Value::as_array)
-        .ok_or("response has no content")?;
-    let mut text = String::new();
-    let mut tool_calls = Vec::new();
-    for b in content {
-        match str_field(b, "type") {
-            Some("text") => text.push_str(str_field(b, "text").unwrap_or_default()),
-            Some("tool_use") => {
-                if let Some(name) = str_field(b, "name") {
-                    tool_calls.push(ToolCall {
-                        id: str_field(b, "id").unwrap_or_default().to_string(),
-                        name: name.to_string(),
-                        arguments: input_text(b.get("input")),
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(Reply {
-        model: str_field(&v, "model").unwrap_or_default().to_string(),
-        text,
-        finish: finish_of(str_field(&v, "stop_reason"), !tool_calls.is_empty()),
-        tool_calls,
-        usage: v
-            .get("usage")
-            .map_or(Usage::default(), |u| usage::read(Api::Messages, u)),
-    })
-}
-
-/// A `stop_reason` as a finish.
-pub(crate) fn finish_of(stop_reason: Option<&str>, has_tool_calls: bool) -> Finish {
-    match stop_reason {
-        Some("max_tokens") => Finish::Length,
-        _ if has_tool_calls => Finish::ToolCalls,
-        _ => Finish::Stop,
-    }
-}
-
-pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
-    json!({
-        "id": message_id(meta),
-        "type": "message",
-        "role": "assistant",
-        "model": reply.model,
-        "content": content_blocks(reply, meta),
-        "stop_reason": stop_reason(reply, meta),
-        "stop_sequence": null,
-        "usage": usage::write(Api::Messages, &meta.usage),
-        "fusion": meta.fusion,
-    })
-}
-
-pub(crate) fn message_id(meta: &ResponseMeta) -> String {
-    with_prefix("msg_", &meta.id)
-}
-
-pub(crate) fn stop_reason(reply: &Reply, meta: &ResponseMeta) -> &'static str {
-    if meta.truncated {
-        "pause_turn"
-    } else if reply.finish == Finish::Length {
-        "max_tokens"
-    } else if !reply.tool_calls.is_empty() || reply.finish == Finish::ToolCalls {
-        "tool_use"
-    } else {
-        "end_turn"
-    }
-}
-
-/// The response's content blocks, complete: the fusion call and its result,
-/// the text, the tool calls. Streams send the same blocks.
-pub(crate) fn content_blocks(reply: &Reply, meta: &ResponseMeta) -> Vec<Value> {
-    let base = meta.id.strip_prefix("msg_").unwrap_or(&meta.id);
-    let mut blocks = Vec::with_capacity(reply.tool_calls.len() + 3);
-    if let Some(call) = &meta.fusion_call {
-        let id = with_prefix("srvtoolu_", &call.id);
-        blocks.push(json!({
-            "type": "server_tool_use",
-            "id": id,
-            "name": FUSION_TOOL,
-            "input": input_object(&call.arguments),
-        }));
-        blocks.push(json!({
-            "type": "fusion_tool_result",
-            "tool_use_id": id,
-            "content": call.result,
-        }));
-    }
-    if !reply.text.is_empty() || reply.tool_calls.is_empty() {
-        blocks.push(json!({"type": "text", "text": reply.text}));
-    }
-    for (i, c) in reply.tool_calls.iter().enumerate() {
-        let id = if c.id.is_empty() {
-            format!("toolu_{base}_{i}")
-        } else {
-            c.id.clone()
-        };
-        blocks.push(json!({
-            "type": "tool_use",
-            "id": id,
-            "name": c.name,
-            "input": input_object(&c.arguments),
-        }));
-    }
-    blocks
-}
-
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::api::fixtures::{call, meta};
-    use crate::api::FusionCallView;
-    use crate::conversation::Conversation;
+    use crate::wire::neutral::{
+        Conversation, GenParams, Message, ModelRequest, ToolChoice, ToolDef,
+    };
+
+    use crate::wire::fixtures::call;
+    use serde_json::{json, Value};
 
     fn result(id: &str, content: &str) -> Message {
         Message::ToolResult {
@@ -419,7 +363,7 @@ mod tests {
         assert_eq!(req.model, "claude-sonnet-4-5");
         assert!(req.stream);
         assert_eq!(req.conversation.system.as_deref(), Some("be brief"));
-        assert_eq!(req.conversation.messages, vec![Message::User("hi".into())]);
+        assert_eq!(req.conversation.messages, vec![Message::user_text("hi")]);
         assert_eq!(req.params.max_tokens, Some(1024));
         assert_eq!(req.tool_choice, ToolChoice::Auto);
         assert_eq!(req.fusion_block, None);
@@ -460,7 +404,16 @@ mod tests {
         assert_eq!(
             req.conversation.messages,
             vec![
-                Message::User("weather and time?".into()),
+                Message::User(vec![
+                    Part::Image {
+                        source: crate::wire::neutral::Source::Base64 {
+                            media_type: "image/png".into(),
+                            data: "...".into()
+                        },
+                        detail: None
+                    },
+                    Part::Text("weather and time?".into())
+                ]),
                 Message::Assistant {
                     text: "Checking.".into(),
                     tool_calls: vec![
@@ -470,7 +423,7 @@ mod tests {
                 },
                 result("toolu_1", "sunny"),
                 result("toolu_2", "noon"),
-                Message::User("thanks".into()),
+                Message::user_text("thanks"),
                 Message::Assistant {
                     text: "Sunny at noon.".into(),
                     tool_calls: vec![],
@@ -536,6 +489,60 @@ mod tests {
     }
 
     #[test]
+    fn mid_conversation_system_messages_join_the_system_prompt() {
+        let req = parse_request(&json!({"model": "m", "max_tokens": 5, "system": "base",
+            "messages": [{"role": "user", "content": "hi"},
+                         {"role": "system", "content": [{"type": "text", "text": "now be terse"}]},
+                         {"role": "user", "content": "go"}]}))
+        .unwrap();
+        assert_eq!(
+            req.conversation.system.as_deref(),
+            Some("base\n\nnow be terse")
+        );
+        assert_eq!(req.conversation.messages.len(), 2);
+    }
+
+    #[test]
+    fn images_and_documents_are_parts_of_the_user_turn_and_built_back() {
+        let req = parse_request(&json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}},
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}, "title": "a.pdf"},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "foo"}},
+            {"type": "text", "text": "compare"}]}]}))
+        .unwrap();
+        let Message::User(parts) = &req.conversation.messages[0] else {
+            panic!()
+        };
+        assert_eq!(parts.len(), 4);
+        assert_eq!(
+            parts[2],
+            Part::File {
+                source: crate::wire::neutral::Source::Base64 {
+                    media_type: "text/plain".into(),
+                    data: "Zm9v".into()
+                },
+                filename: None
+            }
+        );
+        let tools = [];
+        let body = build_request(&ModelRequest {
+            model: "claude",
+            conversation: &req.conversation,
+            tools: &tools,
+            tool_choice: &ToolChoice::Auto,
+            params: &GenParams::default(),
+        });
+        let blocks = &body["messages"][0]["content"];
+        assert_eq!(
+            blocks[0],
+            json!({"type": "image", "source": {"type": "url", "url": "https://x/y.png"}})
+        );
+        assert_eq!(blocks[1]["source"]["media_type"], "application/pdf");
+        assert_eq!(blocks[1]["title"], "a.pdf");
+        assert_eq!(blocks[3], json!({"type": "text", "text": "compare"}));
+    }
+
+    #[test]
     fn rejects_bad_requests_naming_the_field() {
         let param = |body: Value| parse_request(&body).unwrap_err().param;
         assert_eq!(parse_request(&json!("x")).unwrap_err().status, 400);
@@ -550,9 +557,22 @@ mod tests {
             Some("messages".into())
         );
         assert_eq!(
-            param(json!({"model": "m", "messages": [{"role": "system", "content": "hi"}]})),
+            param(json!({"model": "m", "messages": [{"role": "tool", "content": "hi"}]})),
             Some("messages".into())
         );
+        // A user block fusion cannot carry is refused by name, never dropped.
+        let err = parse_request(
+            &json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "q"}, {"type": "container_upload", "file_id": "f"}]}]}),
+        )
+        .unwrap_err();
+        assert!(err
+            .message
+            .contains("`messages[0].content[1]` is a `container_upload` block"));
+        let err = parse_request(&json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {"type": "url", "url": "u"}}]}]}]}))
+        .unwrap_err();
+        assert!(err.message.contains("`image` part"), "{}", err.message);
         assert_eq!(
             param(json!({"model": "m", "messages": [], "tools": "weather"})),
             Some("tools".into())
@@ -564,8 +584,8 @@ mod tests {
         let conversation = Conversation {
             system: Some("sys".into()),
             messages: vec![
-                Message::User("q".into()),
-                Message::User("more".into()),
+                Message::user_text("q"),
+                Message::user_text("more"),
                 Message::Assistant {
                     text: "Checking.".into(),
                     tool_calls: vec![
@@ -575,7 +595,7 @@ mod tests {
                 },
                 result("toolu_1", "sunny"),
                 result("toolu_2", "noon"),
-                Message::User("thanks".into()),
+                Message::user_text("thanks"),
                 Message::Assistant {
                     text: String::new(),
                     tool_calls: vec![],
@@ -637,7 +657,7 @@ mod tests {
     fn builds_tool_choices_and_params() {
         let conversation = Conversation {
             system: None,
-            messages: vec![Message::User("q".into())],
+            messages: vec![Message::user_text("q")],
         };
         let tools = [ToolDef {
             name: "t".into(),
@@ -680,157 +700,5 @@ mod tests {
                 "top_p": 0.9, "stop_sequences": ["a", "b"],
             })
         );
-    }
-
-    #[test]
-    fn parses_a_tool_use_response() {
-        let body = br#"{"content":[{"type":"text","text":"Let me check."},{"id":"toolu_49f9","input":{"question":"hello there"},"name":"fusion","type":"tool_use"}],"id":"msg_mock_11","model":"m1","role":"assistant","stop_reason":"tool_use","stop_sequence":null,"type":"message","usage":{"cache_creation_input_tokens":5,"cache_read_input_tokens":100,"input_tokens":2,"output_tokens":10}}"#;
-        let reply = parse_response(body).unwrap();
-        assert_eq!(reply.model, "m1");
-        assert_eq!(reply.text, "Let me check.");
-        assert_eq!(
-            reply.tool_calls,
-            vec![call(
-                "toolu_49f9",
-                "fusion",
-                "{\"question\":\"hello there\"}"
-            )]
-        );
-        assert_eq!(reply.finish, Finish::ToolCalls);
-        assert_eq!(
-            reply.usage,
-            Usage {
-                input_tokens: 107,
-                output_tokens: 10,
-                cached_input_tokens: 100,
-                cache_write_tokens: 5,
-                reasoning_tokens: 0,
-            }
-        );
-    }
-
-    #[test]
-    fn parses_text_responses_and_stop_reasons() {
-        let body = br#"{"type":"message","model":"claude","content":[{"type":"thinking","thinking":"x"},{"type":"text","text":"Hello"},{"type":"text","text":" world"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":2}}"#;
-        let reply = parse_response(body).unwrap();
-        assert_eq!(reply.text, "Hello world");
-        assert_eq!(reply.finish, Finish::Stop);
-        let body = br#"{"type":"message","content":[{"type":"text","text":"cut"}],"stop_reason":"max_tokens"}"#;
-        let reply = parse_response(body).unwrap();
-        assert_eq!(reply.finish, Finish::Length);
-        assert_eq!(reply.usage, Usage::default());
-    }
-
-    #[test]
-    fn rejects_error_responses() {
-        let err = parse_response(br#"{"error":{"message":"mock-llm: status 429 requested","type":"rate_limit_error"},"type":"error"}"#).unwrap_err();
-        assert!(err.contains("status 429"), "{err}");
-        assert!(parse_response(br#"{"type":"message"}"#).is_err());
-        assert!(parse_response(b"<html>").is_err());
-    }
-
-    #[test]
-    fn writes_a_text_response() {
-        let reply = Reply {
-            model: "outer".into(),
-            text: "The answer.".into(),
-            ..Reply::default()
-        };
-        assert_eq!(
-            write_response(&reply, &meta()),
-            json!({
-                "id": "msg_fusion-r1",
-                "type": "message",
-                "role": "assistant",
-                "model": "outer",
-                "content": [{"type": "text", "text": "The answer."}],
-                "stop_reason": "end_turn",
-                "stop_sequence": null,
-                // Anthropic's input_tokens is the rest after cache reads and writes.
-                "usage": {
-                    "input_tokens": 6, "cache_read_input_tokens": 20,
-                    "cache_creation_input_tokens": 4, "output_tokens": 12,
-                    "output_tokens_details": {"thinking_tokens": 5},
-                },
-                "fusion": {"panel": ["a", "b"]},
-            })
-        );
-    }
-
-    #[test]
-    fn writes_fusion_blocks_and_tool_uses() {
-        let reply = Reply {
-            model: "outer".into(),
-            text: String::new(),
-            tool_calls: vec![
-                call("toolu_1", "weather", "{\"city\":\"Oslo\"}"),
-                call("", "t", "[]"),
-            ],
-            finish: Finish::ToolCalls,
-            ..Reply::default()
-        };
-        let mut m = meta();
-        m.id = "msg_abc".into();
-        m.fusion_call = Some(FusionCallView {
-            id: "fusion_1".into(),
-            arguments: "{\"question\":\"q\"}".into(),
-            result: json!({"answers": []}),
-        });
-        let v = write_response(&reply, &m);
-        assert_eq!(v["id"], "msg_abc");
-        assert_eq!(v["stop_reason"], "tool_use");
-        assert_eq!(
-            v["content"],
-            json!([
-                {"type": "server_tool_use", "id": "srvtoolu_fusion_1", "name": "fusion", "input": {"question": "q"}},
-                {"type": "fusion_tool_result", "tool_use_id": "srvtoolu_fusion_1", "content": {"answers": []}},
-                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Oslo"}},
-                {"type": "tool_use", "id": "toolu_abc_1", "name": "t", "input": {}},
-            ])
-        );
-    }
-
-    #[test]
-    fn writes_stop_reasons() {
-        let reply = Reply {
-            text: "x".into(),
-            ..Reply::default()
-        };
-        let mut m = meta();
-        m.truncated = true;
-        assert_eq!(write_response(&reply, &m)["stop_reason"], "pause_turn");
-        let cut = Reply {
-            finish: Finish::Length,
-            ..reply.clone()
-        };
-        assert_eq!(write_response(&cut, &meta())["stop_reason"], "max_tokens");
-        // A server tool id that already has its prefix keeps it.
-        let mut m = meta();
-        m.fusion_call = Some(FusionCallView {
-            id: "srvtoolu_9".into(),
-            arguments: "oops".into(),
-            result: json!("r"),
-        });
-        let v = write_response(&reply, &m);
-        assert_eq!(v["content"][0]["id"], "srvtoolu_9");
-        assert_eq!(v["content"][0]["input"], json!({}));
-        assert_eq!(v["content"][2], json!({"type": "text", "text": "x"}));
-    }
-
-    #[test]
-    fn written_responses_parse_back() {
-        let reply = Reply {
-            model: "outer".into(),
-            text: "Hi.".into(),
-            tool_calls: vec![call("toolu_1", "weather", "{\"city\":\"Oslo\"}")],
-            usage: Usage::default(),
-            finish: Finish::ToolCalls,
-        };
-        let v = write_response(&reply, &meta());
-        let back = parse_response(v.to_string().as_bytes()).unwrap();
-        assert_eq!(back.text, reply.text);
-        assert_eq!(back.tool_calls, reply.tool_calls);
-        assert_eq!(back.finish, Finish::ToolCalls);
-        assert_eq!(back.usage, meta().usage);
     }
 }

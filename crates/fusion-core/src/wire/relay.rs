@@ -4,8 +4,7 @@
 //! the `fusion` report.
 
 use super::{usage, Api};
-use crate::config::Price;
-use crate::conversation::Usage;
+use crate::wire::neutral::{Price, Usage};
 use serde_json::{json, Map, Value};
 
 /// What completes the `fusion` report once the relayed call's usage is known:
@@ -28,6 +27,11 @@ pub struct Relay {
     fusion: Value,
     /// Bytes of an event not yet complete.
     pending: Vec<u8>,
+    /// Where in `pending` the search for the next event end resumes: bytes
+    /// before it hold no separator, so no byte is searched twice.
+    scan_from: usize,
+    /// Bytes examined in the search for event ends (the linearity guard).
+    pub(crate) scanned: usize,
     /// Usage the provider reported for the relayed call.
     pub relayed_usage: Usage,
     /// Messages: the running usage counts of the relayed stream so far.
@@ -47,6 +51,8 @@ impl Relay {
             prior,
             fusion,
             pending: Vec::new(),
+            scan_from: 0,
+            scanned: 0,
             relayed_usage: Usage::default(),
             running: Map::new(),
             completed: false,
@@ -58,27 +64,39 @@ impl Relay {
     /// Rewrites one chunk of the stream; returns the bytes to send on now.
     /// Incomplete events wait for the next chunk; at `end` everything goes out.
     pub fn chunk(&mut self, data: &[u8], end: bool) -> Vec<u8> {
-        self.pending.extend_from_slice(data);
-        let mut out = Vec::with_capacity(self.pending.len() + 64);
-        while let Some((len, sep)) = event_end(&self.pending) {
-            let rest = self.pending.split_off(len + sep);
-            let event = std::mem::replace(&mut self.pending, rest);
-            match event.get(..len).and_then(|e| std::str::from_utf8(e).ok()) {
-                Some(text) => {
+        // Linear in the bytes seen: the buffer is searched from where the last
+        // search stopped and drained once per chunk, never once per event.
+        let mut buf = std::mem::take(&mut self.pending);
+        buf.extend_from_slice(data);
+        let mut out = Vec::with_capacity(buf.len() + 64);
+        let mut start = 0;
+        let mut from = self.scan_from;
+        while let Some((at, sep)) = event_end(&buf, from, &mut self.scanned) {
+            let event = buf.get(start..at).unwrap_or_default();
+            match std::str::from_utf8(event) {
+                Ok(text) => {
                     if let Some(rewritten) = self.event(text) {
                         out.extend_from_slice(rewritten.as_bytes());
-                        out.extend_from_slice(event.get(len..).unwrap_or_default());
+                        out.extend_from_slice(buf.get(at..at + sep).unwrap_or_default());
                     }
                 }
-                None => out.extend_from_slice(&event),
+                Err(_) => out.extend_from_slice(buf.get(start..at + sep).unwrap_or_default()),
             }
+            start = at + sep;
+            from = start;
         }
+        buf.drain(..start);
+        // A separator may straddle this chunk and the next: its first bytes are
+        // searched again, at most three per chunk.
+        self.scan_from = buf.len().saturating_sub(3);
+        self.pending = buf;
         if end {
             // A finishing chunk still held (no usage chunk came): send it now.
             if let Some(held) = self.held.take() {
                 out.extend_from_slice(format!("data: {held}\n\n").as_bytes());
             }
             out.append(&mut self.pending);
+            self.scan_from = 0;
         }
         out
     }
@@ -263,18 +281,28 @@ impl Relay {
     }
 }
 
-/// Length of the first complete event and of its blank-line separator.
-fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = find(buf, b"\n\n").map(|i| (i, 2));
-    let crlf = find(buf, b"\r\n\r\n").map(|i| (i, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
+/// Where the first event end (`\n\n` or `\r\n\r\n`) at or after `from` is,
+/// and the separator's length; counts the bytes it examines in `scanned`.
+fn event_end(buf: &[u8], from: usize, scanned: &mut usize) -> Option<(usize, usize)> {
+    let rest = buf.get(from..)?;
+    for (i, &b) in rest.iter().enumerate() {
+        *scanned += 1;
+        if b != b'\n' {
+            continue;
+        }
+        let at = from + i;
+        if buf.get(at + 1) == Some(&b'\n') {
+            return Some((at, 2));
+        }
+        // `\r\n\r\n`: this `\n` is its second byte.
+        if at >= 1
+            && buf.get(at - 1) == Some(&b'\r')
+            && buf.get(at + 1..at + 3) == Some(b"\r\n".as_slice())
+        {
+            return Some((at - 1, 4));
+        }
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    None
 }
 
 #[cfg(test)]
@@ -442,5 +470,72 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000000,\"completion_tokens\"
             r.chunk(b"\xff\xfe\n\nnot sse", true),
             b"\xff\xfe\n\nnot sse"
         );
+    }
+
+    /// A long Chat stream: `n` content chunks, a usage chunk and `[DONE]`.
+    fn long_chat_stream(n: usize) -> Vec<u8> {
+        let mut s = String::new();
+        let filler = "lorem ipsum ".repeat(50);
+        for i in 0..n {
+            s.push_str(&format!(
+                "data: {{\"id\":\"c\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"piece {i}: {filler}\"}},\"finish_reason\":null}}]}}\n\n"
+            ));
+            if i % 7 == 0 {
+                s.push_str(": keep-alive\r\n\r\n");
+            }
+        }
+        s.push_str("data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
+        s.push_str("data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7,\"total_tokens\":12}}\n\n");
+        s.push_str("data: [DONE]\n\n");
+        s.into_bytes()
+    }
+
+    fn relay_in_chunks(stream: &[u8], size: usize) -> (Vec<u8>, usize) {
+        let mut r = Relay::new(
+            Api::Chat,
+            prior(),
+            json!({"mode": "x"}),
+            FinalCall::default(),
+        );
+        let mut out = Vec::new();
+        let mut pieces = stream.chunks(size).peekable();
+        while let Some(piece) = pieces.next() {
+            out.extend(r.chunk(piece, pieces.peek().is_none()));
+        }
+        (out, r.scanned)
+    }
+
+    #[test]
+    fn a_long_stream_relays_alike_in_one_chunk_and_in_small_ones_in_linear_work() {
+        let stream = long_chat_stream(15_000);
+        assert!(stream.len() > 10_000_000, "{}", stream.len());
+        let (whole, scanned_whole) = relay_in_chunks(&stream, stream.len());
+        let (split, scanned_split) = relay_in_chunks(&stream, 16 * 1024);
+        assert_eq!(whole.len(), split.len());
+        assert!(
+            whole == split,
+            "one chunk and 16 KiB chunks give different output"
+        );
+        let events = data(&whole);
+        // The content chunks and the finishing chunk (which took the usage
+        // chunk's report: the client did not ask for usage).
+        assert_eq!(events.len(), 15_001);
+        assert_eq!(
+            events.last().unwrap()["choices"][0]["finish_reason"],
+            "stop"
+        );
+        // Every byte is searched about once, whatever the chunking.
+        assert!(scanned_whole <= 2 * stream.len(), "{scanned_whole}");
+        assert!(scanned_split <= 2 * stream.len(), "{scanned_split}");
+    }
+
+    #[test]
+    fn separators_split_across_chunks_are_found() {
+        let stream = b"data: {\"a\":1}\r\n\r\ndata: {\"b\":2}\n\ndata: [DONE]\n\n";
+        let (whole, _) = relay_in_chunks(stream, stream.len());
+        for size in 1..8 {
+            assert_eq!(relay_in_chunks(stream, size).0, whole, "chunks of {size}");
+        }
+        assert_eq!(whole, stream.to_vec());
     }
 }

@@ -1,0 +1,123 @@
+//! Same-API calls as patches: a provider request made from the client's own
+//! JSON body with the minimum changed, so every content part, `cache_control`,
+//! thinking block, `response_format`, `seed` and unknown field reaches the
+//! provider as the client sent it. What each role changes is in docs/wire-roles.md.
+
+use super::neutral::ToolCall;
+use super::{chat, is_fusion_tool, messages, names_fusion, responses, Api, ApiError};
+use serde_json::{Map, Value};
+
+/// Which call of a fusion turn a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallRole {
+    /// A panel member: answers the conversation in text, once, without the client's tools.
+    Panel,
+    /// An outer-model round that may call the fusion tool or the client's tools.
+    OuterRound,
+    /// The final answer, streamed or relayed to the client as its own response.
+    Final,
+}
+
+/// The fusion call the outer model made and the result it got, appended to the
+/// history in the API's native form (assistant tool call, then its result).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusionExchange {
+    /// The outer model's text before the call (may be empty).
+    pub text: String,
+    pub call: ToolCall,
+    /// The tool result, JSON text.
+    pub result: String,
+    /// Messages: the outer model's thinking blocks, raw with their signatures;
+    /// with thinking on, Anthropic requires them before the `tool_use`.
+    pub thinking: Vec<Value>,
+}
+
+/// What a patch changes besides the role's fixed rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchSpec<'a> {
+    pub role: CallRole,
+    pub model: &'a str,
+    /// Whether the provider call streams.
+    pub stream: bool,
+    /// Tool entries appended after the client's, already in the API's spelling
+    /// (a member's provider tools; the fusion tool for outer rounds, see [`tool_entry`]).
+    pub extra_tools: &'a [Value],
+    /// Top-level fields to set (`temperature`, `tool_choice`, ...); `Value::Null` removes one.
+    pub set: &'a [(&'a str, Value)],
+    pub exchange: Option<&'a FusionExchange>,
+}
+
+/// The provider request for a same-API call: the client's body, patched.
+pub fn patch_request(api: Api, client: &Value, spec: &PatchSpec<'_>) -> Result<Value, ApiError> {
+    let mut body = client
+        .as_object()
+        .cloned()
+        .ok_or_else(|| ApiError::invalid("the request body must be a JSON object", None))?;
+    body.insert("model".into(), Value::String(spec.model.to_string()));
+    // The fusion extension is the filter's, never a provider's.
+    body.remove("fusion");
+    let mut tools: Vec<Value> = match body.remove("tools") {
+        Some(Value::Array(t)) => t,
+        _ => Vec::new(),
+    };
+    tools.retain(|t| !is_fusion_tool(t));
+    if body.get("tool_choice").is_some_and(names_fusion) {
+        body.remove("tool_choice");
+    }
+    if spec.role == CallRole::Panel {
+        // A member answers in text. Anthropic refuses `tool_use` history without
+        // the tools declared: there they stay, with calls turned off.
+        if api == Api::Messages && !tools.is_empty() && messages::history_has_tool_use(&body) {
+            body.insert("tool_choice".into(), messages::tool_choice_none());
+        } else {
+            tools.clear();
+            body.remove("tool_choice");
+        }
+    }
+    tools.extend(spec.extra_tools.iter().cloned());
+    if tools.is_empty() {
+        // Both refused by OpenAI without `tools`.
+        body.remove("tool_choice");
+        body.remove("parallel_tool_calls");
+    } else {
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    for (key, value) in spec.set {
+        if value.is_null() {
+            body.remove(*key);
+        } else {
+            body.insert((*key).to_string(), value.clone());
+        }
+    }
+    match api {
+        Api::Chat => chat::patch(&mut body, spec),
+        Api::Responses => responses::patch(&mut body, spec),
+        Api::Messages => messages::patch(&mut body, spec),
+    }
+    Ok(Value::Object(body))
+}
+
+/// A function tool entry in the API's spelling (e.g. the fusion tool for outer rounds).
+pub fn tool_entry(api: Api, tool: &super::neutral::ToolDef) -> Value {
+    match api {
+        Api::Chat => serde_json::json!({"type": "function", "function": {
+            "name": tool.name, "description": tool.description, "parameters": tool.parameters}}),
+        Api::Responses => serde_json::json!({"type": "function", "name": tool.name,
+            "description": tool.description, "parameters": tool.parameters}),
+        Api::Messages => serde_json::json!({"name": tool.name, "description": tool.description,
+            "input_schema": tool.parameters}),
+    }
+}
+
+/// `stream` set as the call needs it.
+pub(crate) fn set_stream(body: &mut Map<String, Value>, stream: bool) {
+    if stream {
+        body.insert("stream".into(), Value::Bool(true));
+    } else {
+        body.remove("stream");
+    }
+}
+
+#[cfg(test)]
+#[path = "patch_tests.rs"]
+mod tests;
