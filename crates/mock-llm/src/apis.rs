@@ -77,6 +77,29 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Exhausted credit, as each provider spells it: OpenAI a 429
+    /// `insufficient_quota`, Anthropic a 400 "credit balance is too low".
+    pub fn no_credits(self) -> (u16, Value) {
+        match self {
+            Api::Chat | Api::Responses => (
+                429,
+                serde_json::json!({ "error": {
+                    "message": "You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                    "type": "insufficient_quota", "param": null, "code": "insufficient_quota"
+                }}),
+            ),
+            Api::Messages => (
+                400,
+                messages::error(
+                    400,
+                    "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.",
+                ),
+            ),
+        }
+    }
+}
+
 /// Everything needed to render one answer.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -93,8 +116,26 @@ pub struct Reply {
     /// Reasoning tokens, on top of the answer's own (`reasoning=N`).
     pub reasoning_tokens: u64,
     pub answer: Answer,
+    /// `refuse`: the text answer is a refusal (rendered in the API's refusal field).
+    pub refusal: bool,
+    /// `cite`: the text answer carries one URL citation (see `citation`).
+    pub cite: bool,
     /// The request body (for echoed fields such as `instructions`).
     pub request: Value,
+}
+
+/// The source a `cite` answer cites: (url, title, cited text).
+pub fn citation(r: &Reply) -> (String, String, String) {
+    let base = r.model.split(':').next().unwrap_or("");
+    let text = match &r.answer {
+        Answer::Text(t) => t.clone(),
+        Answer::ToolCall { .. } => String::new(),
+    };
+    (
+        format!("https://example.com/{base}/source"),
+        format!("Source cited by {base}"),
+        text,
+    )
 }
 
 impl Reply {
@@ -181,6 +222,8 @@ mod tests {
             cached_tokens: 4,
             reasoning_tokens: 3,
             answer: Answer::Text("two words".into()),
+            refusal: false,
+            cite: false,
             request: serde_json::json!({}),
         };
         let chat = Api::Chat.body(&r)["usage"].clone();
