@@ -69,6 +69,8 @@ def panel_saw_first_answer(mock) -> None:
 
 FUSION_CALL = ("issue 13: a Responses answer begins with a `fusion_call` output item, which the "
                "Vercel AI SDK rejects (Invalid JSON response / the stream errors before the text)")
+ITEM_REFERENCE = ("issue 13: the Vercel AI SDK continues a Responses conversation with `item_reference` "
+                  "input items, which the filter drops: the panel got roles ['user', 'user']")
 FUSION_TOOL_RESULT = ("issue 13: a Messages answer contains a `fusion_tool_result` block, which the "
                       "Vercel AI SDK rejects (Invalid JSON response / the stream errors before the text)")
 
@@ -79,7 +81,7 @@ def xfail(reason: str, raises=ClientFailed):
 
 @pytest.mark.parametrize("provider,mode", [
     pytest.param("responses", "generate", marks=xfail(FUSION_CALL)),
-    pytest.param("responses", "stream", marks=xfail(FUSION_CALL)),
+    pytest.param("responses", "stream", marks=xfail(ITEM_REFERENCE, raises=ContentLost)),
     pytest.param("chat", "generate"),
     pytest.param("chat", "stream"),
     pytest.param("anthropic", "generate", marks=xfail(FUSION_TOOL_RESULT)),

@@ -25,7 +25,7 @@ function model() {
 }
 
 async function generate(messages) {
-  const r = await generateText({ model: model(), messages, maxRetries: 0 });
+  const r = await generateText({ model: model(), messages, maxOutputTokens: 1024, maxRetries: 0 });
   return {
     turn: { text: r.text, finishReason: r.finishReason, warnings: r.warnings ?? [] },
     messages: r.response.messages,
@@ -37,6 +37,7 @@ async function stream(messages) {
   const r = streamText({
     model: model(),
     messages,
+    maxOutputTokens: 1024, // the SDK warns when it must guess a limit for an unknown model
     maxRetries: 0,
     onError: ({ error }) => errors.push(error),
   });

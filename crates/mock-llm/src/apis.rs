@@ -251,6 +251,74 @@ mod tests {
         ));
     }
 
+    fn reply(refusal: bool, cite: bool) -> Reply {
+        Reply {
+            seq: 3,
+            model: "outer:refuse".into(),
+            created: 0,
+            input_tokens: 1,
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+            answer: Answer::Text("no way".into()),
+            refusal,
+            cite,
+            request: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn refusals_in_each_apis_own_field() {
+        let r = reply(true, false);
+        let chat = Api::Chat.body(&r);
+        assert_eq!(chat["choices"][0]["message"]["refusal"], "no way");
+        assert!(chat["choices"][0]["message"]["content"].is_null());
+        let resp = Api::Responses.body(&r);
+        assert_eq!(
+            resp["output"][0]["content"][0],
+            serde_json::json!({"type": "refusal", "refusal": "no way"})
+        );
+        assert_eq!(Api::Messages.body(&r)["stop_reason"], "refusal");
+        assert!(Api::Chat.events(&r).concat().contains(r#""refusal":"no ""#));
+        assert!(Api::Responses.events(&r).concat().contains("response.refusal.done"));
+        assert!(Api::Messages
+            .events(&r)
+            .concat()
+            .contains(r#""stop_reason":"refusal""#));
+    }
+
+    #[test]
+    fn citations_in_each_spelling() {
+        let r = reply(false, true);
+        let url = "https://example.com/outer/source";
+        let chat = Api::Chat.body(&r);
+        assert_eq!(
+            chat["choices"][0]["message"]["annotations"][0]["url_citation"]["url"],
+            url
+        );
+        let resp = Api::Responses.body(&r);
+        assert_eq!(resp["output"][0]["content"][0]["annotations"][0]["url"], url);
+        let msg = Api::Messages.body(&r);
+        assert_eq!(msg["content"][0]["citations"][0]["url"], url);
+        assert!(Api::Chat.events(&r).concat().contains(url));
+        assert!(Api::Responses
+            .events(&r)
+            .concat()
+            .contains("response.output_text.annotation.added"));
+        assert!(Api::Messages.events(&r).concat().contains("citations_delta"));
+    }
+
+    #[test]
+    fn exhausted_credit_in_each_providers_spelling() {
+        let (status, body) = Api::Chat.no_credits();
+        assert_eq!((status, &body["error"]["code"]), (429, &"insufficient_quota".into()));
+        let (status, body) = Api::Messages.no_credits();
+        assert_eq!(status, 400);
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Your credit balance is too low"));
+    }
+
     #[test]
     fn split_words_round_trips() {
         let t = "one two  three\nfour ";
