@@ -279,7 +279,10 @@ mod tests {
         );
         assert_eq!(Api::Messages.body(&r)["stop_reason"], "refusal");
         assert!(Api::Chat.events(&r).concat().contains(r#""refusal":"no ""#));
-        assert!(Api::Responses.events(&r).concat().contains("response.refusal.done"));
+        assert!(Api::Responses
+            .events(&r)
+            .concat()
+            .contains("response.refusal.done"));
         assert!(Api::Messages
             .events(&r)
             .concat()
@@ -296,7 +299,10 @@ mod tests {
             url
         );
         let resp = Api::Responses.body(&r);
-        assert_eq!(resp["output"][0]["content"][0]["annotations"][0]["url"], url);
+        assert_eq!(
+            resp["output"][0]["content"][0]["annotations"][0]["url"],
+            url
+        );
         let msg = Api::Messages.body(&r);
         assert_eq!(msg["content"][0]["citations"][0]["url"], url);
         assert!(Api::Chat.events(&r).concat().contains(url));
@@ -304,13 +310,19 @@ mod tests {
             .events(&r)
             .concat()
             .contains("response.output_text.annotation.added"));
-        assert!(Api::Messages.events(&r).concat().contains("citations_delta"));
+        assert!(Api::Messages
+            .events(&r)
+            .concat()
+            .contains("citations_delta"));
     }
 
     #[test]
     fn exhausted_credit_in_each_providers_spelling() {
         let (status, body) = Api::Chat.no_credits();
-        assert_eq!((status, &body["error"]["code"]), (429, &"insufficient_quota".into()));
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (429, &"insufficient_quota".into())
+        );
         let (status, body) = Api::Messages.no_credits();
         assert_eq!(status, 400);
         assert!(body["error"]["message"]

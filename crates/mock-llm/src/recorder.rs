@@ -209,7 +209,10 @@ mod tests {
         assert_eq!(v[0]["headers"]["x-a"], "1, 2");
         assert_eq!(v[0]["headers"]["content-type"], "a");
         assert_eq!(v[0]["raw"], r#"{"model": "m"}"#);
-        assert!(!rec.issued("resp_mock_1"), "a chat call issues no response id");
+        assert!(
+            !rec.issued("resp_mock_1"),
+            "a chat call issues no response id"
+        );
         assert!(!rec.issued("resp_mock_9") && !rec.issued("resp_x"));
         assert!(rec.issued("fc_0123"));
         assert!(v[0]["end_ms"].as_f64().unwrap() >= v[0]["start_ms"].as_f64().unwrap());

@@ -231,7 +231,9 @@ pub fn events(r: &Reply) -> Vec<String> {
             );
             push(
                 "response.content_part.done",
-                with(json!({ "part": { "type": "output_text", "text": t, "annotations": annotations(r) } })),
+                with(
+                    json!({ "part": { "type": "output_text", "text": t, "annotations": annotations(r) } }),
+                ),
             );
         }
         Answer::ToolCall {

@@ -181,7 +181,15 @@ fn llm(api: Api, req: &Request, w: &mut TcpStream, rec: &Recorder, keep: bool) -
         raw: &req.body,
     });
     let script = Script::parse(&rec.scripted_model(&model));
-    let res = answer(api, (body, &req.headers), model, &script, (rec, id), w, keep);
+    let res = answer(
+        api,
+        (body, &req.headers),
+        model,
+        &script,
+        (rec, id),
+        w,
+        keep,
+    );
     rec.finish(id);
     res
 }

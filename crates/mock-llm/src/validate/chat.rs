@@ -7,7 +7,14 @@ use super::{
 };
 use crate::apis::Api;
 
-const ROLES: [&str; 6] = ["system", "assistant", "user", "function", "tool", "developer"];
+const ROLES: [&str; 6] = [
+    "system",
+    "assistant",
+    "user",
+    "function",
+    "tool",
+    "developer",
+];
 const USER_PARTS: [&str; 4] = ["text", "image_url", "input_audio", "file"];
 const ASSISTANT_PARTS: [&str; 2] = ["text", "refusal"];
 const TEXT_PARTS: [&str; 1] = ["text"];
@@ -35,11 +42,11 @@ pub fn check(obj: &Map<String, Value>, _ctx: &Ctx<'_>) -> Result<(), Invalid> {
     check_tools(obj)?;
     let store = obj.get("store").and_then(Value::as_bool).unwrap_or(false);
     if obj.get("metadata").is_some_and(|m| !m.is_null()) && !store {
-        return Err(
-            Invalid::new("The 'metadata' parameter is only allowed when 'store' is enabled.")
-                .param("metadata")
-                .code("invalid_request_error"),
-        );
+        return Err(Invalid::new(
+            "The 'metadata' parameter is only allowed when 'store' is enabled.",
+        )
+        .param("metadata")
+        .code("invalid_request_error"));
     }
     let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if obj.get("stream_options").is_some_and(|m| !m.is_null()) && !stream {

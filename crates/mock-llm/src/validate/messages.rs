@@ -173,7 +173,9 @@ fn check_system_field(system: &Value, path: &str) -> Result<(), Invalid> {
             }
             Ok(())
         }
-        _ => Err(Invalid::new(format!("{path}: Input should be a valid list"))),
+        _ => Err(Invalid::new(format!(
+            "{path}: Input should be a valid list"
+        ))),
     }
 }
 

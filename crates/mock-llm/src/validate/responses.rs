@@ -151,10 +151,8 @@ fn check_items(items: &[Value], has_previous: bool, ctx: &Ctx<'_>) -> Result<(),
                         .code("invalid_value"));
                 }
             }
-            "reasoning" => {
-                if !item.get("summary").is_some_and(Value::is_array) {
-                    return Err(missing(format!("input[{i}].summary")));
-                }
+            "reasoning" if !item.get("summary").is_some_and(Value::is_array) => {
+                return Err(missing(format!("input[{i}].summary")));
             }
             _ => {}
         }
