@@ -57,6 +57,9 @@ pub struct Script {
     /// `no_credits`: the provider's exhausted-credit error (OpenAI 429
     /// `insufficient_quota`, Anthropic 400 "credit balance is too low").
     pub no_credits: bool,
+    /// `sse_comment`: begin an SSE answer with a comment line (as OpenRouter does:
+    /// `: OPENROUTER PROCESSING`) and put `id:`/`retry:` fields before the first event.
+    pub sse_comment: bool,
     /// Directives that were not understood.
     pub unknown: Vec<String>,
 }
@@ -104,6 +107,7 @@ impl Script {
                 ("refuse", None) => flag(&mut s.refuse),
                 ("cite", None) => flag(&mut s.cite),
                 ("no_credits", None) => flag(&mut s.no_credits),
+                ("sse_comment", None) => flag(&mut s.sse_comment),
                 ("malformed", None) => flag(&mut s.malformed),
                 ("reset", None) => flag(&mut s.reset),
                 ("hang", None) => flag(&mut s.hang),
@@ -181,8 +185,10 @@ mod tests {
 
     #[test]
     fn strictness_and_answer_directives() {
-        let s = Script::parse("m:reasoning_model,unsupported=seed+metadata,refuse,cite,no_credits");
-        assert!(s.reasoning_model && s.refuse && s.cite && s.no_credits);
+        let s = Script::parse(
+            "m:reasoning_model,unsupported=seed+metadata,refuse,cite,no_credits,sse_comment",
+        );
+        assert!(s.reasoning_model && s.refuse && s.cite && s.no_credits && s.sse_comment);
         assert_eq!(s.unsupported, vec!["seed", "metadata"]);
         assert!(s.unknown.is_empty());
         assert!(Script::parse("o3-reasoning-judge").reasoning_model);

@@ -348,6 +348,9 @@ fn write_sse(
         delay = delay.max(Duration::from_millis(script.slow_body_ms) / n.max(1) as u32);
     }
     let mut out = Chunked::start(w, 200, &headers, keep)?;
+    if script.sse_comment {
+        out.chunk(b": OPENROUTER PROCESSING\n\nid: 1\nretry: 1000\n\n")?;
+    }
     // `cut`: half the events, then the connection closes inside the chunked body.
     let sent = if script.cut { n / 2 } else { n };
     for (i, ev) in events.iter().chain(tail.iter()).take(sent).enumerate() {
