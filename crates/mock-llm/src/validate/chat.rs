@@ -40,6 +40,19 @@ pub fn check(obj: &Map<String, Value>, _ctx: &Ctx<'_>) -> Result<(), Invalid> {
     }
     check_messages(messages)?;
     check_tools(obj)?;
+    let has_tools = obj
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|t| !t.is_empty());
+    for k in ["tool_choice", "parallel_tool_calls"] {
+        if obj.get(k).is_some_and(|v| !v.is_null()) && !has_tools {
+            return Err(Invalid::new(format!(
+                "Invalid value for '{k}': '{k}' is only allowed when 'tools' are specified."
+            ))
+            .param(k)
+            .code("invalid_request_error"));
+        }
+    }
     let store = obj.get("store").and_then(Value::as_bool).unwrap_or(false);
     if obj.get("metadata").is_some_and(|m| !m.is_null()) && !store {
         return Err(Invalid::new(

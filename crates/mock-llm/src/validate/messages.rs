@@ -92,6 +92,19 @@ pub fn check(obj: &Map<String, Value>, ctx: &Ctx<'_>) -> Result<(), Invalid> {
     let mid_system = beta.split(',').any(|b| b.trim() == MID_CONVERSATION_SYSTEM);
     check_messages(messages, mid_system, thinking)?;
     check_tools(obj)?;
+    let has_tools = obj
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|t| !t.is_empty());
+    let forces_tool = obj
+        .get("tool_choice")
+        .and_then(|c| str_of(c, "type"))
+        .is_some_and(|t| t != "none" && t != "auto");
+    if forces_tool && !has_tools {
+        return Err(Invalid::new(
+            "tool_choice: a tool choice that requires tool use may only be specified while providing tools.",
+        ));
+    }
     let breakpoints = count_cache_control(&Value::Object(obj.clone()));
     if breakpoints > 4 {
         return Err(Invalid::new(format!(

@@ -163,6 +163,16 @@ fn chat_tools_metadata_and_stream_options() {
         json!({"model": "m", "messages": [user("q")], "thinking": {}})
     )
     .contains("Unrecognized request argument supplied: thinking"));
+    assert!(refused(
+        Api::Chat,
+        json!({"model": "m", "messages": [user("q")], "tool_choice": "auto"})
+    )
+    .contains("'tool_choice' is only allowed when 'tools' are specified"));
+    assert!(refused(
+        Api::Chat,
+        json!({"model": "m", "messages": [user("q")], "parallel_tool_calls": false})
+    )
+    .contains("'parallel_tool_calls' is only allowed"));
     // An unknown (future) field passes: it must reach the provider.
     ok(
         Api::Chat,
@@ -454,4 +464,9 @@ fn messages_tools() {
         "tools: Tool names must be unique."
     );
     assert!(refused(Api::Messages, json!({"model": "m", "max_tokens": 5, "messages": [user("a")], "tools": [{"type": "fusion"}]})).contains("Input tag 'fusion'"));
+    assert!(refused(Api::Messages, json!({"model": "m", "max_tokens": 5, "messages": [user("a")], "tool_choice": {"type": "any"}})).contains("while providing tools"));
+    ok(
+        Api::Messages,
+        json!({"model": "m", "max_tokens": 5, "messages": [user("a")], "tool_choice": {"type": "none"}}),
+    );
 }
