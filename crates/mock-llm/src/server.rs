@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::apis::{Api, Reply};
 use crate::convo::decide;
+use crate::demo;
 use crate::http::{self, Chunked, Pace, Request};
 use crate::recorder::{CallId, NewCall, Recorder};
 use crate::script::Script;
@@ -117,6 +118,16 @@ fn route(req: &Request, w: &mut TcpStream, rec: &Recorder, keep: bool) -> io::Re
         }
         _ => {}
     }
+    if req.method == "GET" {
+        if let Some((status, ct, body)) = crate::static_files::get(path) {
+            let mut headers = vec![("content-type", ct.to_string())];
+            if status == 301 {
+                headers.push(("location", format!("{}/", crate::static_files::PREFIX)));
+            }
+            http::write_full(w, status, &headers, &body, keep, true)?;
+            return Ok(Next::KeepOpen);
+        }
+    }
     match Api::from_path(path) {
         Some(api) if req.method == "POST" => llm(api, req, w, rec, keep),
         _ => echo(req, w, rec, keep),
@@ -177,7 +188,7 @@ fn llm(api: Api, req: &Request, w: &mut TcpStream, rec: &Recorder, keep: bool) -
         headers: &req.headers,
         body: logged,
     });
-    let script = Script::parse(&rec.scripted_model(&model));
+    let script = demo::paced(Script::parse(&rec.scripted_model(&model)));
     let res = answer(api, body, model, &script, (rec, id), w, keep);
     rec.finish(id);
     res
@@ -248,7 +259,7 @@ fn answer(
         input_tokens: convo.input_words(),
         cached_tokens: script.cached.min(convo.input_words()),
         reasoning_tokens: script.reasoning,
-        answer: decide(&convo, script, &model),
+        answer: demo::dress(&convo, script, &model, decide(&convo, script, &model)),
         model,
         request: body,
     };
