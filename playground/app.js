@@ -186,11 +186,17 @@ class View {
   report(fusion) {
     if (Array.isArray(fusion.responses)) this.answers(fusion.responses, []);
     for (const m of fusion.panel || []) {
-      if (m.status !== "ok" && !(this.cards.get(m.model) || {}).className?.includes("answered")) {
-        this.card(m.model, "failed", m.status + ": " + (m.failure_reason || ""));
-      }
+      const card = this.cards.get(m.model);
+      if (card && card.classList.contains("answered")) continue;
+      if (m.status !== "ok") this.card(m.model, "failed", m.status + ": " + (m.failure_reason || ""));
+      // Chat carries no tool result: without x-fusion-include support the text is not here.
+      else this.card(m.model, "untold", `answered in ${m.latency_ms} ms; this API's response does not carry the text`);
     }
     if (fusion.analysis && typeof fusion.analysis === "object") this.analysis(fusion.analysis);
+    else if (fusion.analysis === true && !$("analysis").dataset.filled) {
+      $("analysis").replaceChildren(el("p", { class: "muted" },
+        "The judge's analysis reached the outer model, but this API's response does not carry it."));
+    }
     drawTimeline(fusion);
     const cost = fusion.cost == null ? "unpriced (" + (fusion.unpriced_models || []).join(", ") + ")" : fusion.cost.toFixed(6);
     $("totals").textContent = `mode ${fusion.mode}, ${fusion.wall_ms} ms, ` +

@@ -42,7 +42,7 @@ pub fn paced(mut script: Script) -> Script {
         "mock-b" => (800, 15),
         "mock-c" => (1200, 15),
         "mock-judge" => (600, 10),
-        "mock-outer" => (300, 25),
+        "mock-outer" => (300, 10),
         _ => (400, 15),
     };
     if script.latency_ms == 0 {
