@@ -39,9 +39,22 @@ DOCS = [ROOT / "README.md", ROOT / "docs" / "observability.md"]
 
 # ---------------------------------------------------------------- formatting
 
+ORDER = ["run_id", "mode", "preset", "panel", "judge", "analysis", "responses", "synthesizer", "final",
+         "rounds", "invocations", "wall_ms", "panel_wait_ms", "usage", "cost", "unpriced_models"]
+
+
+def ordered(fusion: dict) -> dict:
+    """The report's keys in the order the docs' table explains them (JSON order means nothing)."""
+    rank = {k: i for i, k in enumerate(ORDER)}
+    return dict(sorted(fusion.items(), key=lambda kv: rank.get(kv[0], len(ORDER))))
+
+
 def compact(value, depth: int = 0, inline_from: int = 2, indent: int = 2) -> str:
-    """JSON with one line per key down to `inline_from` levels, single lines below."""
-    if depth >= inline_from or not isinstance(value, (dict, list)) or not value:
+    """JSON with one line per key down to `inline_from` levels, single lines below and for
+    objects and arrays without nested ones."""
+    leaf = isinstance(value, (dict, list)) and not any(
+        isinstance(v, (dict, list)) for v in (value.values() if isinstance(value, dict) else value))
+    if depth >= inline_from or not isinstance(value, (dict, list)) or not value or leaf:
         return json.dumps(value, ensure_ascii=False)
     pad, inner = " " * (indent * depth), " " * (indent * (depth + 1))
     if isinstance(value, dict):
@@ -71,10 +84,10 @@ def readme_response(body: dict) -> str:
         f'  "usage": {json.dumps(body["usage"])},',
         '  "fusion": {',
         f'    "run_id": {json.dumps(f["run_id"])}, "mode": {json.dumps(f["mode"])}, "preset": {json.dumps(f["preset"])},',
-        '    "panel": [' + ",\n              ".join(json.dumps(elide_usage(m)).replace('"{…}"', "{…}") for m in f["panel"]) + "],",
-        f'    "judge": {json.dumps(elide_usage(f["judge"])).replace(chr(34) + "{…}" + chr(34), "{…}")},',
+        '    "panel": [' + ",\n              ".join(json.dumps(elide_usage(m), ensure_ascii=False).replace('"{…}"', "{…}") for m in f["panel"]) + "],",
+        f'    "judge": {json.dumps(elide_usage(f["judge"]), ensure_ascii=False).replace(chr(34) + "{…}" + chr(34), "{…}")},',
     ]
-    rest = {k: v for k, v in f.items() if k not in ("run_id", "mode", "preset", "panel", "judge")}
+    rest = {k: v for k, v in ordered(f).items() if k not in ("run_id", "mode", "preset", "panel", "judge")}
     for k, v in rest.items():
         if k == "final":
             v = [elide_usage(c) for c in v]
@@ -139,7 +152,7 @@ def run() -> dict[str, str]:
         envoy.post("/v1/chat/completions", chat).raise_for_status()
         samples = {
             "chat-response": readme_response(body),
-            "fusion-object": '"fusion": ' + compact(body["fusion"], inline_from=3, indent=2),
+            "fusion-object": '"fusion": ' + compact(ordered(body["fusion"])),
             "headers": "\n".join(f"{h}: {res.headers[h]}" for h in ("x-fusion-run-id", "x-fusion-panel")),
             "run-log-full": log_line(envoy),
             "run-log-short": short_log(log_line(envoy)),

@@ -45,8 +45,10 @@ pub fn paced(mut script: Script) -> Script {
         "mock-outer" => (300, 10),
         _ => (400, 15),
     };
+    // An error answer (`status=429`, …) comes back fast, as a provider's would.
+    let failing = script.status.is_some_and(|s| s != 200);
     if script.latency_ms == 0 {
-        script.latency_ms = latency;
+        script.latency_ms = if failing { 50 } else { latency };
     }
     if script.chunk_delay_ms == 0 {
         script.chunk_delay_ms = chunk;
