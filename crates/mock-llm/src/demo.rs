@@ -686,24 +686,31 @@ fn final_answer(question: &str, tool_result: &str) -> String {
         out.push_str(q.short);
         out.push_str("\n\n");
     }
-    out.push_str(&format!(
-        "I asked a panel of {} models ({})",
-        models.len(),
-        models.join(", ")
-    ));
+    // The judge numbers the answers; the outer model knows which model wrote which.
+    let labels: Vec<String> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("Response {} is {m}", i + 1))
+        .collect();
+    let mut who = labels.join(", ");
     if !failed.is_empty() {
-        out.push_str(&format!("; {} failed", failed.join(", ")));
+        who.push_str(&format!("; failed: {}", failed.join(", ")));
     }
     let Some(analysis) = result.get("analysis") else {
-        out.push_str(
-            ". The judge's analysis did not come back, so here are their answers as given:",
-        );
+        out.push_str(&format!(
+            "I asked a panel of {} models ({who}). The judge's analysis did not come back, \
+             so here are their answers as given:",
+            models.len() + failed.len()
+        ));
         for (i, (m, t)) in responses.iter().enumerate() {
             out.push_str(&format!("\n\n{}. {m}: {t}", i + 1));
         }
         return out;
     };
-    out.push_str(", and a judge compared their answers:");
+    out.push_str(&format!(
+        "I asked a panel of {} models and a judge compared their answers ({who}):",
+        models.len() + failed.len()
+    ));
     let sections = [
         ("consensus", "What they agree on"),
         ("contradictions", "Where they disagree, and whom I follow"),
@@ -843,7 +850,7 @@ mod tests {
         let f = final_answer("Why is the sky blue?", &result.to_string());
         assert!(f.starts_with("The sky is blue because"), "{f}");
         assert!(
-            f.contains("(mock-a, mock-b); mock-c (rate_limited) failed"),
+            f.contains("I asked a panel of 3 models and a judge compared their answers (Response 1 is mock-a, Response 2 is mock-b; failed: mock-c (rate_limited)):"),
             "{f}"
         );
         assert!(
