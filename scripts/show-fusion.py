@@ -42,6 +42,11 @@ def final_text(body: dict) -> str:
     return "".join(b.get("text", "") for b in body.get("content") or [] if b.get("type") == "text")
 
 
+def money(cost) -> str:
+    """A cost with 7 decimals; null (a call without a price) stays visible as such."""
+    return "null (unpriced)" if cost is None else f"{cost:.7f}"
+
+
 def wrap(text: str, indent: str) -> str:
     return "\n".join(textwrap.fill(line, 100, initial_indent=indent, subsequent_indent=indent)
                      if line.strip() else "" for line in text.split("\n"))
@@ -78,13 +83,13 @@ def main() -> int:
     print(wrap(final_text(body), "   "))
     if fusion:
         calls = fusion.get("panel", []) + [fusion.get("judge") or {}] + fusion.get("final", [])
-        print("\n== The run: mode %s, %s ms, cost %s" % (fusion.get("mode"), fusion.get("wall_ms"), fusion.get("cost")))
+        print("\n== The run: mode %s, %s ms, cost %s" % (fusion.get("mode"), fusion.get("wall_ms"), money(fusion.get("cost"))))
         for c in calls:
             if c:
                 u = c.get("usage") or {}
                 print("   %-12s %-7s %5s ms  %4s in %4s out  cost %s" % (
                     c.get("model"), c.get("status"), c.get("latency_ms"), u.get("input_tokens"),
-                    u.get("output_tokens"), c.get("cost")))
+                    u.get("output_tokens"), money(c.get("cost"))))
     return 0
 
 

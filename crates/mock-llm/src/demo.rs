@@ -275,6 +275,7 @@ const ROME: Question = Question {
         claim("lead", "lead", "lead poisoning from water pipes brought Rome down", false),
         claim("climate", "climate", "climate change and the Antonine and Justinianic plagues weakened the population", true),
         claim("transformation", "interpretation", "many historians now describe a gradual transformation rather than a sudden fall", true),
+        claim("army", "the army", "the army came to rely on hired Germanic federates whose loyalty was to their own leaders", true),
     ],
     answers: [
         &[
@@ -304,12 +305,12 @@ const GENERIC: Question = Question {
     short: "There is no built-in demo answer for this question, so the panel gave general advice.",
     claims: &[
         claim("depends", "the verdict", "the right answer depends on your context and what you can afford to get wrong", true),
-        claim("simple_first", "the approach", "start from the simplest explanation that fits what you know", true),
+        claim("simple_first", "the approach", "the simplest explanation that fits what you know is the place to start", true),
         claim("beware_simple", "the approach", "the simplest explanation is usually incomplete, since real questions have several interacting causes", true),
-        claim("primary", "sources", "check a primary source before relying on any summary", true),
+        claim("primary", "sources", "a primary source should be checked before relying on any summary", true),
         claim("summary_ok", "sources", "a reputable summary is good enough and primary sources are rarely worth the time", false),
         claim("tradeoffs", "deciding", "writing down the options and what each costs makes the trade-off visible", true),
-        claim("expert", "deciding", "when the stakes are high, ask someone who has done it before", true),
+        claim("expert", "advice", "when the stakes are high, someone who has done it before is worth asking", true),
         claim("specifics", "specifics", "the demo models only know a few built-in questions (for example \"Why is the sky blue?\"), so none of the answers is specific", true),
     ],
     answers: [
