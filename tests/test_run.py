@@ -88,6 +88,20 @@ def test_a_process_that_never_gets_ready_times_out(tmp_path):
     assert "demo is up" not in out
 
 
+def test_ctrl_c_while_waiting_for_readiness_ends_it(tmp_path):
+    stub = tmp_path / "envoy"
+    stub.write_text("#!/bin/sh\nexec sleep 60\n")
+    stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
+    proc = start(ENVOY=stub, READY_TIMEOUT=60)
+    time.sleep(3)
+    assert proc.poll() is None, "still waiting for Envoy"
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    rc, out, err = finish(proc, bound=10)
+    assert rc == 130 and "make run: stopped" in out, (rc, out, err)
+    assert time.monotonic() - t0 < 5
+
+
 def read_banner(proc: subprocess.Popen) -> str:
     lines = []
     deadline = time.monotonic() + READY_BOUND_S
