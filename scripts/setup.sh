@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing need, and only what is missing.
-# Idempotent; prints each thing it installs. Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|oci|clients|bench|fuzz|all]...
+# Idempotent; prints each thing it installs. Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|oci|clients|browser|bench|fuzz|all]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -115,6 +115,15 @@ setup_clients() {
   say "clients: node $("$node_bin/node" --version), $(tests/clients/node_modules/.bin/claude --version 2>/dev/null | head -1), $(tests/clients/node_modules/.bin/codex --version 2>/dev/null | head -1)"
 }
 
+# The playground test (tests/test_playground.py): Debian's headless Chromium and its
+# WebDriver; Selenium itself comes with tests/requirements.txt.
+setup_browser() {
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt_install chromium chromium-driver
+  fi
+  say "$(chromium --version 2>/dev/null | head -1), $(chromedriver --version | cut -d' ' -f1-2)"
+}
+
 wasm_bindgen_runner_version() {
   wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}'
 }
@@ -127,7 +136,8 @@ for what in "$@"; do
     wasm-test) setup_wasm; setup_wasm_test ;;
     oci) setup_oci ;;
     clients) setup_clients ;;
-    all) setup_wasm; setup_python; setup_wasm_test; setup_oci; setup_clients ;;
+    browser) setup_browser ;;
+    all) setup_wasm; setup_python; setup_wasm_test; setup_oci; setup_clients; setup_browser ;;
     bench) setup_python; setup_bench ;;
     fuzz) setup_fuzz ;;
     *) echo "unknown: $what" >&2; exit 2 ;;

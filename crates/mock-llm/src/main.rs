@@ -1,7 +1,9 @@
 //! mock-llm: a scriptable mock of the OpenAI Chat Completions, OpenAI
 //! Responses and Anthropic Messages APIs, for testing fusion-wasm.
 //!
-//! Usage: `mock-llm --port N [--host 127.0.0.1] [--exit-after SECS]`.
+//! Usage: `mock-llm --port N [--host 127.0.0.1] [--exit-after SECS] [--demo]
+//! [--playground DIR]`. `--demo` answers with the demo texts (`demo.rs`),
+//! `--playground DIR` serves DIR at `/playground/`.
 //! Behaviour is scripted by the model name (see `script.rs`); every call is
 //! logged and served at `GET /__mock/calls` (`POST /__mock/reset` clears).
 //! Requests are validated the way the real APIs do (`validate/`): what a real
@@ -10,6 +12,7 @@
 mod apis;
 mod chat;
 mod convo;
+mod demo;
 mod http;
 mod messages;
 mod recorder;
@@ -17,6 +20,7 @@ mod responses;
 mod script;
 mod server;
 mod validate;
+mod static_files;
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -25,13 +29,16 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-const USAGE: &str = "usage: mock-llm --port N [--host 127.0.0.1] [--exit-after SECS]";
+const USAGE: &str =
+    "usage: mock-llm --port N [--host 127.0.0.1] [--exit-after SECS] [--demo] [--playground DIR]";
 
 #[derive(Debug, PartialEq)]
 struct Args {
     host: String,
     port: u16,
     exit_after: Option<f64>,
+    demo: bool,
+    playground: Option<String>,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
@@ -39,6 +46,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         host: "127.0.0.1".to_string(),
         port: 0,
         exit_after: None,
+        demo: false,
+        playground: None,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -66,6 +75,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
                 }
                 out.exit_after = Some(secs);
             }
+            "--demo" if inline.is_none() => out.demo = true,
+            "--playground" => out.playground = Some(value()?),
             _ => return Err(format!("unknown argument: {arg}")),
         }
     }
@@ -85,6 +96,12 @@ fn main() {
             exit(2);
         }
     };
+    if args.demo {
+        demo::enable();
+    }
+    if let Some(dir) = &args.playground {
+        static_files::enable(dir.into());
+    }
     if let Some(secs) = args.exit_after {
         thread::spawn(move || {
             thread::sleep(Duration::from_secs_f64(secs));
@@ -126,7 +143,9 @@ mod tests {
             Args {
                 host: "127.0.0.1".into(),
                 port: 8080,
-                exit_after: Some(30.0)
+                exit_after: Some(30.0),
+                demo: false,
+                playground: None,
             }
         );
         assert_eq!(
@@ -134,9 +153,14 @@ mod tests {
             Args {
                 host: "0.0.0.0".into(),
                 port: 0,
-                exit_after: None
+                exit_after: None,
+                demo: false,
+                playground: None,
             }
         );
+        let d = args(&["--demo", "--playground", "pg"]).unwrap();
+        assert!(d.demo);
+        assert_eq!(d.playground.as_deref(), Some("pg"));
         assert!(args(&["--port"]).is_err());
         assert!(args(&["--bogus"]).is_err());
         assert!(args(&["--exit-after", "-1"]).is_err());

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::apis::{Api, Reply};
 use crate::convo::{decide, Answer};
+use crate::demo;
 use crate::http::{self, Chunked, Pace, Request};
 use crate::recorder::{CallId, NewCall, Recorder};
 use crate::script::Script;
@@ -118,6 +119,16 @@ fn route(req: &Request, w: &mut TcpStream, rec: &Recorder, keep: bool) -> io::Re
         }
         _ => {}
     }
+    if req.method == "GET" {
+        if let Some((status, ct, body)) = crate::static_files::get(path) {
+            let mut headers = vec![("content-type", ct.to_string())];
+            if status == 301 {
+                headers.push(("location", format!("{}/", crate::static_files::PREFIX)));
+            }
+            http::write_full(w, status, &headers, &body, keep, true)?;
+            return Ok(Next::KeepOpen);
+        }
+    }
     match Api::from_path(path) {
         Some(api) if req.method == "POST" => llm(api, req, w, rec, keep),
         _ => echo(req, w, rec, keep),
@@ -180,7 +191,7 @@ fn llm(api: Api, req: &Request, w: &mut TcpStream, rec: &Recorder, keep: bool) -
         body: logged,
         raw: &req.body,
     });
-    let script = Script::parse(&rec.scripted_model(&model));
+    let script = demo::paced(Script::parse(&rec.scripted_model(&model)));
     let res = answer(
         api,
         (body, &req.headers),
@@ -281,7 +292,7 @@ fn answer(
                 script.base
             ))
         } else {
-            decide(&convo, script, &model)
+            demo::dress(&convo, script, &model, decide(&convo, script, &model))
         },
         refusal: script.refuse,
         cite: script.cite,
