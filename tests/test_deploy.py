@@ -154,6 +154,31 @@ def test_providers_config_routes_and_tls():
     assert all(k not in plugin["configuration"]["value"] for k in ("sk-", "Bearer"))
 
 
+# Workers each shipped config is sized for (docs/deployment.md, "Circuit breakers").
+SIZED_FOR_WORKERS = {"demo.yaml": 2, "providers.yaml": 4}
+
+
+@pytest.mark.parametrize("template", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_config_sizes_buffers_breakers_errors_and_metric_tags(template):
+    cfg = yaml.safe_load(render_shipped(template).read_text())
+    listener = cfg["static_resources"]["listeners"][0]
+    fusion = json.loads(fusion_filter(cfg)["configuration"]["value"])
+    limits = fusion["limits"]
+    # 32 MiB requests: Envoy's buffer and the filter's fusion limit agree.
+    assert listener["per_connection_buffer_limit_bytes"] == limits["max_request_bytes"] == 32 << 20
+    # Every cluster the filter calls has breakers for workers x runs x panel.
+    want = SIZED_FOR_WORKERS[template.name] * limits.get("max_concurrent_runs", 256) * limits["max_panel"]
+    clusters = {c["name"]: c for c in cfg["static_resources"]["clusters"]}
+    for up in fusion["upstreams"].values():
+        [t] = clusters[up["cluster"]]["circuit_breakers"]["thresholds"]
+        assert (t["max_connections"], t["max_pending_requests"], t["max_requests"]) == (want, want, want), up
+    # Envoy's own replies in the API's shape: the same mappers everywhere.
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["local_reply_config"] == shipped_hcm(ENVOY_DIR / "demo.yaml")["local_reply_config"]
+    # The metric labels.
+    assert [t["tag_name"] for t in cfg["stats_config"]["stats_tags"]] == ["mode", "outcome", "reason", "budget"]
+
+
 # ---------------------------------------------------------------- providers config, run
 
 
@@ -582,7 +607,20 @@ def istio_wasm_from_envoyfilter(doc: dict) -> dict:
     return typed
 
 
-def istio_gateway_template(wasm: dict, mock_port: int, name: str) -> Path:
+def merge(into: dict, patch: dict) -> None:
+    """Istio's MERGE: protobuf merge semantics on the JSON form (maps merge, lists append)."""
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        elif isinstance(value, list) and isinstance(into.get(key), list):
+            into[key] = into[key] + value
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def istio_gateway_template(wasm: dict, mock_port: int, name: str, envoyfilter_merges: bool = False) -> Path:
+    """envoyfilter_merges: also apply the EnvoyFilter's LISTENER and NETWORK_FILTER MERGE
+    patches (buffer limit, local_reply_config) as istiod does on the gateway's listener."""
     docs = istio_docs()
     vs = one("VirtualService", docs)["spec"]
     routes = []
@@ -612,6 +650,15 @@ def istio_gateway_template(wasm: dict, mock_port: int, name: str) -> Path:
                                 "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
                         ]}}]}]}],
             "clusters": clusters}}
+    if envoyfilter_merges:
+        listener = cfg["static_resources"]["listeners"][0]
+        for patch in one("EnvoyFilter", docs)["spec"]["configPatches"]:
+            if patch["applyTo"] == "LISTENER":
+                merge(listener, patch["patch"]["value"])
+            elif patch["applyTo"] == "NETWORK_FILTER":
+                hcm = listener["filter_chains"][0]["filters"][0]
+                assert patch["match"]["listener"]["filterChain"]["filter"]["name"] == hcm["name"]
+                merge(hcm, patch["patch"]["value"])
     text = yaml.safe_dump(cfg, sort_keys=False)
     for key in ("ADMIN_PORT", "LISTEN_PORT"):
         text = text.replace(f"port_value: {key}", "port_value: {{" + key + "}}")
@@ -621,8 +668,9 @@ def istio_gateway_template(wasm: dict, mock_port: int, name: str) -> Path:
     return path
 
 
-def start_istio_gateway(mock, wasm: dict, name: str, env: dict | None = None) -> Envoy:
-    template = istio_gateway_template(wasm, mock.port, name)
+def start_istio_gateway(mock, wasm: dict, name: str, env: dict | None = None,
+                        envoyfilter_merges: bool = False) -> Envoy:
+    template = istio_gateway_template(wasm, mock.port, name, envoyfilter_merges)
     return Envoy(mock, template=template, name=name, env=FAKE_KEYS if env is None else env,
                  log_level="trace", extra_args=QUIET_HEADER_DUMPS)
 
@@ -684,7 +732,8 @@ def test_wasmplugin_missing_host_key_stops_envoy_naming_it(mock):
 
 
 def test_envoyfilter_config_runs_fusion_through_the_gateway(mock):
-    e = start_istio_gateway(mock, istio_wasm_from_envoyfilter(one("EnvoyFilter")), "istio-envoyfilter")
+    e = start_istio_gateway(mock, istio_wasm_from_envoyfilter(one("EnvoyFilter")), "istio-envoyfilter",
+                            envoyfilter_merges=True)
     try:
         r = e.post(CHAT, ask())
         assert r.status_code == 200, r.text
@@ -716,6 +765,16 @@ def test_envoyfilter_config_runs_fusion_through_the_gateway(mock):
         assert r.status_code == 200, r.text
         [call] = mock.calls()
         assert call["headers"]["x-api-key"] == "client-own-key" and call["headers"]["host"] == "api.anthropic.com"
+
+        # The MERGE patches: a 3 MB request passes the 32 MiB buffer; Envoy's own 503 comes
+        # back in the API's error shape.
+        mock.reset()
+        big = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "x" * (3 << 20)}]}
+        assert e.post(CHAT, big, timeout=120).status_code == 200
+        mock.script({"gpt-4.1": "reset"})
+        r = e.post(CHAT, {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 503, r.text
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}, r.text
         assert_no_key_in(e.log_text())
     finally:
         e.stop()
@@ -1095,7 +1154,7 @@ def test_envoy_gateway_manifests_follow_the_apis():
     ("EnvoyProxy", lambda s: s["bootstrap"].update(type="Patch"), "spec.bootstrap.type"),
 ])
 def test_envoy_gateway_check_rejects_what_the_apis_reject(kind, mutate, expected):
-    doc = copy.deepcopy(eg_one(kind))
+    doc = copy.deepcopy(next(d for d in eg_docs() if d["kind"] == kind))
     mutate(doc["spec"])
     assert any(expected in e for e in check_eg(doc)), check_eg(doc)
 
@@ -1163,8 +1222,7 @@ def test_envoy_gateway_manifests_agree_with_each_other():
     assert lrc == shipped_hcm(ENVOY_DIR / "demo.yaml")["local_reply_config"]
     # The stats tags are the demo's.
     boot = yaml.safe_load(eg_one("EnvoyProxy", docs)["spec"]["bootstrap"]["value"])
-    assert boot["stats_config"] == yaml.safe_load((ENVOY_DIR / "demo.yaml").read_text().replace("{{", "").replace(
-        "}}", ""))["stats_config"]
+    assert boot["stats_config"] == yaml.safe_load(render_shipped(ENVOY_DIR / "demo.yaml").read_text())["stats_config"]
 
 
 def shipped_hcm(template: Path) -> dict:
