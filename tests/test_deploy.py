@@ -154,6 +154,31 @@ def test_providers_config_routes_and_tls():
     assert all(k not in plugin["configuration"]["value"] for k in ("sk-", "Bearer"))
 
 
+# Workers each shipped config is sized for (docs/deployment.md, "Circuit breakers").
+SIZED_FOR_WORKERS = {"demo.yaml": 2, "providers.yaml": 4}
+
+
+@pytest.mark.parametrize("template", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_config_sizes_buffers_breakers_errors_and_metric_tags(template):
+    cfg = yaml.safe_load(render_shipped(template).read_text())
+    listener = cfg["static_resources"]["listeners"][0]
+    fusion = json.loads(fusion_filter(cfg)["configuration"]["value"])
+    limits = fusion["limits"]
+    # 32 MiB requests: Envoy's buffer and the filter's fusion limit agree.
+    assert listener["per_connection_buffer_limit_bytes"] == limits["max_request_bytes"] == 32 << 20
+    # Every cluster the filter calls has breakers for workers x runs x panel.
+    want = SIZED_FOR_WORKERS[template.name] * limits.get("max_concurrent_runs", 256) * limits["max_panel"]
+    clusters = {c["name"]: c for c in cfg["static_resources"]["clusters"]}
+    for up in fusion["upstreams"].values():
+        [t] = clusters[up["cluster"]]["circuit_breakers"]["thresholds"]
+        assert (t["max_connections"], t["max_pending_requests"], t["max_requests"]) == (want, want, want), up
+    # Envoy's own replies in the API's shape: the same mappers everywhere.
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["local_reply_config"] == shipped_hcm(ENVOY_DIR / "demo.yaml")["local_reply_config"]
+    # The metric labels.
+    assert [t["tag_name"] for t in cfg["stats_config"]["stats_tags"]] == ["mode", "outcome", "reason", "budget"]
+
+
 # ---------------------------------------------------------------- providers config, run
 
 
@@ -582,7 +607,20 @@ def istio_wasm_from_envoyfilter(doc: dict) -> dict:
     return typed
 
 
-def istio_gateway_template(wasm: dict, mock_port: int, name: str) -> Path:
+def merge(into: dict, patch: dict) -> None:
+    """Istio's MERGE: protobuf merge semantics on the JSON form (maps merge, lists append)."""
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        elif isinstance(value, list) and isinstance(into.get(key), list):
+            into[key] = into[key] + value
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def istio_gateway_template(wasm: dict, mock_port: int, name: str, envoyfilter_merges: bool = False) -> Path:
+    """envoyfilter_merges: also apply the EnvoyFilter's LISTENER and NETWORK_FILTER MERGE
+    patches (buffer limit, local_reply_config) as istiod does on the gateway's listener."""
     docs = istio_docs()
     vs = one("VirtualService", docs)["spec"]
     routes = []
@@ -612,6 +650,15 @@ def istio_gateway_template(wasm: dict, mock_port: int, name: str) -> Path:
                                 "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
                         ]}}]}]}],
             "clusters": clusters}}
+    if envoyfilter_merges:
+        listener = cfg["static_resources"]["listeners"][0]
+        for patch in one("EnvoyFilter", docs)["spec"]["configPatches"]:
+            if patch["applyTo"] == "LISTENER":
+                merge(listener, patch["patch"]["value"])
+            elif patch["applyTo"] == "NETWORK_FILTER":
+                hcm = listener["filter_chains"][0]["filters"][0]
+                assert patch["match"]["listener"]["filterChain"]["filter"]["name"] == hcm["name"]
+                merge(hcm, patch["patch"]["value"])
     text = yaml.safe_dump(cfg, sort_keys=False)
     for key in ("ADMIN_PORT", "LISTEN_PORT"):
         text = text.replace(f"port_value: {key}", "port_value: {{" + key + "}}")
@@ -621,8 +668,9 @@ def istio_gateway_template(wasm: dict, mock_port: int, name: str) -> Path:
     return path
 
 
-def start_istio_gateway(mock, wasm: dict, name: str, env: dict | None = None) -> Envoy:
-    template = istio_gateway_template(wasm, mock.port, name)
+def start_istio_gateway(mock, wasm: dict, name: str, env: dict | None = None,
+                        envoyfilter_merges: bool = False) -> Envoy:
+    template = istio_gateway_template(wasm, mock.port, name, envoyfilter_merges)
     return Envoy(mock, template=template, name=name, env=FAKE_KEYS if env is None else env,
                  log_level="trace", extra_args=QUIET_HEADER_DUMPS)
 
@@ -684,7 +732,8 @@ def test_wasmplugin_missing_host_key_stops_envoy_naming_it(mock):
 
 
 def test_envoyfilter_config_runs_fusion_through_the_gateway(mock):
-    e = start_istio_gateway(mock, istio_wasm_from_envoyfilter(one("EnvoyFilter")), "istio-envoyfilter")
+    e = start_istio_gateway(mock, istio_wasm_from_envoyfilter(one("EnvoyFilter")), "istio-envoyfilter",
+                            envoyfilter_merges=True)
     try:
         r = e.post(CHAT, ask())
         assert r.status_code == 200, r.text
@@ -716,6 +765,16 @@ def test_envoyfilter_config_runs_fusion_through_the_gateway(mock):
         assert r.status_code == 200, r.text
         [call] = mock.calls()
         assert call["headers"]["x-api-key"] == "client-own-key" and call["headers"]["host"] == "api.anthropic.com"
+
+        # The MERGE patches: a 3 MB request passes the 32 MiB buffer; Envoy's own 503 comes
+        # back in the API's error shape.
+        mock.reset()
+        big = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "x" * (3 << 20)}]}
+        assert e.post(CHAT, big, timeout=120).status_code == 200
+        mock.script({"gpt-4.1": "reset"})
+        r = e.post(CHAT, {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 503, r.text
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}, r.text
         assert_no_key_in(e.log_text())
     finally:
         e.stop()
@@ -854,3 +913,466 @@ def test_oci_image_of_the_filter_goes_through_a_registry_unchanged(tmp_path):
     finally:
         registry.terminate()
         registry.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- Envoy Gateway manifests
+#
+# Field by field against the types they use (envoyproxy/gateway api/v1alpha1: EnvoyProxy,
+# ClientTrafficPolicy, BackendTrafficPolicy, Backend, EnvoyPatchPolicy,
+# EnvoyExtensionPolicy and its Wasm type; Gateway API v1: GatewayClass, Gateway,
+# HTTPRoute, BackendTLSPolicy), then the Envoy configuration Envoy Gateway generates from
+# them, with the EnvoyPatchPolicy applied, run in a real Envoy against the mock.
+
+EG_DIR = ROOT / "deploy" / "envoy-gateway"
+EG_API = "gateway.envoyproxy.io/v1alpha1"
+GW_API = "gateway.networking.k8s.io/v1"
+EG_KINDS = {
+    "Namespace": "v1", "EnvoyProxy": EG_API, "GatewayClass": GW_API, "Gateway": GW_API,
+    "ClientTrafficPolicy": EG_API, "HTTPRoute": GW_API, "BackendTrafficPolicy": EG_API,
+    "Backend": EG_API, "BackendTLSPolicy": GW_API, "EnvoyPatchPolicy": EG_API, "EnvoyExtensionPolicy": EG_API,
+}
+POLICY_TARGETS = {"targetRef", "targetRefs", "targetSelectors"}
+EG_RESOURCE_TYPES = {f"type.googleapis.com/envoy.{t}" for t in (
+    "config.listener.v3.Listener", "config.route.v3.RouteConfiguration", "config.cluster.v3.Cluster",
+    "config.endpoint.v3.ClusterLoadAssignment", "extensions.transport_sockets.tls.v3.Secret")}
+
+
+def eg_docs() -> list[dict]:
+    docs = []
+    for path in sorted(EG_DIR.glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def eg_one(kind: str, docs: list[dict] | None = None) -> dict:
+    [doc] = [d for d in (docs or eg_docs()) if d["kind"] == kind]
+    return doc
+
+
+def refs(where: str, items: list, allowed: set, required: set) -> list[str]:
+    errs = []
+    for i, r in enumerate(items):
+        errs += unknown(f"{where}[{i}]", r, allowed)
+        errs += [f"{where}[{i}].{k}: required" for k in sorted(required) if not r.get(k)]
+    return errs
+
+
+def check_envoy_proxy(spec: dict) -> list[str]:
+    errs = unknown("spec", spec, {"provider", "logging", "bootstrap", "concurrency", "telemetry", "shutdown",
+                                  "mergeGateways", "extraArgs", "routingType", "ipFamily", "backendTLS",
+                                  "filterOrder", "preserveRouteOrder", "luaValidation"})
+    provider = spec.get("provider", {})
+    errs += unknown("spec.provider", provider, {"type", "kubernetes", "host"})
+    if provider.get("type") not in {"Kubernetes", "Host"}:
+        errs.append("spec.provider.type: Kubernetes or Host")
+    k8s = provider.get("kubernetes", {})
+    errs += unknown("spec.provider.kubernetes", k8s, {"envoyDeployment", "envoyDaemonSet", "envoyService",
+                                                      "envoyHpa", "envoyPDB", "useListenerPortAsContainerPort"})
+    dep = k8s.get("envoyDeployment", {})
+    errs += unknown("spec.provider.kubernetes.envoyDeployment", dep,
+                    {"replicas", "strategy", "pod", "container", "initContainers", "patch", "name"})
+    container = dep.get("container", {})
+    errs += unknown("...envoyDeployment.container", container,
+                    {"env", "resources", "securityContext", "image", "imageRepository", "volumeMounts"})
+    for i, e in enumerate(container.get("env", [])):
+        errs += unknown(f"...container.env[{i}]", e, {"name", "value", "valueFrom"})
+        if "value" in e and "valueFrom" in e:
+            errs.append(f"...container.env[{i}]: value and valueFrom are exclusive")
+        errs += unknown(f"...container.env[{i}].valueFrom", e.get("valueFrom", {}),
+                        {"secretKeyRef", "configMapKeyRef", "fieldRef", "resourceFieldRef"})
+    for i, m in enumerate(container.get("volumeMounts", [])):
+        errs += unknown(f"...container.volumeMounts[{i}]", m, {"name", "mountPath", "readOnly", "subPath"})
+    pod = dep.get("pod", {})
+    errs += unknown("...envoyDeployment.pod", pod, {"annotations", "labels", "securityContext", "affinity",
+                                                    "tolerations", "volumes", "imagePullSecrets", "nodeSelector",
+                                                    "topologySpreadConstraints"})
+    mounts = {m["name"] for m in container.get("volumeMounts", [])}
+    if mounts != {v["name"] for v in pod.get("volumes", [])}:
+        errs.append("...: every volumeMount needs a pod volume of its name")
+    boot = spec.get("bootstrap", {})
+    errs += unknown("spec.bootstrap", boot, {"type", "value", "jsonPatches"})
+    if boot and boot.get("type", "Replace") not in {"Merge", "Replace", "JSONPatch"}:
+        errs.append("spec.bootstrap.type: Merge, Replace or JSONPatch")
+    if boot.get("type") in {"Merge", "Replace"} and not isinstance(boot.get("value"), str):
+        errs.append("spec.bootstrap.value: a YAML string")
+    return errs
+
+
+def check_gateway_api(kind: str, spec: dict) -> list[str]:
+    if kind == "GatewayClass":
+        errs = unknown("spec", spec, {"controllerName", "parametersRef", "description"})
+        errs += unknown("spec.parametersRef", spec.get("parametersRef", {}), {"group", "kind", "name", "namespace"})
+        if spec.get("controllerName") != "gateway.envoyproxy.io/gatewayclass-controller":
+            errs.append("spec.controllerName: Envoy Gateway's is gateway.envoyproxy.io/gatewayclass-controller")
+        return errs
+    if kind == "Gateway":
+        errs = unknown("spec", spec, {"gatewayClassName", "listeners", "addresses", "infrastructure",
+                                      "backendTLS", "allowedListeners"})
+        for i, listener in enumerate(spec.get("listeners", [])):
+            errs += unknown(f"spec.listeners[{i}]", listener,
+                            {"name", "hostname", "port", "protocol", "tls", "allowedRoutes"})
+            if listener.get("protocol") not in {"HTTP", "HTTPS", "TLS", "TCP", "UDP"}:
+                errs.append(f"spec.listeners[{i}].protocol: bad value")
+            tls = listener.get("tls", {})
+            errs += unknown(f"spec.listeners[{i}].tls", tls, {"mode", "certificateRefs", "options",
+                                                               "frontendValidation"})
+            if listener.get("protocol") == "HTTPS" and (tls.get("mode", "Terminate") != "Terminate"
+                                                         or not tls.get("certificateRefs")):
+                errs.append(f"spec.listeners[{i}].tls: HTTPS terminates with a certificate")
+        return errs
+    if kind == "HTTPRoute":
+        errs = unknown("spec", spec, {"parentRefs", "hostnames", "rules"})
+        errs += refs("spec.parentRefs", spec.get("parentRefs", []),
+                     {"group", "kind", "namespace", "name", "sectionName", "port"}, {"name"})
+        for i, rule in enumerate(spec.get("rules", [])):
+            errs += unknown(f"spec.rules[{i}]", rule, {"name", "matches", "filters", "backendRefs", "timeouts",
+                                                       "retry", "sessionPersistence"})
+            for j, m in enumerate(rule.get("matches", [])):
+                errs += unknown(f"spec.rules[{i}].matches[{j}]", m, {"path", "headers", "queryParams", "method"})
+                if m.get("path", {}).get("type", "PathPrefix") not in {"Exact", "PathPrefix", "RegularExpression"}:
+                    errs.append(f"spec.rules[{i}].matches[{j}].path.type: bad value")
+            for j, f in enumerate(rule.get("filters", [])):
+                if f.get("type") not in {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror",
+                                         "RequestRedirect", "URLRewrite", "ExtensionRef", "CORS"}:
+                    errs.append(f"spec.rules[{i}].filters[{j}].type: bad value")
+                errs += unknown(f"spec.rules[{i}].filters[{j}].urlRewrite", f.get("urlRewrite", {}),
+                                {"hostname", "path"})
+            errs += refs(f"spec.rules[{i}].backendRefs", rule.get("backendRefs", []),
+                         {"group", "kind", "name", "namespace", "port", "weight", "filters"}, {"name"})
+            errs += unknown(f"spec.rules[{i}].timeouts", rule.get("timeouts", {}), {"request", "backendRequest"})
+        return errs
+    if kind == "BackendTLSPolicy":
+        errs = unknown("spec", spec, {"targetRefs", "validation", "options"})
+        errs += refs("spec.targetRefs", spec.get("targetRefs", []), {"group", "kind", "name", "sectionName"},
+                     {"kind", "name"})
+        v = spec.get("validation", {})
+        errs += unknown("spec.validation", v, {"caCertificateRefs", "wellKnownCACertificates", "hostname",
+                                                "subjectAltNames"})
+        if not v.get("hostname"):
+            errs.append("spec.validation.hostname: required")
+        if bool(v.get("caCertificateRefs")) == bool(v.get("wellKnownCACertificates")):
+            errs.append("spec.validation: exactly one of caCertificateRefs and wellKnownCACertificates")
+        if v.get("wellKnownCACertificates", "System") != "System":
+            errs.append("spec.validation.wellKnownCACertificates: System")
+        return errs
+    return [f"{kind}: not a Gateway API kind"]
+
+
+def check_eg_policy(kind: str, spec: dict) -> list[str]:
+    if kind == "ClientTrafficPolicy":
+        errs = unknown("spec", spec, POLICY_TARGETS | {
+            "tcpKeepalive", "enableProxyProtocol", "proxyProtocol", "clientIPDetection", "tls", "path", "headers",
+            "timeout", "connection", "http1", "http2", "http3", "healthCheck", "clientValidation"})
+        conn = spec.get("connection", {})
+        errs += unknown("spec.connection", conn, {"connectionLimit", "bufferLimit", "socketBufferLimit",
+                                                  "maxAcceptPerSocketEvent"})
+        if "bufferLimit" in conn and not re.fullmatch(r"\d+(Ki|Mi|Gi)?", str(conn["bufferLimit"])):
+            errs.append("spec.connection.bufferLimit: a Kubernetes quantity")
+    elif kind == "BackendTrafficPolicy":
+        errs = unknown("spec", spec, POLICY_TARGETS | {
+            "loadBalancer", "retry", "proxyProtocol", "tcpKeepalive", "healthCheck", "circuitBreaker", "timeout",
+            "connection", "dns", "http2", "faultInjection", "rateLimit", "useClientProtocol", "compression",
+            "responseOverride", "requestBuffer", "telemetry", "mergeType"})
+        errs += unknown("spec.circuitBreaker", spec.get("circuitBreaker", {}), {
+            "maxConnections", "maxPendingRequests", "maxParallelRequests", "maxParallelRetries",
+            "maxRequestsPerConnection", "perEndpoint"})
+    elif kind == "Backend":
+        errs = unknown("spec", spec, {"type", "endpoints", "appProtocols", "fallback", "tls"})
+        for i, e in enumerate(spec.get("endpoints", [])):
+            errs += unknown(f"spec.endpoints[{i}]", e, {"fqdn", "ip", "unix", "hostname", "zone"})
+            if sum(k in e for k in ("fqdn", "ip", "unix")) != 1:
+                errs.append(f"spec.endpoints[{i}]: exactly one of fqdn, ip, unix")
+            errs += unknown(f"spec.endpoints[{i}].fqdn", e.get("fqdn", {}), {"hostname", "port"})
+    elif kind == "EnvoyPatchPolicy":
+        errs = unknown("spec", spec, {"type", "jsonPatches", "targetRef", "priority"})
+        if spec.get("type") != "JSONPatch":
+            errs.append("spec.type: JSONPatch")
+        errs += unknown("spec.targetRef", spec.get("targetRef", {}), {"group", "kind", "name"})
+        for i, p in enumerate(spec.get("jsonPatches", [])):
+            errs += unknown(f"spec.jsonPatches[{i}]", p, {"type", "name", "operation"})
+            if p.get("type") not in EG_RESOURCE_TYPES:
+                errs.append(f"spec.jsonPatches[{i}].type: bad value")
+            op = p.get("operation", {})
+            errs += unknown(f"spec.jsonPatches[{i}].operation", op, {"op", "path", "from", "value", "jsonPath"})
+            if op.get("op") not in {"add", "remove", "replace", "move", "copy", "test"}:
+                errs.append(f"spec.jsonPatches[{i}].operation.op: bad value")
+    elif kind == "EnvoyExtensionPolicy":
+        errs = unknown("spec", spec, POLICY_TARGETS | {"wasm", "extProc", "lua"})
+        for i, w in enumerate(spec.get("wasm", [])):
+            errs += unknown(f"spec.wasm[{i}]", w, {"name", "rootID", "code", "config", "failOpen", "env"})
+            code = w.get("code", {})
+            errs += unknown(f"spec.wasm[{i}].code", code, {"type", "http", "image", "pullPolicy"})
+            if code.get("type") not in {"HTTP", "Image"} or (code.get("type") == "Image") != ("image" in code):
+                errs.append(f"spec.wasm[{i}].code: type Image with image, or HTTP with http")
+            errs += unknown(f"spec.wasm[{i}].code.image", code.get("image", {}), {"url", "sha256", "pullSecretRef"})
+            if not re.fullmatch(r"[a-f0-9]{64}", code.get("image", {}).get("sha256", "0" * 64)):
+                errs.append(f"spec.wasm[{i}].code.image.sha256: 64 lowercase hex digits")
+            errs += unknown(f"spec.wasm[{i}].env", w.get("env", {}), {"hostKeys"})
+    else:
+        return [f"{kind}: not an Envoy Gateway policy kind"]
+    if kind != "Backend" and kind != "EnvoyPatchPolicy" and not POLICY_TARGETS & set(spec):
+        errs.append("spec: a target is required")
+    return errs
+
+
+def check_eg(doc: dict) -> list[str]:
+    kind = doc["kind"]
+    errs = [] if doc.get("metadata", {}).get("name") else ["metadata.name: required"]
+    if doc.get("apiVersion") != EG_KINDS.get(kind):
+        errs.append(f"apiVersion: {EG_KINDS.get(kind)} expected")
+    if kind == "Namespace":
+        return errs
+    if kind not in ("GatewayClass",) and doc["metadata"].get("namespace") != "llm-gateway":
+        errs.append("metadata.namespace: llm-gateway (the Gateway's: policies only apply in it)")
+    spec = doc.get("spec") or {}
+    if kind == "EnvoyProxy":
+        return errs + check_envoy_proxy(spec)
+    if doc["apiVersion"] == GW_API:
+        return errs + check_gateway_api(kind, spec)
+    return errs + check_eg_policy(kind, spec)
+
+
+def test_envoy_gateway_manifests_follow_the_apis():
+    docs = eg_docs()
+    assert sorted({d["kind"] for d in docs}) == sorted(EG_KINDS), [d["kind"] for d in docs]
+    for doc in docs:
+        assert check_eg(doc) == [], f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+@pytest.mark.parametrize("kind, mutate, expected", [
+    ("EnvoyPatchPolicy", lambda s: s.update(type="MergePatch"), "spec.type"),
+    ("EnvoyPatchPolicy", lambda s: s["jsonPatches"][0].update(type="Listener"), "jsonPatches[0].type"),
+    ("EnvoyPatchPolicy", lambda s: s["jsonPatches"][0]["operation"].update(op="insert"), "operation.op"),
+    ("EnvoyExtensionPolicy", lambda s: s["wasm"][0].update(allowOnHeadersStopIteration=True),
+     "spec.wasm[0].allowOnHeadersStopIteration: unknown field"),
+    ("EnvoyExtensionPolicy", lambda s: s["wasm"][0]["code"].update(type="HTTP"), "spec.wasm[0].code"),
+    ("Backend", lambda s: s["endpoints"][0].update(ip={"address": "1.2.3.4", "port": 443}), "exactly one of"),
+    ("BackendTLSPolicy", lambda s: s["validation"].update(caCertificateRefs=[{"name": "ca"}]), "exactly one of"),
+    ("ClientTrafficPolicy", lambda s: s["connection"].update(bufferLimit="32MB"), "bufferLimit"),
+    ("HTTPRoute", lambda s: s["rules"][0]["filters"][0].update(type="HostRewrite"), "filters[0].type"),
+    ("Gateway", lambda s: s["listeners"][0]["tls"].update(mode="Passthrough"), "HTTPS terminates"),
+    ("EnvoyProxy", lambda s: s["bootstrap"].update(type="Patch"), "spec.bootstrap.type"),
+])
+def test_envoy_gateway_check_rejects_what_the_apis_reject(kind, mutate, expected):
+    doc = copy.deepcopy(next(d for d in eg_docs() if d["kind"] == kind))
+    mutate(doc["spec"])
+    assert any(expected in e for e in check_eg(doc)), check_eg(doc)
+
+
+def eg_patch_policy_filter(docs: list[dict] | None = None) -> dict:
+    [patch] = [p for p in eg_one("EnvoyPatchPolicy", docs)["spec"]["jsonPatches"]
+               if p["operation"]["path"].endswith("/http_filters/0")]
+    return patch["operation"]["value"]
+
+
+def test_envoy_gateway_manifests_agree_with_each_other():
+    docs = eg_docs()
+    gw = eg_one("Gateway", docs)
+    ns = gw["metadata"]["namespace"]
+    [listener] = gw["spec"]["listeners"]
+    route = eg_one("HTTPRoute", docs)
+    assert route["spec"]["parentRefs"] == [{"name": gw["metadata"]["name"], "sectionName": listener["name"]}]
+    backends = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Backend"}
+    tls = {d["spec"]["targetRefs"][0]["name"]: d["spec"] for d in docs if d["kind"] == "BackendTLSPolicy"}
+    # Each rule's cluster is named httproute/<ns>/<route>/rule/<i>; the filter's upstreams
+    # use exactly those names, for the Backend whose host is the upstream's authority.
+    rule_hosts = {}
+    for i, rule in enumerate(route["spec"]["rules"]):
+        [ref] = rule["backendRefs"]
+        assert (ref["group"], ref["kind"]) == ("gateway.envoyproxy.io", "Backend")
+        [endpoint] = backends[ref["name"]]["endpoints"]
+        host = endpoint["fqdn"]["hostname"]
+        assert ref["port"] == endpoint["fqdn"]["port"] == 443
+        assert tls[ref["name"]]["validation"] == {"hostname": host, "wellKnownCACertificates": "System"}
+        assert rule["filters"] == [{"type": "URLRewrite", "urlRewrite": {"hostname": host}}]
+        rule_hosts[f"httproute/{ns}/{route['metadata']['name']}/rule/{i}"] = host
+    wasm = eg_patch_policy_filter(docs)
+    cfg = wasm["typed_config"]["config"]
+    fusion = json.loads(cfg["configuration"]["value"])
+    for up in fusion["upstreams"].values():
+        assert rule_hosts[up["cluster"]] == up["authority"], up
+    # The patch targets the listener Envoy Gateway generates for the Gateway's listener.
+    epp = eg_one("EnvoyPatchPolicy", docs)["spec"]
+    assert epp["targetRef"] == {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gw["metadata"]["name"]}
+    assert {p["name"] for p in epp["jsonPatches"]} == {f"{ns}/{gw['metadata']['name']}/{listener['name']}"}
+    assert cfg["allow_on_headers_stop_iteration"] is True and cfg["failure_policy"] == "FAIL_RELOAD"
+    # Keys: the EnvoyProxy's env, the filter's host_env_keys and the configuration's auth agree.
+    proxy = eg_one("EnvoyProxy", docs)["spec"]["provider"]["kubernetes"]["envoyDeployment"]
+    env = sorted(e["name"] for e in proxy["container"]["env"])
+    auth_env = sorted(u["auth"]["env"] for u in fusion["upstreams"].values() if "env" in u.get("auth", {}))
+    assert env == sorted(cfg["vm_config"]["environment_variables"]["host_env_keys"]) == auth_env
+    assert not any("value" in e for e in proxy["container"]["env"]), "keys come from a Secret"
+    # The module's path is the EnvoyProxy's mount.
+    [mount] = proxy["container"]["volumeMounts"]
+    assert cfg["vm_config"]["code"]["local"]["filename"].startswith(mount["mountPath"] + "/")
+    # The GatewayClass uses this EnvoyProxy.
+    ref = eg_one("GatewayClass", docs)["spec"]["parametersRef"]
+    assert (ref["kind"], ref["name"], ref["namespace"]) == ("EnvoyProxy", "fusion", ns)
+    # The EnvoyExtensionPolicy form carries the same configuration (a subset of its fields).
+    eep = eg_one("EnvoyExtensionPolicy", docs)["spec"]["wasm"][0]
+    for key, value in eep["config"].items():
+        assert fusion[key] == value, key
+    assert eep["env"]["hostKeys"] == cfg["vm_config"]["environment_variables"]["host_env_keys"]
+    # Circuit breakers: 4 workers x max_concurrent_runs (default 256) x max_panel.
+    breaker = eg_one("BackendTrafficPolicy", docs)["spec"]["circuitBreaker"]
+    want = 4 * fusion["limits"].get("max_concurrent_runs", 256) * fusion["limits"]["max_panel"]
+    assert breaker == {"maxConnections": want, "maxPendingRequests": want, "maxParallelRequests": want}
+    # Envoy's own errors get the same mappers as the demo.
+    [lrc] = [p["operation"]["value"] for p in epp["jsonPatches"] if p["operation"]["path"].endswith("local_reply_config")]
+    assert lrc == shipped_hcm(ENVOY_DIR / "demo.yaml")["local_reply_config"]
+    # The stats tags are the demo's.
+    boot = yaml.safe_load(eg_one("EnvoyProxy", docs)["spec"]["bootstrap"]["value"])
+    assert boot["stats_config"] == yaml.safe_load(render_shipped(ENVOY_DIR / "demo.yaml").read_text())["stats_config"]
+
+
+def shipped_hcm(template: Path) -> dict:
+    cfg = yaml.safe_load(render_shipped(template).read_text())
+    return cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def test_plugin_names_are_distinct_across_the_forms_of_each_platform():
+    """Before Envoy 1.40 one cached plugin serves two filter configurations that differ only
+    in allow_on_headers_stop_iteration, and the first one's flag wins: the forms that set
+    the flag have names of their own."""
+    istio = istio_docs()
+    wasmplugin_name = f"{one('WasmPlugin', istio)['metadata']['namespace']}.{one('WasmPlugin', istio)['metadata']['name']}"
+    ef = {p["applyTo"]: p for p in one("EnvoyFilter", istio)["spec"]["configPatches"]}
+    ef_name = ef["EXTENSION_CONFIG"]["patch"]["value"]["typed_config"]["config"]["name"]
+    eg_names = [eg_patch_policy_filter()["typed_config"]["config"]["name"],
+                eg_one("EnvoyExtensionPolicy")["spec"]["wasm"][0]["name"]]
+    names = [wasmplugin_name, ef_name, *eg_names, "fusion"]
+    assert len(set(names)) == len(names), names
+
+
+def json_pointer_add(doc, path: str, value) -> None:
+    """RFC 6902 `add` (what Envoy Gateway applies): inserts into arrays, sets in objects."""
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in path.lstrip("/").split("/")]
+    target = doc
+    for part in parts[:-1]:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    last = parts[-1]
+    if isinstance(target, list):
+        target.insert(len(target) if last == "-" else int(last), copy.deepcopy(value))
+    else:
+        assert last not in target or path.endswith("local_reply_config"), f"add over an existing {path}"
+        target[last] = copy.deepcopy(value)
+
+
+def quantity(text: str) -> int:
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi)?", text)
+    return int(m.group(1)) * {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}[m.group(2)]
+
+
+def envoy_gateway_template(mock_port: int, name: str) -> Path:
+    """The listener and clusters Envoy Gateway generates from the manifests (names,
+    filter chain, routes, breakers, buffer limit; downstream TLS left out), with the
+    EnvoyPatchPolicy's JSON patches applied to the listener."""
+    docs = eg_docs()
+    gw = eg_one("Gateway", docs)
+    ns, gw_name = gw["metadata"]["namespace"], gw["metadata"]["name"]
+    [listener] = gw["spec"]["listeners"]
+    listener_name = f"{ns}/{gw_name}/{listener['name']}"
+    route = eg_one("HTTPRoute", docs)
+    breaker = eg_one("BackendTrafficPolicy", docs)["spec"]["circuitBreaker"]
+    routes, clusters = [], []
+    for i, rule in enumerate(route["spec"]["rules"]):
+        cluster = f"httproute/{ns}/{route['metadata']['name']}/rule/{i}"
+        [match] = rule["matches"]
+        routes.append({"name": f"{cluster}/match/0/llm_example_com", "match": {"prefix": match["path"]["value"]},
+                       "route": {"cluster": cluster, "host_rewrite_literal": rule["filters"][0]["urlRewrite"]["hostname"],
+                                 "timeout": rule["timeouts"]["request"]}})
+        c = loopback_cluster(cluster, mock_port)
+        c["circuit_breakers"] = {"thresholds": [{
+            "max_connections": breaker["maxConnections"], "max_pending_requests": breaker["maxPendingRequests"],
+            "max_requests": breaker["maxParallelRequests"]}]}
+        clusters.append(c)
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "https-443",
+        "route_config": {"name": listener_name, "virtual_hosts": [
+            {"name": f"{listener_name}/llm_example_com", "domains": [listener["hostname"]], "routes": routes}]},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+    }
+    buffer = quantity(eg_one("ClientTrafficPolicy", docs)["spec"]["connection"]["bufferLimit"])
+    generated = {
+        "name": listener_name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": "LISTEN_PORT"}},
+        "per_connection_buffer_limit_bytes": buffer,
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                        "typed_config": hcm}]}],
+    }
+    for patch in eg_one("EnvoyPatchPolicy", docs)["spec"]["jsonPatches"]:
+        assert patch["name"] == listener_name and patch["operation"]["op"] == "add"
+        json_pointer_add(generated, patch["operation"]["path"], patch["operation"]["value"])
+    http_filters = generated["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+    wasm = http_filters[0]["typed_config"]["config"]
+    wasm["vm_config"]["code"] = {"local": {"filename": str(WASM)}}
+    cfg = {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": "ADMIN_PORT"}}},
+           "static_resources": {"listeners": [generated], "clusters": clusters}}
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    for key in ("ADMIN_PORT", "LISTEN_PORT"):
+        text = text.replace(f"port_value: {key}", "port_value: {{" + key + "}}")
+    RUN_DIR.mkdir(exist_ok=True)
+    path = RUN_DIR / f"{name}-template.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_envoy_patch_policy_config_runs_fusion_through_the_gateway(mock):
+    e = Envoy(mock, template=envoy_gateway_template(mock.port, "envoy-gateway"), name="envoy-gateway",
+              env=FAKE_KEYS, log_level="trace", extra_args=QUIET_HEADER_DUMPS)
+    host = {"host": "llm.example.com"}
+    try:
+        log = e.log_text()
+        assert "fusion: configured" in log and "panel=3" in log, log[-3000:]
+        r = e.post(CHAT, ask(), headers=host)
+        assert r.status_code == 200, r.text
+        assert [m["status"] for m in r.json()["fusion"]["panel"]] == ["ok", "ok", "ok"]
+        by_model = calls_by_model(mock)
+        assert sorted(by_model) == sorted(["gpt-4.1", "claude-sonnet-4-5", "claude-haiku-4-5", "gpt-4.1-mini"])
+        for c in by_model["gpt-4.1"] + by_model["gpt-4.1-mini"]:
+            assert c["headers"]["authorization"] == f"Bearer {FAKE_KEYS['OPENAI_API_KEY']}"
+            assert c["headers"]["host"] == "api.openai.com"
+        for c in by_model["claude-sonnet-4-5"] + by_model["claude-haiku-4-5"]:
+            assert c["headers"]["x-api-key"] == FAKE_KEYS["ANTHROPIC_API_KEY"]
+            assert c["headers"]["host"] == "api.anthropic.com" and c["path"] == "/v1/messages"
+
+        # Not fusion: up the route with the client's own key.
+        mock.reset()
+        r = e.post(MESSAGES, {"model": "claude-haiku-4-5", "max_tokens": 64,
+                              "messages": [{"role": "user", "content": "hi"}]},
+                   headers={**host, "x-api-key": "client-own-key"})
+        assert r.status_code == 200, r.text
+        [call] = mock.calls()
+        assert call["headers"]["x-api-key"] == "client-own-key" and call["headers"]["host"] == "api.anthropic.com"
+
+        # Envoy's own 503 on the route, in the Messages error shape (the second patch).
+        mock.reset()
+        mock.script({"claude-haiku-4-5": "reset"})
+        r = e.post(MESSAGES, {"model": "claude-haiku-4-5", "max_tokens": 64,
+                              "messages": [{"role": "user", "content": "hi"}]}, headers=host)
+        assert r.status_code == 503, r.text
+        assert r.json()["type"] == "error" and r.json()["error"]["type"] == "api_error", r.text
+        assert_no_key_in(e.log_text())
+    finally:
+        e.stop()
+
+
+def test_oci_image_is_tagged_and_annotated_with_the_crate_version(tmp_path):
+    """`make oci` (no --tag) tags the image with Cargo.toml's version, so operators pin,
+    upgrade and roll back by version; the manifest names that version whatever the tag."""
+    version = re.search(r'(?ms)^\[package\].*?^version\s*=\s*"([^"]+)"', (ROOT / "Cargo.toml").read_text()).group(1)
+    wasm = tmp_path / "fake.wasm"
+    wasm.write_bytes(b"\0asm\x01\0\0\0")
+    out = subprocess.run([sys.executable, str(OCI_SCRIPT), "--wasm", str(wasm), "--out", str(tmp_path / "oci")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"(tag {version})" in out.stdout
+    image = read_layout(tmp_path / "oci", version)
+    manifest = json.loads(blob(tmp_path / "oci", image["manifest_digest"]))
+    assert manifest["annotations"]["org.opencontainers.image.version"] == version
+    assert manifest["annotations"]["org.opencontainers.image.licenses"] == "Apache-2.0"
+    # The CHANGELOG has an entry for the version being built.
+    assert re.search(rf"^## \[{re.escape(version)}\]", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
