@@ -8,6 +8,7 @@
 mod struct_pb;
 
 use crate::api::Api;
+use crate::prescan::Prescan;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -327,6 +328,8 @@ pub struct Config {
     pub limits: Limits,
     upstreams: Vec<Upstream>,
     routes: Vec<Route>,
+    /// The body pre-scan for these aliases, built once here.
+    prescan: Prescan,
 }
 
 /// Why a configuration was rejected: the field and the reason.
@@ -407,6 +410,12 @@ impl Config {
                 model: name,
             })
         })
+    }
+
+    /// The cheap test run on every JSON body before any parse: `false` when the
+    /// body cannot name an alias or a fusion tool type in any JSON spelling.
+    pub fn prescan(&self) -> &Prescan {
+        &self.prescan
     }
 
     pub fn is_alias(&self, model: &str) -> bool {
@@ -556,6 +565,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         check_provider_tool(&format!("member_tools[{i}]"), tool)?;
     }
     let config = Config {
+        prescan: Prescan::new(&raw.aliases),
         aliases: raw.aliases,
         outer_model: raw.outer_model,
         defaults,
@@ -667,6 +677,10 @@ mod tests {
     fn empty_config_is_the_mock_default() {
         let c = Config::parse(b"  ", &no_env).unwrap();
         assert_eq!(c.aliases, vec!["fusion"]);
+        assert!(c
+            .prescan()
+            .may_ask_for_fusion(br#"{"model": "fu\u0073ion"}"#));
+        assert!(!c.prescan().may_ask_for_fusion(br#"{"model": "mock-a"}"#));
         assert_eq!(c.defaults.panel.len(), 3);
         assert_eq!(c.defaults.quorum, Quorum::default());
         assert!(c.log.runs && !c.log.include_text);
