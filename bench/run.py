@@ -914,6 +914,45 @@ def part7(cfg: dict) -> dict:
     return {"relay": rows, "prescan": prescan}
 
 
+# ---------------------------------------------------------------- part 8
+
+NAMED = ROOT / "target" / "wasm-names" / "wasm32-wasip1" / "release" / "fusion_wasm.wasm"
+
+
+def part8(cfg: dict) -> dict:
+    """Where the module's bytes go: the filter built unstripped (a name section) with
+    the same toolchain, code size per crate and the largest functions."""
+    log("part 8: where the module's bytes go (unstripped build, bench/wasm_sizes.py)")
+    env = dict(os.environ, CARGO_PROFILE_RELEASE_STRIP="false", WASM_OPT="0",
+               WASM_OUT=str(RUN_DIR / "fusion-named.wasm"), WASM_TARGET_DIR="target/wasm-names")
+    proc = subprocess.run([str(ROOT / "scripts" / "build-wasm.sh")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"unstripped build failed:\n{proc.stderr[-3000:]}")
+    import wasm_sizes  # bench/wasm_sizes.py
+    buf = (RUN_DIR / "fusion-named.wasm").read_bytes()
+    sections, bodies, names, imported = wasm_sizes.parse(buf)
+    funcs = [(names.get(imported + i, f"func[{imported + i}]"), size) for i, size in enumerate(bodies)]
+    by_crate: dict[str, int] = {}
+    for name, size in funcs:
+        c = wasm_sizes.crate_of(name)
+        by_crate[c] = by_crate.get(c, 0) + size
+    config_serde = sum(size for name, size in funcs
+                       if "fusion_core::config" in name and ("serde" in name or "Deserial" in name or "Visitor" in name))
+    out = {
+        "bytes_with_names": len(buf),
+        "sections": dict(sections),
+        "code_bytes": sum(bodies),
+        "by_crate": sorted(by_crate.items(), key=lambda kv: -kv[1])[:15],
+        "largest": [(n[:120], sz) for n, sz in sorted(funcs, key=lambda f: -f[1])[:12]],
+        "config_serde_bytes": config_serde,
+    }
+    log(f"  code {out['code_bytes']:,} bytes; top crates: "
+        + ", ".join(f"{c} {b:,}" for c, b in out["by_crate"][:6])
+        + f"; serde code for the configuration types: {config_serde:,} bytes")
+    return out
+
+
 # ---------------------------------------------------------------- targets
 
 MODULE_TARGET_BYTES = 500_000
@@ -1355,6 +1394,28 @@ def write_doc(r: dict) -> None:
                 L.append(f"| {row['config']} | {row['body']} | {row['bytes']} | {row['prescan_ns']:.0f} ns "
                          f"| {row['windows_ns']:.0f} ns | x{row['windows_ns'] / row['prescan_ns']:.1f} |")
         L.append("")
+    p8 = r.get("part8")
+    if p8:
+        L += [
+            "## 8. Where the module's bytes go",
+            "",
+            f"The filter built with the same toolchain but unstripped (`CARGO_PROFILE_RELEASE_STRIP=false`, no "
+            f"wasm-opt): {p8['bytes_with_names']:,} bytes with its name section; function bodies "
+            f"{p8['code_bytes']:,} bytes, data {p8['sections'].get('data', 0):,} bytes. Code per crate "
+            "(bench/wasm_sizes.py; generic code is counted where it is instantiated: `<T as Trait>::f` counts "
+            "for `T`'s crate):",
+            "",
+            "| crate | code bytes |",
+            "|---|---|",
+        ]
+        for c, b in p8["by_crate"]:
+            L.append(f"| `{c}` | {b:,} |")
+        L += ["", f"Serde code instantiated for the configuration types (functions naming `fusion_core::config` "
+              f"and serde): {p8['config_serde_bytes']:,} bytes.", "", "Largest functions:", "",
+              "| bytes | function |", "|---|---|"]
+        for n, b in p8["largest"]:
+            L.append(f"| {b:,} | `{n}` |")
+        L.append("")
     L += [
         "## Method notes",
         "",
@@ -1384,7 +1445,7 @@ def write_doc(r: dict) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="1,2,3,4,5,6,7")
+    ap.add_argument("--parts", default="1,2,3,4,5,6,7,8")
     ap.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
     ap.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md and the plot")
     args = ap.parse_args()
@@ -1420,6 +1481,8 @@ def main() -> int:
         results["part5"] = part5(cfg)
     if 7 in parts:
         results["part7"] = part7(cfg)
+    if 8 in parts:
+        results["part8"] = part8(cfg)
     mock = Mock()
     try:
         if 1 in parts:

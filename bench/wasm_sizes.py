@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -90,7 +92,20 @@ def parse(buf: bytes) -> tuple[list[tuple[str, int]], list[int], dict[int, str],
                 k = k2 + bsize
         sections.append((name, size))
         i = end
-    return sections, bodies, names, imported
+    return sections, bodies, demangle(names), imported
+
+
+def demangle(names: dict[int, str]) -> dict[int, str]:
+    """Rust v0 / legacy symbols to paths, through LLVM's llvm-cxxfilt (lld-22 installs it)."""
+    tool = shutil.which("llvm-cxxfilt-22") or shutil.which("llvm-cxxfilt")
+    if not tool or not names:
+        return names
+    keys = list(names)
+    proc = subprocess.run([tool], input="\n".join(names[k] for k in keys), capture_output=True, text=True)
+    lines = proc.stdout.split("\n")
+    if proc.returncode != 0 or len(lines) < len(keys):
+        return names
+    return dict(zip(keys, lines))
 
 
 def crate_of(name: str) -> str:

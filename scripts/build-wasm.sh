@@ -4,7 +4,8 @@
 #
 # The same toolchain builds the benchmark's floors (bench/run.py):
 #   WASM_MANIFEST=bench/floors/Cargo.toml WASM_PACKAGE=floor-noop WASM_OUT=dist/floor-noop.wasm scripts/build-wasm.sh
-# WASM_OPT=0 skips wasm-opt (the benchmark measures both).
+# WASM_OPT=0 skips wasm-opt (the benchmark measures both); WASM_TARGET_DIR picks
+# another cargo target dir (the benchmark's unstripped build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -14,16 +15,17 @@ out=${WASM_OUT:-dist/fusion.wasm}
 artifact=$(echo "$package" | tr - _).wasm
 mkdir -p "$(dirname "$out")"
 if [ "$WASM_ROUTE" = rustup ]; then
-  cargo build --release --target wasm32-wasip1 --manifest-path "$manifest" -p "$package" --target-dir target/wasm
-  built=target/wasm/wasm32-wasip1/release/$artifact
+  tdir=${WASM_TARGET_DIR:-target/wasm}
+  cargo build --release --target wasm32-wasip1 --manifest-path "$manifest" -p "$package" --target-dir "$tdir"
+  built=$tdir/wasm32-wasip1/release/$artifact
 else
   # Debian's Rust with its std sources; its own target dir so the two cargos
   # do not rebuild each other's artifacts.
   PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 \
   RUSTFLAGS="-C linker=$WASM_LD -C link-self-contained=no -L native=/usr/lib/wasm32-wasi" \
     /usr/bin/cargo build --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort \
-    --manifest-path "$manifest" -p "$package" --target-dir target/wasm-debian
-  built=target/wasm-debian/wasm32-wasip1/release/$artifact
+    --manifest-path "$manifest" -p "$package" --target-dir "${WASM_TARGET_DIR:-target/wasm-debian}"
+  built=${WASM_TARGET_DIR:-target/wasm-debian}/wasm32-wasip1/release/$artifact
 fi
 if [ "${WASM_OPT:-1}" != 0 ] && command -v wasm-opt >/dev/null; then
   # -Oz: smallest code; measured at unchanged pass-through speed (docs/benchmarks.md).
