@@ -1435,9 +1435,11 @@ def write_doc(r: dict) -> None:
         COMMAND,
         "```",
         "",
-        "installs `wrk` (apt) if missing, builds `dist/fusion.wasm` and the mock, and runs bench/run.py "
-        "(about 3 minutes on 2 cores, plus the build). `bench/run.py --parts 1,5 --no-write` runs some parts without "
-        "rewriting this page; the raw results of the last run are in `.run/bench-results.json`.",
+        "installs `wrk` and `binaryen` (apt) if missing, builds `dist/fusion.wasm` (with `wasm-opt -Oz`) and the "
+        "mock, and runs bench/run.py, which also builds the floors (bench/floors), the filter without wasm-opt and "
+        "an unstripped filter for part 8 with scripts/build-wasm.sh. `bench/run.py --parts 1,6 --no-write` runs some "
+        "parts without rewriting this page; `--quick` is a smoke run; the raw results of the last run are in "
+        "`.run/bench-results.json`. `bench/wasm_sizes.py MODULE.wasm` prints the size breakdown of any unstripped module.",
         "",
     ]
     DOC.write_text("\n".join(L))
