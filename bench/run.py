@@ -1067,6 +1067,13 @@ def write_doc(r: dict) -> None:
         "trustworthy than absolute rates.",
         "",
     ]
+    if max(m["loadavg_start"], m.get("loadavg_end", 0)) > (m["cores"] or 1):
+        L += [f"**This run was noisy**: load average {m['loadavg_start']:.1f} at start and "
+              f"{m.get('loadavg_end', 0):.1f} at end on {m['cores']} cores (other processes were compiling). "
+              "Microsecond differences (part 1, the 3 us and 5 us targets) then move by tens of microseconds "
+              "between runs, in either direction (a filter faster than the no-op floor is noise): treat their "
+              "met / NOT met as unproven and rerun on a quiet machine. Sizes, RSS, success counts and CPU per "
+              "turn are much less affected.", ""]
     # Summary
     L += ["## Targets of issue 19", "", "Printed by the same run (`make bench` ends with this list).", "",
           "| target | measured | |", "|---|---|---|"]
