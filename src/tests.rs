@@ -270,11 +270,25 @@ fn rig_relaying() -> Rig {
 fn resumed_request_keeps_its_route_and_swaps_the_key() {
     let r = rig_relaying();
     let req = MapType::HttpRequestHeaders;
-    assert_eq!(r.host.header(req, ":path").as_deref(), Some("/v1/chat/completions"));
-    assert_eq!(r.host.header(req, ":authority"), None, "never set by the filter");
+    assert_eq!(
+        r.host.header(req, ":path").as_deref(),
+        Some("/v1/chat/completions")
+    );
+    assert_eq!(
+        r.host.header(req, ":authority"),
+        None,
+        "never set by the filter"
+    );
     assert_eq!(r.host.header(req, "x-api-key").as_deref(), Some("op-key"));
-    assert_eq!(r.host.header(req, "authorization"), None, "the client's key does not go along");
-    assert_eq!(r.host.header(req, "accept-encoding").as_deref(), Some("identity"));
+    assert_eq!(
+        r.host.header(req, "authorization"),
+        None,
+        "the client's key does not go along"
+    );
+    assert_eq!(
+        r.host.header(req, "accept-encoding").as_deref(),
+        Some("identity")
+    );
 }
 
 #[test]
@@ -286,15 +300,24 @@ fn relayed_provider_error_is_answered_in_the_api_shape_and_counted() {
     assert_eq!(r.filter.on_http_response_headers(2, false), Action::Pause);
     let text = b"upstream connect error or disconnect/reset before headers";
     r.host.set_body(BufferType::HttpResponseBody, text);
-    assert_eq!(r.filter.on_http_response_body(text.len(), true), Action::Continue);
+    assert_eq!(
+        r.filter.on_http_response_body(text.len(), true),
+        Action::Continue
+    );
     assert_eq!(r.host.header(res, ":status").as_deref(), Some("502"));
-    assert_eq!(r.host.header(res, "content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        r.host.header(res, "content-type").as_deref(),
+        Some("application/json")
+    );
     let body: serde_json::Value =
         serde_json::from_slice(&r.host.body(BufferType::HttpResponseBody)).unwrap();
     assert!(body["error"]["message"].is_string(), "{body}");
     assert!(body["fusion"].is_object(), "{body}");
     r.filter.on_log();
-    assert_eq!(r.host.metric("fusion_runs_total.mode.alias.outcome.error"), 1);
+    assert_eq!(
+        r.host.metric("fusion_runs_total.mode.alias.outcome.error"),
+        1
+    );
 }
 
 #[test]

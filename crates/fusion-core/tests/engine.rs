@@ -391,9 +391,14 @@ fn final_answer_up_the_route_keeps_path_and_authority_and_the_clients_fields() {
         route_cluster: Some("mock".into()),
         ..info(0)
     };
-    let Start::Run(mut turn, cmds) =
-        engine::start(&config(), Api::Chat, info, body.to_string().as_bytes(), 0, false)
-    else {
+    let Start::Run(mut turn, cmds) = engine::start(
+        &config(),
+        Api::Chat,
+        info,
+        body.to_string().as_bytes(),
+        0,
+        false,
+    ) else {
         panic!("expected a run")
     };
     let panel = dispatches(cmds);
@@ -407,7 +412,10 @@ fn final_answer_up_the_route_keeps_path_and_authority_and_the_clients_fields() {
     };
     // Changing them would make Envoy pick another route (and cluster) for the key.
     for (k, _) in &resume.headers {
-        assert!(k != ":path" && k != ":authority" && k != ":method", "{k} set");
+        assert!(
+            k != ":path" && k != ":authority" && k != ":method",
+            "{k} set"
+        );
     }
     assert!(resume
         .headers
@@ -463,9 +471,14 @@ fn client_tools_stream_up_the_route_with_the_fusion_tool_declared() {
         route_cluster: Some("mock".into()),
         ..info(0)
     };
-    let Start::Run(mut turn, cmds) =
-        engine::start(&config(), Api::Chat, info, body.to_string().as_bytes(), 0, false)
-    else {
+    let Start::Run(mut turn, cmds) = engine::start(
+        &config(),
+        Api::Chat,
+        info,
+        body.to_string().as_bytes(),
+        0,
+        false,
+    ) else {
         panic!("expected a run")
     };
     let panel = dispatches(cmds);

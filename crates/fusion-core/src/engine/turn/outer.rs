@@ -7,10 +7,10 @@ use super::{Budget, Command, Mode, NotSent, Phase, Role, Turn};
 use crate::config::Auth;
 use crate::engine::call::{self, CallResult, Failure};
 use crate::engine::{fusion_tool, LocalReply, Resume};
-use crate::wire::patch::{self, CallRole, FusionExchange, PatchSpec};
 use crate::wire::neutral::{
     Conversation, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice,
 };
+use crate::wire::patch::{self, CallRole, FusionExchange, PatchSpec};
 use crate::wire::relay::{FinalCall, Relay};
 use crate::wire::{self, Api, ApiError, ResponseMeta, FUSION_TOOL};
 use serde_json::{json, Value};
@@ -169,7 +169,9 @@ impl Turn {
             Some(body) => body,
             // Merge mode, or more than the one fusion exchange: rebuilt, and only
             // without client tools (a rebuilt call cannot carry them all).
-            None if self.req.tools.is_empty() => self.final_rebuilt(target.model, conversation, params),
+            None if self.req.tools.is_empty() => {
+                self.final_rebuilt(target.model, conversation, params)
+            }
             None => return None,
         };
         let mut headers = vec![(
@@ -307,7 +309,8 @@ impl Turn {
     /// [`Self::on_buffered_response`]. Returns whether the body must be buffered.
     pub fn on_response_head(&mut self, status: Option<u16>, content_type: Option<&str>) -> bool {
         let streams = status.is_some_and(|s| (200..300).contains(&s))
-            && content_type.is_some_and(|t| t.to_ascii_lowercase().starts_with("text/event-stream"));
+            && content_type
+                .is_some_and(|t| t.to_ascii_lowercase().starts_with("text/event-stream"));
         self.relay_buffered = self.relay.is_some() && !streams;
         self.relay_buffered
     }
@@ -320,7 +323,12 @@ impl Turn {
     /// The whole route response that was not a stream: the answer (a JSON answer
     /// written as the client's stream) or the failure in the client's API with
     /// the report, counted as the final call's failure.
-    pub fn on_buffered_response(&mut self, status: Option<u16>, body: &[u8], now_ms: u64) -> LocalReply {
+    pub fn on_buffered_response(
+        &mut self,
+        status: Option<u16>,
+        body: &[u8],
+        now_ms: u64,
+    ) -> LocalReply {
         self.clock_ms = self.clock_ms.max(now_ms);
         self.relay_buffered = false;
         let model = self.answering_model().to_string();
