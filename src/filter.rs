@@ -299,12 +299,7 @@ impl Stream {
             .iter()
             .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
             .collect();
-        let route_cluster = self
-            .host()
-            .get_property(&["xds", "cluster_name"])
-            .ok()
-            .flatten()
-            .and_then(|b| String::from_utf8(b).ok());
+        let route_cluster = self.route_cluster();
         let info = RequestInfo {
             request_id: self.header("x-request-id").unwrap_or_default(),
             depth,
@@ -388,6 +383,15 @@ impl Stream {
         }
     }
 
+    /// The cluster of the request's route (`xds.cluster_name`).
+    fn route_cluster(&self) -> Option<String> {
+        self.host()
+            .get_property(&["xds", "cluster_name"])
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+    }
+
     fn response_header(&self, name: &str) -> Option<String> {
         self.host()
             .get_map_value(MapType::HttpResponseHeaders, name)
@@ -403,11 +407,14 @@ impl Stream {
             .response_header(":status")
             .and_then(|s| s.parse::<u16>().ok());
         let content_type = self.response_header("content-type");
+        // The cluster that actually served the request: Envoy picked the route
+        // again after the filter's header changes.
+        let served_by = self.route_cluster();
         let now = self.now_ms();
         let Some(turn) = self.turn.as_mut() else {
             return Action::Continue;
         };
-        if turn.on_response_head(status, content_type.as_deref()) {
+        if turn.on_response_head(status, content_type.as_deref(), served_by.as_deref()) {
             // Not a stream to relay: read it whole, answer in the client's API.
             if end_of_stream {
                 let reply = turn.on_buffered_response(status, &[], now);

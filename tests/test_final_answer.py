@@ -354,3 +354,32 @@ def test_provider_error_on_the_streamed_final_call_is_a_counted_failure(adversar
     line = run_line(adversarial_good, r.headers["x-fusion-run-id"])
     assert line["outcome"] == "error"
     assert runs_counted(adversarial_good, "error") == errors_before + 1
+
+
+# A route matching on a header the filter sets on the final request (here the depth
+# header): Envoy picks the route again after the filter's changes, and it lands on evil.
+HEADER_MATCH = [{
+    "name": "llm", "domains": ["*"],
+    "routes": [
+        {"match": {"prefix": "/", "headers": [{"name": "x-fusion-depth", "present_match": True}]},
+         "route": {"cluster": "evil", "timeout": "60s"}},
+        {"match": {"prefix": "/"}, "route": {"cluster": "good", "timeout": "60s"}},
+    ],
+}]
+
+
+def test_answer_from_a_rerouted_final_request_is_refused(mock, evil):
+    # Such a route is a misconfiguration (docs/deployment.md): the filter cannot stop
+    # Envoy sending the request there, but it sees which cluster answered and never
+    # passes that answer on as the configured model's: the client gets an error in its
+    # API naming the cluster, and the run is counted as an error.
+    e = start(mock, evil, "final-header-match", HEADER_MATCH, "good/outer")
+    try:
+        r = e.post(CHAT, chat_request())
+        assert r.status_code == 502, r.text
+        assert r.headers["content-type"].startswith("application/json")
+        err = r.json()["error"]
+        assert "`evil`" in err["message"], err
+        assert runs_counted(e, "error") == 1
+    finally:
+        e.stop()

@@ -445,7 +445,7 @@ fn failed_route_answer_is_a_native_error_counted_as_a_failure() {
         (Some(504), "upstream request timeout", 504),
     ] {
         let (mut turn, _) = through_judge(true, "mock");
-        assert!(turn.on_response_head(status, Some("text/plain")));
+        assert!(turn.on_response_head(status, Some("text/plain"), Some("mock")));
         let reply = turn.on_buffered_response(status, body.as_bytes(), 3_000);
         assert_eq!(reply.status, want, "{body}");
         let v: Value = serde_json::from_slice(&reply.body).unwrap();
@@ -458,8 +458,26 @@ fn failed_route_answer_is_a_native_error_counted_as_a_failure() {
 #[test]
 fn event_stream_route_answer_is_relayed() {
     let (mut turn, _) = through_judge(true, "mock");
-    assert!(!turn.on_response_head(Some(200), Some("text/event-stream; charset=utf-8")));
+    assert!(!turn.on_response_head(
+        Some(200),
+        Some("text/event-stream; charset=utf-8"),
+        Some("mock")
+    ));
     assert!(!turn.buffers_response());
+}
+
+#[test]
+fn route_answer_from_another_cluster_is_refused() {
+    let (mut turn, _) = through_judge(true, "mock");
+    assert!(turn.on_response_head(Some(200), Some("text/event-stream"), Some("evil")));
+    let reply = turn.on_buffered_response(Some(200), b"data: {}\n\n", 3_000);
+    assert_eq!(reply.status, 502);
+    let v: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("`evil`"),
+        "{v}"
+    );
+    assert_eq!(turn.stats(true).outcome, Outcome::Error);
 }
 
 #[test]

@@ -127,6 +127,9 @@ pub struct Turn {
     /// The route's answer is not a stream to relay (an error, Envoy's own
     /// reply): it is read whole and answered in the client's API.
     relay_buffered: bool,
+    /// The route's answer came from another cluster than the one compared:
+    /// a route matched on a header the filter set.
+    relay_misrouted: Option<String>,
     started_ms: u64,
     /// The latest time the turn was told; the wall clock of reports.
     clock_ms: u64,
@@ -234,6 +237,7 @@ impl Turn {
             ledger: Ledger::default(),
             relay: None,
             relay_buffered: false,
+            relay_misrouted: None,
             started_ms: now_ms,
             clock_ms: now_ms,
             ended_ms: None,

@@ -305,13 +305,32 @@ impl Turn {
 
     /// The route's response headers came. A 2xx event stream is relayed as it
     /// comes; anything else (a provider error, Envoy's own 503/504 reply, a
-    /// whole JSON answer) is read whole and answered by
-    /// [`Self::on_buffered_response`]. Returns whether the body must be buffered.
-    pub fn on_response_head(&mut self, status: Option<u16>, content_type: Option<&str>) -> bool {
+    /// whole JSON answer, an answer from another cluster than the one compared)
+    /// is read whole and answered by [`Self::on_buffered_response`]. `served_by`:
+    /// the cluster of the route Envoy finally used. Returns whether the body
+    /// must be buffered.
+    pub fn on_response_head(
+        &mut self,
+        status: Option<u16>,
+        content_type: Option<&str>,
+        served_by: Option<&str>,
+    ) -> bool {
+        if self.relay.is_none() {
+            return false;
+        }
+        let expected = self
+            .config
+            .resolve(self.answering_model())
+            .map(|t| t.upstream.cluster.clone());
+        if let (Some(got), Some(want)) = (served_by, expected) {
+            if got != want {
+                self.relay_misrouted = Some(got.to_string());
+            }
+        }
         let streams = status.is_some_and(|s| (200..300).contains(&s))
             && content_type
                 .is_some_and(|t| t.to_ascii_lowercase().starts_with("text/event-stream"));
-        self.relay_buffered = self.relay.is_some() && !streams;
+        self.relay_buffered = !streams || self.relay_misrouted.is_some();
         self.relay_buffered
     }
 
@@ -347,6 +366,19 @@ impl Turn {
             }
             None => call::classify(self.api, &result),
         };
+        if let Some(got) = self.relay_misrouted.clone() {
+            // Not the configured provider's answer: never passed on as one.
+            if let Some(rec) = self.ledger.outer.last_mut() {
+                rec.status = CallStatus::Failed(Failure::Unreachable);
+            }
+            // The run's log line carries this message: the operator sees the cluster.
+            return self.fail_reply(ApiError::upstream(
+                502,
+                format!(
+                    "the final request for `{model}` was served by cluster `{got}`: a route matches on a header the filter sets (docs/deployment.md)"
+                ),
+            ));
+        }
         let commands = match outcome {
             Ok(reply) => self.finish(reply, false),
             // The provider's own status tells the client most.
@@ -359,10 +391,19 @@ impl Turn {
             }
             Err(f) => self.fail_answering(&model, f),
         };
+        Self::reply_of(self.api, commands)
+    }
+
+    fn fail_reply(&mut self, err: ApiError) -> LocalReply {
+        let commands = self.fail(err);
+        Self::reply_of(self.api, commands)
+    }
+
+    fn reply_of(api: Api, commands: Vec<Command>) -> LocalReply {
         match commands.into_iter().next() {
             Some(Command::Reply(r)) => r,
             _ => LocalReply::error(
-                self.api,
+                api,
                 &ApiError::upstream(502, "the final answer could not be read"),
             ),
         }
