@@ -33,6 +33,8 @@ pub struct Stream {
     body_size: usize,
     /// This stream holds one of the worker's `max_concurrent_runs` slots.
     holds_slot: bool,
+    /// Size of the route's response body buffered so far (a non-stream final answer).
+    response_size: usize,
 }
 
 pub struct FusionFilter {
@@ -51,6 +53,7 @@ impl FusionFilter {
                 tokens: BTreeMap::new(),
                 body_size: 0,
                 holds_slot: false,
+                response_size: 0,
             })
         });
         FusionFilter { stream }
@@ -208,6 +211,8 @@ impl Stream {
     }
 
     /// Sends the rewritten request up its own route (the final answer streams back).
+    /// `:path` and `:authority` stay the client's (the engine never sets them):
+    /// Envoy picks the route again once headers change, and it must be the same.
     fn resume(&self, resume: &Resume) {
         let req = MapType::HttpRequestHeaders;
         if let Err(status) =
@@ -216,12 +221,13 @@ impl Stream {
         {
             log::error!("fusion: replacing the request body failed: {status:?}");
         }
+        for name in &resume.remove {
+            self.set_header(req, name, None);
+        }
         for (k, v) in &resume.headers {
             self.set_header(req, k, Some(v));
         }
         self.set_header(req, "content-length", Some(&resume.body.len().to_string()));
-        // The relayed stream is rewritten on the way back: it must arrive uncompressed.
-        self.set_header(req, "accept-encoding", None);
         if let Err(status) = self.host().resume_http_request() {
             log::error!("fusion: resume_http_request failed: {status:?}");
         }
@@ -293,12 +299,7 @@ impl Stream {
             .iter()
             .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
             .collect();
-        let route_cluster = self
-            .host()
-            .get_property(&["xds", "cluster_name"])
-            .ok()
-            .flatten()
-            .and_then(|b| String::from_utf8(b).ok());
+        let route_cluster = self.route_cluster();
         let info = RequestInfo {
             request_id: self.header("x-request-id").unwrap_or_default(),
             depth,
@@ -382,21 +383,66 @@ impl Stream {
         }
     }
 
-    fn on_response_headers(&mut self) -> Action {
-        let Some(turn) = self.turn.as_ref().filter(|t| t.relays_response()) else {
+    /// The cluster of the request's route (`xds.cluster_name`).
+    fn route_cluster(&self) -> Option<String> {
+        self.host()
+            .get_property(&["xds", "cluster_name"])
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        self.host()
+            .get_map_value(MapType::HttpResponseHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn on_response_headers(&mut self, end_of_stream: bool) -> Action {
+        if !self.turn.as_ref().is_some_and(|t| t.relays_response()) {
+            return Action::Continue;
+        }
+        let status = self
+            .response_header(":status")
+            .and_then(|s| s.parse::<u16>().ok());
+        let content_type = self.response_header("content-type");
+        // The cluster that actually served the request: Envoy picked the route
+        // again after the filter's header changes.
+        let served_by = self.route_cluster();
+        let now = self.now_ms();
+        let Some(turn) = self.turn.as_mut() else {
             return Action::Continue;
         };
+        if turn.on_response_head(status, content_type.as_deref(), served_by.as_deref()) {
+            // Not a stream to relay: read it whole, answer in the client's API.
+            if end_of_stream {
+                let reply = turn.on_buffered_response(status, &[], now);
+                return self.reply_or_continue(&reply);
+            }
+            return Action::Pause;
+        }
+        let debug = turn.debug_headers();
         let res = MapType::HttpResponseHeaders;
         // The relayed body changes size on the way.
         self.set_header(res, "content-length", None);
-        for (k, v) in turn.debug_headers() {
+        for (k, v) in debug {
             self.set_header(res, &k, Some(&v));
         }
         Action::Continue
     }
 
     fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.turn.as_ref().is_some_and(|t| t.relays_response()) {
+        let Some(turn) = self.turn.as_ref().filter(|t| t.relays_response()) else {
+            return Action::Continue;
+        };
+        if turn.buffers_response() {
+            if !end_of_stream {
+                self.response_size = body_size;
+                return Action::Pause;
+            }
+            let body = self.buffer(BufferType::HttpResponseBody, body_size);
+            self.answer_buffered(&body, body_size);
             return Action::Continue;
         }
         let chunk = self.buffer(BufferType::HttpResponseBody, body_size);
@@ -404,9 +450,42 @@ impl Stream {
         Action::Continue
     }
 
+    /// The route's whole non-stream answer becomes the engine's reply: status,
+    /// headers and body are replaced (the response headers are still held).
+    fn answer_buffered(&mut self, body: &[u8], body_size: usize) {
+        let status = self
+            .response_header(":status")
+            .and_then(|s| s.parse::<u16>().ok());
+        let now = self.now_ms();
+        let Some(turn) = self.turn.as_mut() else {
+            return;
+        };
+        let reply = turn.on_buffered_response(status, body, now);
+        let res = MapType::HttpResponseHeaders;
+        self.set_header(res, ":status", Some(&reply.status.to_string()));
+        self.set_header(res, "content-length", None);
+        self.set_header(res, "content-encoding", None);
+        for (k, v) in &reply.headers {
+            self.set_header(res, k, Some(v));
+        }
+        if let Err(status) =
+            self.shared
+                .host
+                .set_buffer(BufferType::HttpResponseBody, 0, body_size, &reply.body)
+        {
+            log::warn!("fusion: writing the final answer's error failed: {status:?}");
+        }
+    }
+
     /// Response trailers end the relayed answer as `end_of_stream` does.
     fn on_response_trailers(&mut self) -> Action {
-        if !self.turn.as_ref().is_some_and(|t| t.relays_response()) {
+        let Some(turn) = self.turn.as_ref().filter(|t| t.relays_response()) else {
+            return Action::Continue;
+        };
+        if turn.buffers_response() {
+            let body = self.buffer(BufferType::HttpResponseBody, self.response_size);
+            let size = body.len();
+            self.answer_buffered(&body, size);
             return Action::Continue;
         }
         // What the relay still held goes out after the last chunk, if the host
@@ -483,8 +562,8 @@ impl HttpContext for FusionFilter {
         self.with(Action::Continue, Stream::on_request_trailers)
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.with(Action::Continue, Stream::on_response_headers)
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.with(Action::Continue, |s| s.on_response_headers(end_of_stream))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

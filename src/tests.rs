@@ -236,6 +236,90 @@ fn a_client_gone_before_the_answer_is_counted_as_such() {
     assert!(r.host.sent.borrow().is_empty());
 }
 
+/// Runs an alias request through panel and judge until the final answer goes up the route.
+fn rig_relaying() -> Rig {
+    // The only way keys reach the filter: the VM's environment.
+    std::env::set_var("FUSION_TEST_OP_KEY", "op-key");
+    let mut r = rig(
+        r#"{"outer_model": "mock-outer", "panel": [{"model": "mock-a"}],
+        "judge": {"model": "mock-judge"},
+        "upstreams": {"mock": {"cluster": "mock", "authority": "mock", "api": "chat",
+                               "auth": {"type": "header", "name": "x-api-key", "env": "FUSION_TEST_OP_KEY"}}},
+        "routes": [{"prefix": "", "upstream": "mock"}]}"#,
+    );
+    r.host
+        .properties
+        .borrow_mut()
+        .insert("xds.cluster_name".into(), b"mock".to_vec());
+    let req = MapType::HttpRequestHeaders;
+    r.host.set_header(req, "authorization", "Bearer client-key");
+    r.headers();
+    let body = json!({"model": "fusion", "stream": true,
+                      "messages": [{"role": "user", "content": "Is the sky blue?"}]})
+    .to_string();
+    r.body(body.as_bytes());
+    let member = r.dispatched()[0].clone();
+    r.answer(member.token, "blue", false);
+    let judge = r.dispatched()[1].clone();
+    r.answer(judge.token, &analysis(), false);
+    assert_eq!(r.host.resumed.get(), 1);
+    r
+}
+
+#[test]
+fn resumed_request_keeps_its_route_and_swaps_the_key() {
+    let r = rig_relaying();
+    let req = MapType::HttpRequestHeaders;
+    assert_eq!(
+        r.host.header(req, ":path").as_deref(),
+        Some("/v1/chat/completions")
+    );
+    assert_eq!(
+        r.host.header(req, ":authority"),
+        None,
+        "never set by the filter"
+    );
+    assert_eq!(r.host.header(req, "x-api-key").as_deref(), Some("op-key"));
+    assert_eq!(
+        r.host.header(req, "authorization"),
+        None,
+        "the client's key does not go along"
+    );
+    assert_eq!(
+        r.host.header(req, "accept-encoding").as_deref(),
+        Some("identity")
+    );
+}
+
+#[test]
+fn relayed_provider_error_is_answered_in_the_api_shape_and_counted() {
+    let mut r = rig_relaying();
+    let res = MapType::HttpResponseHeaders;
+    r.host.set_header(res, ":status", "503");
+    r.host.set_header(res, "content-type", "text/plain");
+    assert_eq!(r.filter.on_http_response_headers(2, false), Action::Pause);
+    let text = b"upstream connect error or disconnect/reset before headers";
+    r.host.set_body(BufferType::HttpResponseBody, text);
+    assert_eq!(
+        r.filter.on_http_response_body(text.len(), true),
+        Action::Continue
+    );
+    assert_eq!(r.host.header(res, ":status").as_deref(), Some("502"));
+    assert_eq!(
+        r.host.header(res, "content-type").as_deref(),
+        Some("application/json")
+    );
+    let body: serde_json::Value =
+        serde_json::from_slice(&r.host.body(BufferType::HttpResponseBody)).unwrap();
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(body["fusion"].is_object(), "{body}");
+    r.filter.on_log();
+    assert_eq!(
+        r.host.metric("fusion_runs_total.mode.alias.outcome.error"),
+        1
+    );
+}
+
 #[test]
 fn request_trailers_end_the_body_like_end_of_stream() {
     let mut r = rig("");
@@ -278,6 +362,9 @@ fn response_trailers_complete_a_relayed_answer() {
     r.answer(judge.token, &analysis(), false);
     // The final answer streams up the route.
     assert_eq!(r.host.resumed.get(), 1);
+    let res = MapType::HttpResponseHeaders;
+    r.host.set_header(res, ":status", "200");
+    r.host.set_header(res, "content-type", "text/event-stream");
     assert_eq!(
         r.filter.on_http_response_headers(2, false),
         Action::Continue

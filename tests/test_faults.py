@@ -257,13 +257,22 @@ def test_outer_hang_truncates_at_the_turn_budget(faults, mock, api):
         assert body["stop_reason"] == "pause_turn"
 
 
-def test_outer_slow_body_ends_within_the_turn_budget(faults, mock):
-    mock.script({"outer": "slow_body=8000"})
-    r, elapsed = timed(faults, "chat")
-    # Envoy cuts the dripping answer at the turn's deadline: the turn is truncated, as on a hang.
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("directive", ["slow_body=8000", "sse,slow_body=8000"])
+def test_outer_headers_then_stall_truncates_at_the_turn_budget(faults, mock, api, directive):
+    # The outer model sends its headers, then drips past the turn budget: Envoy cuts the
+    # callout at the deadline and the turn ends as the documented truncation, as on a hang.
+    mock.script({"outer": directive})
+    r, elapsed = timed(faults, api)
     assert r.status_code == 200, r.text[:300]
-    assert r.json()["choices"][0]["finish_reason"] == "length"
+    body = r.json()
     assert elapsed >= TURN_S - 0.2
+    if api == "chat":
+        assert body["choices"][0]["finish_reason"] == "length"
+    elif api == "responses":
+        assert body["status"] == "incomplete"
+    else:
+        assert body["stop_reason"] == "pause_turn"
 
 
 # --- the outer model fails while its stream comes up the route --------------------
@@ -299,8 +308,8 @@ def test_streamed_final_answer_dripping_is_cut_at_the_turn_budget(faults, mock):
     assert TURN_S - 0.2 <= time.monotonic() - start < TURN_S + MARGIN_S
 
 
-# Envoy's own reply on the route (503 on a reset, 504 at the turn deadline) is put in the
-# client API's shape by the shipped local_reply_config (docs/deployment.md).
+# Envoy's own reply on the route (503 on a reset, 504 at the turn deadline) is read by the
+# filter in on_http_response_headers and answered in the client API's shape.
 @pytest.mark.parametrize("directive", ["reset", "hang"])
 def test_streamed_final_answer_failure_is_a_native_error(faults, mock, directive):
     mock.script({"outer": directive})

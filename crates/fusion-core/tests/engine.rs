@@ -383,6 +383,143 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5}}\
 }
 
 #[test]
+fn final_answer_up_the_route_keeps_path_and_authority_and_the_clients_fields() {
+    let body = json!({"model": "fusion", "stream": true, "seed": 7,
+        "response_format": {"type": "json_object"},
+        "messages": [{"role": "user", "content": "Q"}]});
+    let info = RequestInfo {
+        route_cluster: Some("mock".into()),
+        ..info(0)
+    };
+    let Start::Run(mut turn, cmds) = engine::start(
+        &config(),
+        Api::Chat,
+        info,
+        body.to_string().as_bytes(),
+        0,
+        false,
+    ) else {
+        panic!("expected a run")
+    };
+    let panel = dispatches(cmds);
+    for c in &panel[..2] {
+        turn.on_call_result(c.id, ok("x", 1, 1), 10);
+    }
+    let judge = dispatches(turn.on_call_result(panel[2].id, ok("y", 1, 1), 10));
+    let last = turn.on_call_result(judge[0].id, ok(&analysis(), 2, 2), 20);
+    let [Command::Resume(resume)] = last.as_slice() else {
+        panic!("expected resume, got {last:?}")
+    };
+    // Changing them would make Envoy pick another route (and cluster) for the key.
+    for (k, _) in &resume.headers {
+        assert!(
+            k != ":path" && k != ":authority" && k != ":method",
+            "{k} set"
+        );
+    }
+    assert!(resume
+        .headers
+        .contains(&("accept-encoding".into(), "identity".into())));
+    let b: Value = serde_json::from_slice(&resume.body).unwrap();
+    assert_eq!(b["seed"], 7);
+    assert_eq!(b["response_format"], json!({"type": "json_object"}));
+    let roles: Vec<&str> = b["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool"]);
+}
+
+#[test]
+fn failed_route_answer_is_a_native_error_counted_as_a_failure() {
+    for (status, body, want) in [
+        (Some(500), r#"{"error":{"message":"boom"}}"#, 500),
+        // Envoy's own replies on the route: a reset, the turn deadline.
+        (
+            Some(503),
+            "upstream connect error or disconnect/reset before headers",
+            502,
+        ),
+        (Some(504), "upstream request timeout", 504),
+    ] {
+        let (mut turn, _) = through_judge(true, "mock");
+        assert!(turn.on_response_head(status, Some("text/plain"), Some("mock")));
+        let reply = turn.on_buffered_response(status, body.as_bytes(), 3_000);
+        assert_eq!(reply.status, want, "{body}");
+        let v: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert!(v["error"]["message"].is_string(), "{v}");
+        assert_ne!(v["fusion"]["final"][0]["status"], "ok", "{v}");
+        assert_eq!(turn.stats(true).outcome, Outcome::Error, "{body}");
+    }
+}
+
+#[test]
+fn event_stream_route_answer_is_relayed() {
+    let (mut turn, _) = through_judge(true, "mock");
+    assert!(!turn.on_response_head(
+        Some(200),
+        Some("text/event-stream; charset=utf-8"),
+        Some("mock")
+    ));
+    assert!(!turn.buffers_response());
+}
+
+#[test]
+fn route_answer_from_another_cluster_is_refused() {
+    let (mut turn, _) = through_judge(true, "mock");
+    assert!(turn.on_response_head(Some(200), Some("text/event-stream"), Some("evil")));
+    let reply = turn.on_buffered_response(Some(200), b"data: {}\n\n", 3_000);
+    assert_eq!(reply.status, 502);
+    let v: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("`evil`"),
+        "{v}"
+    );
+    assert_eq!(turn.stats(true).outcome, Outcome::Error);
+}
+
+#[test]
+fn client_tools_stream_up_the_route_with_the_fusion_tool_declared() {
+    let body = json!({"model": "fusion", "stream": true,
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+        "messages": [{"role": "user", "content": "Q"}]});
+    let info = RequestInfo {
+        route_cluster: Some("mock".into()),
+        ..info(0)
+    };
+    let Start::Run(mut turn, cmds) = engine::start(
+        &config(),
+        Api::Chat,
+        info,
+        body.to_string().as_bytes(),
+        0,
+        false,
+    ) else {
+        panic!("expected a run")
+    };
+    let panel = dispatches(cmds);
+    for c in &panel[..2] {
+        turn.on_call_result(c.id, ok("x", 1, 1), 10);
+    }
+    let judge = dispatches(turn.on_call_result(panel[2].id, ok("y", 1, 1), 10));
+    let last = turn.on_call_result(judge[0].id, ok(&analysis(), 2, 2), 20);
+    let [Command::Resume(resume)] = last.as_slice() else {
+        panic!("expected resume, got {last:?}")
+    };
+    let b: Value = serde_json::from_slice(&resume.body).unwrap();
+    let names: Vec<&str> = b["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"get_weather"), "{names:?}");
+    assert_ne!(b["tool_choice"], "none");
+}
+
+#[test]
 fn non_streaming_or_foreign_route_answers_by_callout() {
     for (stream, cluster) in [(false, "mock"), (true, "elsewhere")] {
         let (turn, last) = through_judge(stream, cluster);

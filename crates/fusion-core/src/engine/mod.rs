@@ -31,10 +31,13 @@ pub struct RequestInfo {
     pub route_cluster: Option<String>,
 }
 
-/// Send the request up its own route with these headers set and this body.
+/// Send the request up its own route with these headers set, these removed,
+/// and this body. Never `:path` or `:authority`: the request must keep the
+/// route (and cluster) it already has.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resume {
     pub headers: Vec<(String, String)>,
+    pub remove: Vec<String>,
     pub body: Vec<u8>,
 }
 
@@ -217,7 +220,7 @@ pub fn start(
         Ok(r) => r,
         Err(e) => return Start::Reply(LocalReply::error(api, &e)),
     };
-    match Turn::start(Rc::clone(config), api, info, req, alias, now_ms) {
+    match Turn::start(Rc::clone(config), api, info, req, value, alias, now_ms) {
         Ok((turn, commands)) => Start::Run(Box::new(turn), commands),
         Err(e) => Start::Reply(LocalReply::error(api, &e)),
     }

@@ -274,6 +274,15 @@ impl Price {
             + usage.output_tokens as f64 * self.output_per_mtok)
             / 1_000_000.0
     }
+
+    /// The one cost rule: a call that used no tokens costs 0, priced or not;
+    /// otherwise its price's cost, `None` for a model without a price.
+    pub fn call_cost(price: Option<Price>, usage: &Usage) -> Option<f64> {
+        if usage.total() == 0 {
+            return Some(0.0);
+        }
+        price.map(|p| p.cost(usage))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

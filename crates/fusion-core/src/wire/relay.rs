@@ -92,7 +92,8 @@ impl Relay {
         self.pending = buf;
         if end {
             // A finishing chunk still held (no usage chunk came): send it now.
-            if let Some(held) = self.held.take() {
+            if let Some(mut held) = self.held.take() {
+                self.add_fusion(&mut held);
                 out.extend_from_slice(format!("data: {held}\n\n").as_bytes());
             }
             out.append(&mut self.pending);
@@ -118,7 +119,9 @@ impl Relay {
         let Ok(mut value) = serde_json::from_str::<Value>(&data) else {
             if data.trim() == "[DONE]" {
                 self.completed = true;
-                if let Some(held) = self.held.take() {
+                // No usage chunk came: the report goes on the finishing chunk all the same.
+                if let Some(mut held) = self.held.take() {
+                    self.add_fusion(&mut held);
                     return Some(format!("data: {held}\n\n{text}"));
                 }
             }
@@ -248,7 +251,8 @@ impl Relay {
     fn add_fusion(&self, v: &mut Value) {
         let mut fusion = self.fusion.clone();
         let call = self.relayed_usage;
-        let call_cost = self.final_call.price.map(|p| p.cost(&call));
+        // The ledger's rule (engine::call_cost): zero usage costs 0.
+        let call_cost = Price::call_cost(self.final_call.price, &call);
         if let Some(f) = fusion.as_object_mut() {
             f.insert("usage".into(), self.total().report_json());
             let cost = match (self.final_call.prior_cost, call_cost) {
@@ -461,6 +465,24 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000000,\"completion_tokens\"
         assert!(String::from_utf8(out)
             .unwrap()
             .ends_with("}\n\ndata: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn an_unpriced_call_with_no_usage_costs_zero_as_in_the_ledger() {
+        let call = FinalCall {
+            prior_cost: Some(0.5),
+            price: None,
+            client_wants_usage: false,
+        };
+        let report = json!({"final": [{"model": "m", "status": "pending"}], "unpriced_models": []});
+        let mut r = Relay::new(Api::Chat, prior(), report, call);
+        let stream =
+            "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let events = data(&r.chunk(stream.as_bytes(), true));
+        let fusion = &events[0]["fusion"];
+        assert_eq!(fusion["final"][0]["cost"], 0.0);
+        assert_eq!(fusion["cost"], 0.5);
+        assert_eq!(fusion["unpriced_models"], json!([]));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::super::call::{self, CallResult, Failure, FailureClass};
 use crate::config::Config;
-use crate::wire::neutral::{Reply, Usage};
+use crate::wire::neutral::{Price, Reply, Usage};
 use crate::wire::Api;
 use serde_json::{json, Value};
 
@@ -120,10 +120,7 @@ impl CallRecord {
 /// price); otherwise its model's price applied to its usage, or `None` when
 /// the model has no price (an unknown price is never shown as 0).
 pub fn call_cost(config: &Config, model: &str, usage: &Usage) -> Option<f64> {
-    if usage.total() == 0 {
-        return Some(0.0);
-    }
-    config.price(model).map(|p| p.cost(usage))
+    Price::call_cost(config.price(model), usage)
 }
 
 /// Every call of the turn and the usage they add up to.

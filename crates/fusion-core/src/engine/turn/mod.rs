@@ -95,6 +95,8 @@ pub struct Turn {
     api: Api,
     info: RequestInfo,
     req: ClientRequest,
+    /// The client's body as sent: the final answer up the route is a patch of it.
+    client_body: serde_json::Value,
     mode: Mode,
     plan: Plan,
     /// The model that decides and, without a synthesizer, writes the answer.
@@ -122,6 +124,12 @@ pub struct Turn {
     ledger: Ledger,
     /// Set when the final answer streams up the route.
     relay: Option<Relay>,
+    /// The route's answer is not a stream to relay (an error, Envoy's own
+    /// reply): it is read whole and answered in the client's API.
+    relay_buffered: bool,
+    /// The route's answer came from another cluster than the one compared:
+    /// a route matched on a header the filter set.
+    relay_misrouted: Option<String>,
     started_ms: u64,
     /// The latest time the turn was told; the wall clock of reports.
     clock_ms: u64,
@@ -144,6 +152,7 @@ impl Turn {
         api: Api,
         info: RequestInfo,
         req: ClientRequest,
+        client_body: serde_json::Value,
         alias: bool,
         now_ms: u64,
     ) -> Result<(Turn, Vec<Command>), ApiError> {
@@ -207,6 +216,7 @@ impl Turn {
             api,
             info,
             req,
+            client_body,
             mode,
             plan,
             outer_model,
@@ -226,6 +236,8 @@ impl Turn {
             pending: BTreeMap::new(),
             ledger: Ledger::default(),
             relay: None,
+            relay_buffered: false,
+            relay_misrouted: None,
             started_ms: now_ms,
             clock_ms: now_ms,
             ended_ms: None,

@@ -4,14 +4,16 @@
 
 use super::ledger::{CallRecord, CallStatus};
 use super::{Budget, Command, Mode, NotSent, Phase, Role, Turn};
+use crate::config::Auth;
 use crate::engine::call::{self, CallResult, Failure};
 use crate::engine::{fusion_tool, LocalReply, Resume};
 use crate::wire::neutral::{
     Conversation, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice,
 };
+use crate::wire::patch::{self, CallRole, FusionExchange, PatchSpec};
 use crate::wire::relay::{FinalCall, Relay};
 use crate::wire::{self, Api, ApiError, ResponseMeta, FUSION_TOOL};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::rc::Rc;
 
 impl Turn {
@@ -139,16 +141,21 @@ impl Turn {
     }
 
     /// After fusion ran, a streaming client's final answer goes up the request's own
-    /// route when the route serves the answering model in the client's API and no
-    /// client tool can be called: the client then gets the provider's stream as it
-    /// is produced, and Envoy's retries and timeouts apply.
+    /// route when that route's cluster serves the answering model in the client's
+    /// API: the client then gets the provider's stream as it is produced, client
+    /// tool calls included, and Envoy's retries and timeouts apply.
+    ///
+    /// The request keeps its `:path` and `:authority`, so Envoy's route (picked
+    /// again once headers change) stays the one whose cluster was compared here:
+    /// only the body, the auth header configured for that cluster, the depth and
+    /// the timeout change. See docs/deployment.md, "Streaming the final answer".
     fn route_final(
         &mut self,
         model: &str,
         conversation: &Conversation,
         params: &GenParams,
     ) -> Option<Command> {
-        if self.invocations == 0 || !self.req.stream || !self.req.tools.is_empty() {
+        if self.invocations == 0 || !self.req.stream {
             return None;
         }
         let config = Rc::clone(&self.config);
@@ -158,41 +165,37 @@ impl Turn {
         {
             return None;
         }
-        // The history holds fusion tool calls: some providers need the tool declared.
-        let tools = if self.mode == Mode::Merge {
-            Vec::new()
-        } else {
-            vec![fusion_tool::tool_def()]
-        };
-        let request = ModelRequest {
-            model: target.model,
-            conversation,
-            tools: &tools,
-            tool_choice: &ToolChoice::None,
-            params,
-        };
-        let callout = call::build(
-            0,
-            target,
-            &request,
-            self.depth_header(),
-            &self.info.client_auth,
-            1,
-        );
-        let mut body = wire::build_request(self.api, &request);
-        if let Some(obj) = body.as_object_mut() {
-            obj.insert("stream".into(), json!(true));
-            // Always asked for: the report needs it; the relay drops the usage
-            // chunk when the client did not ask for it.
-            if self.api == Api::Chat {
-                obj.insert("stream_options".into(), json!({"include_usage": true}));
+        let body = match self.final_patch(target.model) {
+            Some(body) => body,
+            // Merge mode, or more than the one fusion exchange: rebuilt, and only
+            // without client tools (a rebuilt call cannot carry them all).
+            None if self.req.tools.is_empty() => {
+                self.final_rebuilt(target.model, conversation, params)
             }
+            None => return None,
+        };
+        let mut headers = vec![(
+            self.config.depth_header.clone(),
+            self.depth_header().1.to_string(),
+        )];
+        let mut remove = Vec::new();
+        match &target.upstream.auth {
+            Auth::Header { name, value } => {
+                headers.push((name.clone(), value.clone()));
+                // The client's own key does not go along with the operator's.
+                remove.extend(
+                    self.info
+                        .client_auth
+                        .iter()
+                        .map(|(k, _)| k.clone())
+                        .filter(|k| !k.eq_ignore_ascii_case(name)),
+                );
+            }
+            // As on a pass-through request: the route's own headers.
+            Auth::Forward | Auth::None => {}
         }
-        let mut headers: Vec<(String, String)> = callout
-            .headers
-            .into_iter()
-            .filter(|(k, _)| k != ":method")
-            .collect();
+        // The relay rewrites the stream: it must arrive uncompressed.
+        headers.push(("accept-encoding".into(), "identity".into()));
         // The route's own timeout would apply otherwise: hold it to the turn's budget.
         let remaining = self.turn_deadline().saturating_sub(self.clock_ms).max(1);
         headers.push((
@@ -213,8 +216,81 @@ impl Turn {
         ));
         Some(Command::Resume(Resume {
             headers,
+            remove,
             body: body.to_string().into_bytes(),
         }))
+    }
+
+    /// The final call as a patch of the client's own body (everything the client
+    /// sent goes along: images, `cache_control`, `response_format`, its tools),
+    /// with the one fusion exchange appended. `None` when the history is not
+    /// exactly that exchange (merge mode, capped extra calls).
+    fn final_patch(&self, model: &str) -> Option<Value> {
+        if self.mode == Mode::Merge {
+            return None;
+        }
+        let exchange = match self.history.as_slice() {
+            [Message::Assistant { text, tool_calls }, Message::ToolResult { call_id, content }] => {
+                match tool_calls.as_slice() {
+                    [call] if &call.id == call_id => FusionExchange {
+                        text: text.clone(),
+                        call: call.clone(),
+                        result: content.clone(),
+                        thinking: Vec::new(),
+                    },
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        // The history holds the fusion call: providers want the tool declared.
+        let extra_tools = [patch::tool_entry(self.api, &fusion_tool::tool_def())];
+        // The one invocation is spent: without client tools, text only; with
+        // them, the client's own choice (one naming fusion is dropped by the patch).
+        let mut set = Vec::new();
+        if self.req.tools.is_empty() {
+            let none = match self.api {
+                Api::Messages => wire::messages::tool_choice_none(),
+                Api::Chat | Api::Responses => json!("none"),
+            };
+            set.push(("tool_choice", none));
+        }
+        let spec = PatchSpec {
+            role: CallRole::Final,
+            model,
+            stream: true,
+            extra_tools: &extra_tools,
+            set: &set,
+            exchange: Some(&exchange),
+        };
+        patch::patch_request(self.api, &self.client_body, &spec).ok()
+    }
+
+    /// The final call rebuilt from the neutral conversation.
+    fn final_rebuilt(&self, model: &str, conversation: &Conversation, params: &GenParams) -> Value {
+        // The history holds fusion tool calls: some providers need the tool declared.
+        let tools = if self.mode == Mode::Merge {
+            Vec::new()
+        } else {
+            vec![fusion_tool::tool_def()]
+        };
+        let request = ModelRequest {
+            model,
+            conversation,
+            tools: &tools,
+            tool_choice: &ToolChoice::None,
+            params,
+        };
+        let mut body = wire::build_request(self.api, &request);
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("stream".into(), json!(true));
+            // Always asked for: the report needs it; the relay drops the usage
+            // chunk when the client did not ask for it.
+            if self.api == Api::Chat {
+                obj.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+        }
+        body
     }
 
     /// The final answer streams up the route and its end was not seen.
@@ -225,6 +301,112 @@ impl Turn {
     /// Whether the response comes from the route and must pass through [`Self::on_response_body`].
     pub fn relays_response(&self) -> bool {
         self.relay.is_some()
+    }
+
+    /// The route's response headers came. A 2xx event stream is relayed as it
+    /// comes; anything else (a provider error, Envoy's own 503/504 reply, a
+    /// whole JSON answer, an answer from another cluster than the one compared)
+    /// is read whole and answered by [`Self::on_buffered_response`]. `served_by`:
+    /// the cluster of the route Envoy finally used. Returns whether the body
+    /// must be buffered.
+    pub fn on_response_head(
+        &mut self,
+        status: Option<u16>,
+        content_type: Option<&str>,
+        served_by: Option<&str>,
+    ) -> bool {
+        if self.relay.is_none() {
+            return false;
+        }
+        let expected = self
+            .config
+            .resolve(self.answering_model())
+            .map(|t| t.upstream.cluster.clone());
+        if let (Some(got), Some(want)) = (served_by, expected) {
+            if got != want {
+                self.relay_misrouted = Some(got.to_string());
+            }
+        }
+        let streams = status.is_some_and(|s| (200..300).contains(&s))
+            && content_type
+                .is_some_and(|t| t.to_ascii_lowercase().starts_with("text/event-stream"));
+        self.relay_buffered = !streams || self.relay_misrouted.is_some();
+        self.relay_buffered
+    }
+
+    /// Whether the route's response is read whole (see [`Self::on_response_head`]).
+    pub fn buffers_response(&self) -> bool {
+        self.relay_buffered
+    }
+
+    /// The whole route response that was not a stream: the answer (a JSON answer
+    /// written as the client's stream) or the failure in the client's API with
+    /// the report, counted as the final call's failure.
+    pub fn on_buffered_response(
+        &mut self,
+        status: Option<u16>,
+        body: &[u8],
+        now_ms: u64,
+    ) -> LocalReply {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        self.relay_buffered = false;
+        let model = self.answering_model().to_string();
+        let result = CallResult {
+            status,
+            body: body.to_vec(),
+            oversize: false,
+        };
+        let api = Some(self.api);
+        let outcome = match self.ledger.outer.last_mut() {
+            Some(rec) => {
+                let o = rec.settle(api, &result, now_ms);
+                let usage = rec.usage;
+                self.ledger.count(usage);
+                o
+            }
+            None => call::classify(self.api, &result),
+        };
+        if let Some(got) = self.relay_misrouted.clone() {
+            // Not the configured provider's answer: never passed on as one.
+            if let Some(rec) = self.ledger.outer.last_mut() {
+                rec.status = CallStatus::Failed(Failure::Unreachable);
+            }
+            // The run's log line carries this message: the operator sees the cluster.
+            return self.fail_reply(ApiError::upstream(
+                502,
+                format!(
+                    "the final request for `{model}` was served by cluster `{got}`: a route matches on a header the filter sets (docs/deployment.md)"
+                ),
+            ));
+        }
+        let commands = match outcome {
+            Ok(reply) => self.finish(reply, false),
+            // The provider's own status tells the client most.
+            Err(Failure::HttpError(code)) => {
+                let mut c = self.fail_answering(&model, Failure::HttpError(code));
+                if let Some(Command::Reply(r)) = c.first_mut() {
+                    r.status = code;
+                }
+                c
+            }
+            Err(f) => self.fail_answering(&model, f),
+        };
+        Self::reply_of(self.api, commands)
+    }
+
+    fn fail_reply(&mut self, err: ApiError) -> LocalReply {
+        let commands = self.fail(err);
+        Self::reply_of(self.api, commands)
+    }
+
+    fn reply_of(api: Api, commands: Vec<Command>) -> LocalReply {
+        match commands.into_iter().next() {
+            Some(Command::Reply(r)) => r,
+            _ => LocalReply::error(
+                api,
+                &ApiError::upstream(502, "the final answer could not be read"),
+            ),
+        }
     }
 
     /// One chunk of the route's response body; returns what to send the client now.
@@ -243,6 +425,7 @@ impl Turn {
                     let usage = relay.relayed_usage;
                     if let Some(rec) = self.ledger.outer.last_mut() {
                         rec.usage = usage;
+                        rec.latency_ms = self.clock_ms.saturating_sub(rec.started_ms);
                         rec.status = CallStatus::Ok(String::new());
                     }
                     self.ledger.count(usage);
