@@ -1382,7 +1382,7 @@ def write_doc(r: dict) -> None:
         L += [
             "## 7. Stream relay and pre-scan (native)",
             "",
-            "`cargo bench -p fusion-core --bench relay`: the final answer's stream relay (`api::relay::Relay`, as it "
+            "`cargo bench -p fusion-core --bench relay`: the final answer's stream relay (`wire::relay::Relay`, as it "
             "is in this tree) fed a fast Chat Completions SSE stream of content deltas, in chunks as Envoy hands "
             "them over.",
             "",
