@@ -1,20 +1,46 @@
 #!/usr/bin/env bash
-# Builds the filter to dist/fusion.wasm (wasm32-wasip1, release, LTO).
+# Builds the filter to dist/fusion.wasm (wasm32-wasip1, release, LTO), then shrinks
+# it with `wasm-opt -Oz` (binaryen) when that is installed.
+#
+# The same toolchain builds the benchmark's floors (bench/run.py):
+#   WASM_MANIFEST=bench/floors/Cargo.toml WASM_PACKAGE=floor-noop WASM_OUT=dist/floor-noop.wasm scripts/build-wasm.sh
+# WASM_OPT=0 skips wasm-opt (the benchmark measures both); WASM_TARGET_DIR picks
+# another cargo target dir (the benchmark's unstripped build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-mkdir -p dist
+manifest=${WASM_MANIFEST:-Cargo.toml}
+package=${WASM_PACKAGE:-fusion-wasm}
+out=${WASM_OUT:-dist/fusion.wasm}
+artifact=$(echo "$package" | tr - _).wasm
+mkdir -p "$(dirname "$out")"
 if [ "$WASM_ROUTE" = rustup ]; then
-  cargo build --release --target wasm32-wasip1 -p fusion-wasm --target-dir target/wasm
-  out=target/wasm/wasm32-wasip1/release/fusion_wasm.wasm
+  tdir=${WASM_TARGET_DIR:-target/wasm}
+  cargo build --release --target wasm32-wasip1 --manifest-path "$manifest" -p "$package" --target-dir "$tdir"
+  built=$tdir/wasm32-wasip1/release/$artifact
 else
   # Debian's Rust with its std sources; its own target dir so the two cargos
   # do not rebuild each other's artifacts.
   PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 \
   RUSTFLAGS="-C linker=$WASM_LD -C link-self-contained=no -L native=/usr/lib/wasm32-wasi" \
     /usr/bin/cargo build --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort \
-    -p fusion-wasm --target-dir target/wasm-debian
-  out=target/wasm-debian/wasm32-wasip1/release/fusion_wasm.wasm
+    --manifest-path "$manifest" -p "$package" --target-dir "${WASM_TARGET_DIR:-target/wasm-debian}"
+  built=${WASM_TARGET_DIR:-target/wasm-debian}/wasm32-wasip1/release/$artifact
 fi
-cp "$out" dist/fusion.wasm
-echo "built dist/fusion.wasm ($(stat -c %s dist/fusion.wasm) bytes)"
+if [ "${WASM_OPT:-1}" != 0 ] && command -v wasm-opt >/dev/null; then
+  # -Oz: smallest code; measured at unchanged pass-through speed (docs/benchmarks.md).
+  # The features are the ones Rust's wasm32-wasip1 target emits by default.
+  if wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+    --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
+    "$built" -o "$out.tmp"; then
+    mv "$out.tmp" "$out"
+    echo "built $out ($(stat -c %s "$out") bytes; $(stat -c %s "$built") before wasm-opt -Oz)"
+  else
+    rm -f "$out.tmp"
+    cp "$built" "$out"
+    echo "WARNING: wasm-opt failed; built $out unoptimized ($(stat -c %s "$out") bytes)" >&2
+  fi
+else
+  cp "$built" "$out"
+  echo "built $out ($(stat -c %s "$out") bytes; wasm-opt: ${WASM_OPT:+skipped}${WASM_OPT:-not installed})"
+fi

@@ -21,6 +21,7 @@ apt_install() {
 setup_wasm() {
   if [ "$WASM_ROUTE" = rustup ]; then
     say "wasm toolchain: rustup target wasm32-wasip1 (installed)"
+    setup_binaryen
     return
   fi
   local missing=()
@@ -33,6 +34,13 @@ setup_wasm() {
     apt_install rustc-web cargo-web rust-web-src lld-22 wasi-libc
   fi
   say "wasm toolchain: Debian rustc $(/usr/bin/rustc --version | cut -d' ' -f2) with -Zbuild-std"
+  setup_binaryen
+}
+
+# wasm-opt -Oz shrinks dist/fusion.wasm (scripts/build-wasm.sh uses it when present).
+setup_binaryen() {
+  command -v wasm-opt >/dev/null || apt_install binaryen
+  say "wasm-opt: $(wasm-opt --version 2>/dev/null || echo missing)"
 }
 
 setup_python() {
