@@ -164,7 +164,12 @@ INVALID = [
     ("route without match", with_(["routes"], [{"upstream": "mock"}]), "routes[0]"),
     ("empty aliases", with_(["aliases"], []), "aliases"),
     ("zero rounds", with_(["limits", "max_rounds"], 0), "limits.max_rounds"),
-    ("zero timeout", with_(["limits", "tool_timeout_ms"], 0), "limits.tool_timeout_ms / limits.turn_timeout_ms"),
+    ("zero timeout", with_(["limits", "tool_timeout_ms"], 0), "limits.tool_timeout_ms"),
+    # Issue 16: no limit wraps or is cast; a value past its documented range is refused.
+    ("turn timeout 2^64-1", with_(["limits", "turn_timeout_ms"], 2**64 - 1), "limits.turn_timeout_ms"),
+    ("tool timeout 2^32", with_(["limits", "tool_timeout_ms"], 2**32 + 2000), "limits.tool_timeout_ms"),
+    ("token cap 0", with_(["limits", "max_completion_tokens"], 0), "limits.max_completion_tokens"),
+    ("grace past an hour", with_(["panel_grace_ms"], 2**63), "panel_grace_ms"),
     ("panel over cap", with_(["limits", "max_panel"], 2), "panel"),
     ("bad depth header", with_(["depth_header"], "X Depth"), "depth_header"),
     ("quorum above panel", with_(["min_panel_answers"], 5), "min_panel_answers"),

@@ -94,6 +94,8 @@ pub struct Turn {
     config: Rc<Config>,
     api: Api,
     info: RequestInfo,
+    /// Unique per run (the client's `x-request-id` is reported beside it).
+    run_id: String,
     req: ClientRequest,
     mode: Mode,
     plan: Plan,
@@ -205,6 +207,7 @@ impl Turn {
         let mut turn = Turn {
             config,
             api,
+            run_id: new_run_id(&info.request_id, now_ms),
             info,
             req,
             mode,
@@ -239,7 +242,7 @@ impl Turn {
             turn.outer_round(now_ms)
         } else {
             let call = ToolCall {
-                id: format!("call_fusion_{}", short_id(&turn.info.request_id)),
+                id: format!("call_fusion_{}", short_id(&turn.run_id)),
                 name: FUSION_TOOL.to_string(),
                 arguments: json!({"question": turn.req.conversation.last_user_text()}).to_string(),
             };
@@ -254,7 +257,7 @@ impl Turn {
     }
 
     pub fn run_id(&self) -> &str {
-        &self.info.request_id
+        &self.run_id
     }
 
     pub fn is_done(&self) -> bool {
@@ -388,6 +391,19 @@ fn timed_out_at(result: CallResult, now_ms: u64, deadline_ms: u64) -> CallResult
         };
     }
     result
+}
+
+/// Runs started by this worker (Wasm VM): with the start time and a hash of the
+/// request id, it makes run ids unique per run even when clients reuse an
+/// `x-request-id` or send none.
+static RUNS_STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn new_run_id(request_id: &str, now_ms: u64) -> String {
+    use std::hash::{Hash, Hasher};
+    let seq = RUNS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    request_id.hash(&mut h);
+    format!("fr-{now_ms:x}-{seq:x}-{:016x}", h.finish())
 }
 
 fn short_id(request_id: &str) -> String {

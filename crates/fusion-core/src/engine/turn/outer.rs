@@ -283,7 +283,7 @@ impl Turn {
             self.answer_text = Some(reply.text.clone());
         }
         let meta = ResponseMeta {
-            id: format!("fusion-{}", super::short_id(&self.info.request_id)),
+            id: format!("fusion-{}", super::short_id(&self.run_id)),
             created_s: self.started_ms / 1000,
             usage: self.ledger.usage,
             fusion: self.report(),
