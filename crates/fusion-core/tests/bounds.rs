@@ -34,7 +34,14 @@ fn info(depth: u32) -> RequestInfo {
 }
 
 fn go(config: &Rc<Config>, api: Api, body: &Value) -> Start {
-    engine::start(config, api, info(0), body.to_string().as_bytes(), 1_000, false)
+    engine::start(
+        config,
+        api,
+        info(0),
+        body.to_string().as_bytes(),
+        1_000,
+        false,
+    )
 }
 
 fn callouts(start: Start) -> Vec<Callout> {
@@ -85,7 +92,9 @@ fn alias_token_budget_is_capped_for_every_member() {
         Api::Messages,
         &json!({"model": "fusion", "max_tokens": 99_999_999, "messages": user()}),
     ));
-    assert!(calls.iter().all(|call| body_of(call)["max_completion_tokens"] == 32_768));
+    assert!(calls
+        .iter()
+        .all(|call| body_of(call)["max_completion_tokens"] == 32_768));
 }
 
 #[test]
@@ -117,7 +126,8 @@ fn escaped_alias_is_fusion() {
     // An alias with `/` and non-ASCII characters, escaped as Python and PHP write them.
     let text = DEFAULT_CONFIG.replace(r#"["fusion"]"#, r#"["team/fusión"]"#);
     let c = config_from(&text);
-    let body = br#"{"model": "team\/fusi\u00f3n", "messages": [{"role": "user", "content": "hi"}]}"#;
+    let body =
+        br#"{"model": "team\/fusi\u00f3n", "messages": [{"role": "user", "content": "hi"}]}"#;
     assert!(matches!(
         engine::start(&c, Api::Chat, info(0), body, 0, false),
         Start::Run(..)
@@ -147,7 +157,11 @@ fn refusals_send_the_name_a_callout_would() {
     let body = json!({"model": "fusion", "messages": user()}).to_string();
     for (depth, busy, why) in [(1, false, Refusal::Depth), (0, true, Refusal::Overload)] {
         let text = text.replacen('{', r#"{"limits": {"on_overload": "pass_through"},"#, 1);
-        let c = if busy { config_from(&text) } else { Rc::clone(&c) };
+        let c = if busy {
+            config_from(&text)
+        } else {
+            Rc::clone(&c)
+        };
         match engine::start(&c, Api::Chat, info(depth), body.as_bytes(), 0, busy) {
             Start::Rewrite(b, w) => {
                 assert_eq!(w, why);
@@ -171,7 +185,10 @@ fn a_client_tool_named_fusion_is_refused_in_its_api_shape() {
         Start::Reply(r) => {
             let v: Value = serde_json::from_slice(&r.body).unwrap();
             assert_eq!((r.status, v["type"].as_str()), (400, Some("error")));
-            assert!(v["error"]["message"].as_str().unwrap().contains("named `fusion`"));
+            assert!(v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("named `fusion`"));
         }
         other => panic!("expected a 400, got {other:?}"),
     }
@@ -191,5 +208,41 @@ fn run_ids_are_unique_and_the_request_id_is_kept_apart() {
     for (id, report) in &ids {
         assert_eq!(report["run_id"], id.as_str());
         assert_eq!(report["request_id"], "same-id");
+    }
+}
+
+#[test]
+fn a_turn_sends_at_most_its_upstream_calls_and_bytes() {
+    let text = DEFAULT_CONFIG.replacen('{', r#"{"limits": {"max_upstream_calls": 2},"#, 1);
+    let c = config_from(&text);
+    let body = json!({"model": "fusion", "messages": user()});
+    let (turn, calls) = match go(&c, Api::Chat, &body) {
+        Start::Run(turn, cmds) => {
+            let n = cmds
+                .iter()
+                .filter(|c| matches!(c, Command::Dispatch(_)))
+                .count();
+            (turn, n)
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(calls, 2);
+    let report = turn.report();
+    assert_eq!(
+        report["panel"][2]["failure_reason"], "over_budget",
+        "{report}"
+    );
+    // Bytes: a budget smaller than one panel call sends nothing and answers anyway.
+    let text = DEFAULT_CONFIG.replacen('{', r#"{"limits": {"max_upstream_bytes": 10},"#, 1);
+    let c = config_from(&text);
+    match go(&c, Api::Chat, &body) {
+        Start::Run(turn, cmds) => {
+            assert!(
+                cmds.iter().all(|c| !matches!(c, Command::Dispatch(_))),
+                "{cmds:?}"
+            );
+            assert!(turn.is_done());
+        }
+        other => panic!("{other:?}"),
     }
 }

@@ -20,20 +20,76 @@ const MIB: u64 = 1 << 20;
 
 /// Every bounded setting, by the name the configuration spells it.
 pub const RANGES: &[Range] = &[
-    Range { field: "limits.max_panel", min: 1, max: 32 },
-    Range { field: "limits.max_rounds", min: 1, max: 100 },
-    Range { field: "limits.tool_timeout_ms", min: 1, max: HOUR_MS },
-    Range { field: "limits.turn_timeout_ms", min: 1, max: 4 * HOUR_MS },
-    Range { field: "limits.max_request_bytes", min: 1, max: 256 * MIB },
-    Range { field: "limits.max_response_bytes", min: 1, max: 256 * MIB },
-    Range { field: "limits.max_concurrent_runs", min: 1, max: 65_536 },
-    Range { field: "limits.max_completion_tokens", min: 1, max: 10_000_000 },
-    Range { field: "limits.max_tool_calls", min: 1, max: 1_024 },
-    Range { field: "limits.max_upstream_calls", min: 1, max: 10_000 },
-    Range { field: "limits.max_upstream_bytes", min: 1, max: 64 * 1024 * MIB },
-    Range { field: "limits.max_bytes_in_flight", min: MIB, max: 1024 * 1024 * MIB },
-    Range { field: "max_depth", min: 1, max: 16 },
-    Range { field: "panel_grace_ms", min: 0, max: HOUR_MS },
+    Range {
+        field: "limits.max_panel",
+        min: 1,
+        max: 32,
+    },
+    Range {
+        field: "limits.max_rounds",
+        min: 1,
+        max: 100,
+    },
+    Range {
+        field: "limits.tool_timeout_ms",
+        min: 1,
+        max: HOUR_MS,
+    },
+    Range {
+        field: "limits.turn_timeout_ms",
+        min: 1,
+        max: 4 * HOUR_MS,
+    },
+    Range {
+        field: "limits.max_request_bytes",
+        min: 1,
+        max: 256 * MIB,
+    },
+    Range {
+        field: "limits.max_response_bytes",
+        min: 1,
+        max: 256 * MIB,
+    },
+    Range {
+        field: "limits.max_concurrent_runs",
+        min: 1,
+        max: 65_536,
+    },
+    Range {
+        field: "limits.max_completion_tokens",
+        min: 1,
+        max: 10_000_000,
+    },
+    Range {
+        field: "limits.max_tool_calls",
+        min: 1,
+        max: 1_024,
+    },
+    Range {
+        field: "limits.max_upstream_calls",
+        min: 1,
+        max: 10_000,
+    },
+    Range {
+        field: "limits.max_upstream_bytes",
+        min: 1,
+        max: 64 * 1024 * MIB,
+    },
+    Range {
+        field: "limits.max_bytes_in_flight",
+        min: MIB,
+        max: 1024 * 1024 * MIB,
+    },
+    Range {
+        field: "max_depth",
+        min: 1,
+        max: 16,
+    },
+    Range {
+        field: "panel_grace_ms",
+        min: 0,
+        max: HOUR_MS,
+    },
 ];
 
 /// The range of `field` (a name from [`RANGES`]).
@@ -64,9 +120,21 @@ fn check_size(field: &str, value: usize) -> Result<(), ConfigError> {
 /// Every limit within its range.
 pub fn check_limits(l: &Limits) -> Result<(), ConfigError> {
     check_size("limits.max_panel", l.max_panel)?;
-    check("limits.max_rounds", "limits.max_rounds", u64::from(l.max_rounds))?;
-    check("limits.tool_timeout_ms", "limits.tool_timeout_ms", l.tool_timeout_ms)?;
-    check("limits.turn_timeout_ms", "limits.turn_timeout_ms", l.turn_timeout_ms)?;
+    check(
+        "limits.max_rounds",
+        "limits.max_rounds",
+        u64::from(l.max_rounds),
+    )?;
+    check(
+        "limits.tool_timeout_ms",
+        "limits.tool_timeout_ms",
+        l.tool_timeout_ms,
+    )?;
+    check(
+        "limits.turn_timeout_ms",
+        "limits.turn_timeout_ms",
+        l.turn_timeout_ms,
+    )?;
     check_size("limits.max_request_bytes", l.max_request_bytes)?;
     check_size("limits.max_response_bytes", l.max_response_bytes)?;
     check_size("limits.max_concurrent_runs", l.max_concurrent_runs)?;
@@ -75,7 +143,11 @@ pub fn check_limits(l: &Limits) -> Result<(), ConfigError> {
         "limits.max_completion_tokens",
         l.max_completion_tokens,
     )?;
-    check("limits.max_tool_calls", "limits.max_tool_calls", l.max_tool_calls)?;
+    check(
+        "limits.max_tool_calls",
+        "limits.max_tool_calls",
+        l.max_tool_calls,
+    )?;
     check(
         "limits.max_upstream_calls",
         "limits.max_upstream_calls",
@@ -124,15 +196,27 @@ mod tests {
         assert_eq!(field, "limits.turn_timeout_ms");
         assert!(reason.contains("from 1 to 14400000"), "{reason}");
         // 2^32 ms: a u32 cast would read it as no timeout at all.
-        assert_eq!(refused(r#""tool_timeout_ms": 4294967296"#).0, "limits.tool_timeout_ms");
-        assert_eq!(refused(r#""tool_timeout_ms": 0"#).0, "limits.tool_timeout_ms");
+        assert_eq!(
+            refused(r#""tool_timeout_ms": 4294967296"#).0,
+            "limits.tool_timeout_ms"
+        );
+        assert_eq!(
+            refused(r#""tool_timeout_ms": 0"#).0,
+            "limits.tool_timeout_ms"
+        );
         assert_eq!(refused(r#""max_panel": 33"#).0, "limits.max_panel");
         assert_eq!(
             refused(r#""max_completion_tokens": 0"#).0,
             "limits.max_completion_tokens"
         );
-        assert_eq!(refused(r#""max_upstream_calls": 0"#).0, "limits.max_upstream_calls");
-        assert_eq!(refused(r#""max_bytes_in_flight": 1024"#).0, "limits.max_bytes_in_flight");
+        assert_eq!(
+            refused(r#""max_upstream_calls": 0"#).0,
+            "limits.max_upstream_calls"
+        );
+        assert_eq!(
+            refused(r#""max_bytes_in_flight": 1024"#).0,
+            "limits.max_bytes_in_flight"
+        );
         // Negative and fractional values never parse as a limit.
         assert!(refused(r#""max_rounds": -1"#).1.contains("expected u32"));
         assert!(refused(r#""max_rounds": 2.5"#).1.contains("expected u32"));
@@ -157,7 +241,10 @@ mod tests {
 
     #[test]
     fn the_edges_of_every_range_are_accepted() {
-        for r in super::RANGES.iter().filter(|r| r.field.starts_with("limits.")) {
+        for r in super::RANGES
+            .iter()
+            .filter(|r| r.field.starts_with("limits."))
+        {
             let key = r.field.trim_start_matches("limits.");
             for v in [r.min, r.max] {
                 let text = with_limits(&format!("\"{key}\": {v}"));

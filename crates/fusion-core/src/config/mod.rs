@@ -458,7 +458,11 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     limits::check("panel_grace_ms", "panel_grace_ms", raw.panel_grace_ms)?;
     for (name, p) in &raw.presets {
         if let Some(ms) = p.panel_grace_ms {
-            limits::check("panel_grace_ms", &format!("presets.{name}.panel_grace_ms"), ms)?;
+            limits::check(
+                "panel_grace_ms",
+                &format!("presets.{name}.panel_grace_ms"),
+                ms,
+            )?;
         }
     }
     if raw.depth_header.is_empty()

@@ -274,14 +274,16 @@ fn overrides(
     }
     if let Some(v) = get("max_tool_calls") {
         let cap = limits.max_tool_calls;
-        p.max_tool_calls = Some(count_within(v, cap).ok_or_else(|| {
-            invalid("fusion `max_tool_calls` must be a positive integer".into())
-        })?);
+        p.max_tool_calls =
+            Some(count_within(v, cap).ok_or_else(|| {
+                invalid("fusion `max_tool_calls` must be a positive integer".into())
+            })?);
     }
     if let Some(v) = get("temperature") {
-        p.temperature = Some(sampling(v, TEMPERATURE).ok_or_else(|| {
-            invalid("fusion `temperature` must be a number from 0 to 2".into())
-        })?);
+        p.temperature =
+            Some(sampling(v, TEMPERATURE).ok_or_else(|| {
+                invalid("fusion `temperature` must be a number from 0 to 2".into())
+            })?);
     }
     if let Some(v) = get("top_p") {
         p.top_p = Some(
@@ -496,10 +498,30 @@ mod tests {
             json!({"max_tokens": 1_000_000_000u64, "max_completion_tokens": u64::MAX}),
         )
         .unwrap();
-        assert_eq!((b["max_tokens"].as_u64(), b["max_completion_tokens"].as_u64()), (Some(32768), Some(32768)));
-        let b = bound(Api::Responses, json!({"max_output_tokens": 99_999_999, "max_tool_calls": 99})).unwrap();
-        assert_eq!((b["max_output_tokens"].as_u64(), b["max_tool_calls"].as_u64()), (Some(32768), Some(16)));
-        let b = bound(Api::Messages, json!({"max_tokens": 500, "temperature": 1, "top_p": null})).unwrap();
+        assert_eq!(
+            (
+                b["max_tokens"].as_u64(),
+                b["max_completion_tokens"].as_u64()
+            ),
+            (Some(32768), Some(32768))
+        );
+        let b = bound(
+            Api::Responses,
+            json!({"max_output_tokens": 99_999_999, "max_tool_calls": 99}),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                b["max_output_tokens"].as_u64(),
+                b["max_tool_calls"].as_u64()
+            ),
+            (Some(32768), Some(16))
+        );
+        let b = bound(
+            Api::Messages,
+            json!({"max_tokens": 500, "temperature": 1, "top_p": null}),
+        )
+        .unwrap();
         assert_eq!(b["max_tokens"], 500);
         let e = bound(Api::Chat, json!({"temperature": 50})).unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("temperature")));

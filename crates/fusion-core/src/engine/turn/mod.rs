@@ -78,6 +78,8 @@ enum NotSent {
     /// No upstream serves the model (the plan validates its models, so this
     /// is a bug guard, reported as `unreachable`).
     Unserved,
+    /// The turn's `limits.max_upstream_calls` / `max_upstream_bytes` would be passed.
+    OverBudget,
 }
 
 impl NotSent {
@@ -85,6 +87,7 @@ impl NotSent {
         match self {
             NotSent::NoTime => Failure::Timeout,
             NotSent::Unserved => Failure::Unreachable,
+            NotSent::OverBudget => Failure::OverBudget,
         }
     }
 }
@@ -121,6 +124,9 @@ pub struct Turn {
     merge_conversation: Option<Conversation>,
     next_id: u32,
     pending: BTreeMap<u32, Role>,
+    /// Callouts sent and their request bytes, against the per-turn caps.
+    upstream_calls: u32,
+    upstream_bytes: u64,
     ledger: Ledger,
     /// Set when the final answer streams up the route.
     relay: Option<Relay>,
@@ -227,6 +233,8 @@ impl Turn {
             merge_conversation: None,
             next_id: 0,
             pending: BTreeMap::new(),
+            upstream_calls: 0,
+            upstream_bytes: 0,
             ledger: Ledger::default(),
             relay: None,
             started_ms: now_ms,
@@ -368,16 +376,27 @@ impl Turn {
             params,
         };
         let id = self.next_id;
-        self.next_id += 1;
-        self.pending.insert(id, role);
-        Ok(Command::Dispatch(call::build(
+        let callout = call::build(
             id,
             target,
             &request,
             self.depth_header(),
             &self.info.client_auth,
             timeout_ms,
-        )))
+        );
+        // The amplification bound: calls and request bytes one turn may send.
+        let limits = &self.config.limits;
+        let bytes = self
+            .upstream_bytes
+            .saturating_add(u64::try_from(callout.body.len()).unwrap_or(u64::MAX));
+        if self.upstream_calls >= limits.max_upstream_calls || bytes > limits.max_upstream_bytes {
+            return Err(NotSent::OverBudget);
+        }
+        self.upstream_calls += 1;
+        self.upstream_bytes = bytes;
+        self.next_id += 1;
+        self.pending.insert(id, role);
+        Ok(Command::Dispatch(callout))
     }
 }
 

@@ -129,6 +129,7 @@ impl Turn {
         ) {
             Ok(c) => vec![c],
             Err(NotSent::NoTime) => self.finish_truncated(Budget::Turn),
+            Err(NotSent::OverBudget) => self.finish_truncated(Budget::Upstream),
             Err(NotSent::Unserved) => {
                 if let Some(rec) = self.ledger.outer.last_mut() {
                     rec.status = CallStatus::Failed(Failure::Unreachable);

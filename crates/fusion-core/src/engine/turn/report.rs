@@ -45,15 +45,18 @@ pub enum Budget {
     Rounds,
     /// `limits.turn_timeout_ms`.
     Turn,
+    /// `limits.max_upstream_calls` or `limits.max_upstream_bytes`.
+    Upstream,
 }
 
 impl Budget {
-    pub const ALL: [Budget; 2] = [Budget::Rounds, Budget::Turn];
+    pub const ALL: [Budget; 3] = [Budget::Rounds, Budget::Turn, Budget::Upstream];
 
     pub fn name(self) -> &'static str {
         match self {
             Budget::Rounds => "rounds",
             Budget::Turn => "turn",
+            Budget::Upstream => "upstream",
         }
     }
 }
