@@ -204,8 +204,8 @@ pub fn start(
                 &ApiError {
                     status: 429,
                     message: format!(
-                        "this gateway worker already runs {} fusion requests (limits.max_concurrent_runs); retry shortly",
-                        config.limits.max_concurrent_runs
+                        "this gateway worker is at its fusion capacity ({} runs, limits.max_concurrent_runs, or {} bytes in flight, limits.max_bytes_in_flight); retry shortly",
+                        config.limits.max_concurrent_runs, config.limits.max_bytes_in_flight
                     ),
                     param: None,
                 },
