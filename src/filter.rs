@@ -202,7 +202,7 @@ impl Stream {
                 }
                 Command::Reply(reply) => {
                     // Stragglers still running keep the slot until they end.
-                    if self.turn.as_ref().is_none_or(|t| t.pending_calls() == 0) {
+                    if !self.turn.as_ref().is_some_and(|t| t.pending_calls() > 0) {
                         self.release_slot();
                     }
                     if !self.send_reply(&reply) {

@@ -41,8 +41,8 @@ def test_overrides_reach_each_member_and_the_judge_stays_at_zero(envoy, mock):
 
 
 @pytest.mark.parametrize("override,needle", [
-    ({"max_completion_tokens": 40000}, "from 1 to 32768"),
-    ({"max_tool_calls": 99}, "from 1 to 16"),
+    ({"max_completion_tokens": 0}, "must be a positive integer"),
+    ({"max_tool_calls": -1}, "must be a positive integer"),
     ({"temperature": 2.5}, "from 0 to 2"),
     ({"top_p": -1}, "from 0 to 1"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "at most 4 strings"),

@@ -1,4 +1,4 @@
-//! Throughput of the stream relay (`api::relay::Relay`, the final answer relayed
+//! Throughput of the stream relay (`wire::relay::Relay`, the final answer relayed
 //! from the provider to the client): a fast 10 MB Chat Completions SSE stream fed
 //! in chunks as Envoy hands them over, natively. Measures whatever relay is in the
 //! tree (its cost per chunk grows with the events the chunk holds while it splits
@@ -6,9 +6,9 @@
 //!
 //! Usage: `cargo bench -p fusion-core --bench relay -- [--mb N] [--json]`.
 
-use fusion_core::api::relay::{FinalCall, Relay};
-use fusion_core::api::Api;
-use fusion_core::conversation::Usage;
+use fusion_core::wire::neutral::Usage;
+use fusion_core::wire::relay::{FinalCall, Relay};
+use fusion_core::wire::Api;
 use serde_json::json;
 use std::hint::black_box;
 use std::time::Instant;
