@@ -118,3 +118,36 @@ def test_judge_prompt_delimits_forged_headings(bounded, mock):
     assert len(opening) == 3 and len(set(opening)) == 1, opening
     tag = opening[0]
     assert prompt.count(f"\n</{tag}>") == 3
+
+
+@pytest.fixture(scope="module")
+def one_slot(mock):
+    config = demo_fusion_config()
+    config.setdefault("limits", {}).update(
+        {"max_concurrent_runs": 1, "tool_timeout_ms": 1500, "max_upstream_calls": 2})
+    e = Envoy(mock, name="one-slot", fusion_config=config, concurrency=1)
+    yield e
+    e.stop()
+
+
+def test_a_gone_client_keeps_its_slot_until_its_callouts_end(one_slot, mock):
+    import time
+    mock.script({"mock-a": "latency=1200", "mock-b": "latency=1200"})
+    with pytest.raises(httpx.ReadTimeout):
+        one_slot.post(CHAT, {"model": "fusion", "messages": USER}, timeout=0.3)
+    # The first run's panel still runs (and is paid): the only slot is taken.
+    r = one_slot.post(CHAT, {"model": "fusion", "messages": USER})
+    assert r.status_code == 429, r.text
+    assert "limits.max_concurrent_runs" in r.json()["error"]["message"]
+    time.sleep(1.6)  # past the callouts' timeout: they have ended for sure
+    mock.script({"mock-a": "latency=0", "mock-b": "latency=0"})
+    r = one_slot.post(CHAT, {"model": "fusion", "messages": USER})
+    assert r.status_code == 200, r.text
+
+
+def test_a_turn_sends_at_most_max_upstream_calls(one_slot, mock):
+    r = one_slot.post(CHAT, {"model": "fusion", "messages": USER})
+    assert r.status_code == 200, r.text
+    panel = r.json()["fusion"]["panel"]
+    assert [m.get("failure_reason") for m in panel][2] == "over_budget", panel
+    assert len(mock.calls()) == 2
