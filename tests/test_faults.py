@@ -348,7 +348,10 @@ def test_many_client_disconnects_mid_run(faults, mock):
     time.sleep(1.5)  # the orphaned callouts come back and are dropped
     after = memory(faults)
     assert gauge(faults, "fusion_client_disconnects_total") - disconnects_before >= 190
-    assert gauge(faults, "fusion_active_runs") == 0, "runs of gone clients are still counted active"
+    # Issue 16: a gone client's run keeps its slot until its callouts have ended for
+    # sure (their timeout; proxy-wasm cannot cancel them nor see their end once the
+    # stream is gone), so disconnecting clients cannot start unbounded work.
+    assert 0 < gauge(faults, "fusion_active_runs") <= 240
     grew = {k: after[k] - before[k] for k in after}
     print(f"\n200 disconnects: memory before {before}, after {after}")
     assert grew["allocated"] < 16 << 20 and grew["rss"] < 32 << 20, grew
