@@ -35,6 +35,10 @@ pub struct Stream {
     holds_slot: bool,
     /// Size of the route's response body buffered so far (a non-stream final answer).
     response_size: usize,
+    /// Bytes this run sent upstream and buffered from answers (released with the slot).
+    held_bytes: u64,
+    /// When the latest callout dispatched has ended for sure (its timeout).
+    calls_end_ms: u64,
 }
 
 pub struct FusionFilter {
@@ -54,6 +58,8 @@ impl FusionFilter {
                 body_size: 0,
                 holds_slot: false,
                 response_size: 0,
+                held_bytes: 0,
+                calls_end_ms: 0,
             })
         });
         FusionFilter { stream }
@@ -175,6 +181,12 @@ impl Stream {
                     ) {
                         Ok(token) => {
                             self.tokens.insert(token, c.id);
+                            let sent = u64::try_from(c.body.len()).unwrap_or(u64::MAX);
+                            self.held_bytes = self.held_bytes.saturating_add(sent);
+                            self.shared.take_bytes(sent);
+                            self.calls_end_ms = self
+                                .calls_end_ms
+                                .max(self.now_ms().saturating_add(c.timeout_ms));
                             if as_root {
                                 self.shared.register_root_token(token, self.me());
                             }
@@ -192,7 +204,10 @@ impl Stream {
                     }
                 }
                 Command::Reply(reply) => {
-                    self.release_slot();
+                    // Stragglers still running keep the slot until they end.
+                    if !self.turn.as_ref().is_some_and(|t| t.pending_calls() > 0) {
+                        self.release_slot();
+                    }
                     if !self.send_reply(&reply) {
                         // The client cannot get this answer (e.g. it left): the
                         // run's log line and metrics tell what it came to.
@@ -236,7 +251,23 @@ impl Stream {
     fn release_slot(&mut self) {
         if self.holds_slot {
             self.holds_slot = false;
-            self.shared.release_slot();
+            self.shared
+                .release_slot(std::mem::take(&mut self.held_bytes));
+        }
+    }
+
+    /// The stream ends: a run whose callouts still run keeps its slot and
+    /// bytes until they have ended (their timeouts), so a client that leaves
+    /// does not free capacity the gateway is still spending.
+    fn end_run_slot(&mut self) {
+        let pending = self.turn.as_ref().is_some_and(|t| t.pending_calls() > 0);
+        let now = self.now_ms();
+        if self.holds_slot && pending && self.calls_end_ms > now {
+            self.holds_slot = false;
+            self.shared
+                .lease_slot(self.calls_end_ms, std::mem::take(&mut self.held_bytes));
+        } else {
+            self.release_slot();
         }
     }
 
@@ -261,6 +292,12 @@ impl Stream {
         };
         // An answer past the limit is not read: it counts as a failed call.
         let oversize = body_size > self.shared.config.limits.max_response_bytes;
+        // Envoy buffered the answer whole either way: it counts until the run ends.
+        let buffered = u64::try_from(body_size).unwrap_or(u64::MAX);
+        if self.holds_slot {
+            self.held_bytes = self.held_bytes.saturating_add(buffered);
+            self.shared.take_bytes(buffered);
+        }
         let body = if oversize {
             Vec::new()
         } else {
@@ -277,6 +314,15 @@ impl Stream {
         };
         let commands = turn.on_call_result(id, result, now);
         self.run(commands, as_root);
+        // A run that answered keeps its slot until its last straggler ended.
+        if self
+            .turn
+            .as_ref()
+            .is_some_and(|t| t.is_done() && t.pending_calls() == 0)
+            && !self.turn.as_ref().is_some_and(|t| t.relays_response())
+        {
+            self.release_slot();
+        }
     }
 
     fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
@@ -338,7 +384,9 @@ impl Stream {
         self.body_size = body_size;
         let shared = Rc::clone(&self.shared);
         let host = &*shared.host;
-        let at_capacity = admit::at_capacity(&shared.config, shared.active_runs.get());
+        shared.expire_leases(self.now_ms());
+        let at_capacity = admit::at_capacity(&shared.config, shared.active_runs.get())
+            || admit::over_bytes_in_flight(&shared.config, shared.bytes_in_flight.get());
         match engine::start(&shared.config, api, info, &body, self.now_ms(), at_capacity) {
             Start::PassThrough => Action::Continue,
             Start::Rewrite(new_body, why) => {
@@ -513,7 +561,7 @@ impl Stream {
 
     /// The stream is over: count and log the run once, with what it came to.
     fn on_log(&mut self) {
-        self.release_slot();
+        self.end_run_slot();
         let Some(mut turn) = self.turn.take() else {
             return;
         };

@@ -28,8 +28,17 @@ pub struct Shared {
     pub metrics: Metrics,
     pub host: Rc<dyn Host>,
     pub root_context_id: u32,
-    /// Fusion runs in flight on this worker.
+    /// Fusion runs in flight on this worker, counting runs whose client left
+    /// while their callouts still run (see `leases`).
     pub active_runs: Cell<usize>,
+    /// Request bytes sent and answer bytes buffered by those runs
+    /// (`limits.max_bytes_in_flight`).
+    pub bytes_in_flight: Cell<u64>,
+    /// Slots (and bytes) of runs whose stream ended with callouts in flight:
+    /// held until the latest of those callouts' timeouts, when the call has
+    /// ended for sure (proxy-wasm cannot cancel a callout, and its answer no
+    /// longer reaches a deleted stream). (until ms, bytes).
+    pub leases: RefCell<Vec<(u64, u64)>>,
     /// (deadline ms, stream context id) -> the stream waiting for it.
     pub timers: RefCell<BTreeMap<(u64, u32), StreamRef>>,
     /// Callouts dispatched from the tick (the root's context): token -> stream.
@@ -45,6 +54,8 @@ impl Shared {
             host,
             root_context_id: root,
             active_runs: Cell::new(0),
+            bytes_in_flight: Cell::new(0),
+            leases: RefCell::new(Vec::new()),
             timers: RefCell::new(BTreeMap::new()),
             root_tokens: RefCell::new(BTreeMap::new()),
             ticking: Cell::new(false),
@@ -86,10 +97,48 @@ impl Shared {
         self.metrics.active_runs(&*self.host, 1);
     }
 
-    /// Gives a run slot back.
-    pub fn release_slot(&self) {
+    /// Gives a run slot back, with the bytes the run held.
+    pub fn release_slot(&self, bytes: u64) {
         self.active_runs
             .set(self.active_runs.get().saturating_sub(1));
+        self.give_bytes(bytes);
         self.metrics.active_runs(&*self.host, -1);
+    }
+
+    /// Bytes a run sent or buffered, counted until it ends.
+    pub fn take_bytes(&self, bytes: u64) {
+        self.bytes_in_flight
+            .set(self.bytes_in_flight.get().saturating_add(bytes));
+    }
+
+    fn give_bytes(&self, bytes: u64) {
+        self.bytes_in_flight
+            .set(self.bytes_in_flight.get().saturating_sub(bytes));
+    }
+
+    /// A run's stream ended with callouts in flight: its slot and bytes stay
+    /// taken until `until_ms`, the latest of those callouts' timeouts.
+    pub fn lease_slot(&self, until_ms: u64, bytes: u64) {
+        match self.leases.try_borrow_mut() {
+            Ok(mut leases) => leases.push((until_ms, bytes)),
+            Err(_) => self.release_slot(bytes),
+        }
+    }
+
+    /// Releases the leases whose callouts have ended by `now_ms` (asked before
+    /// every admission decision, so a freed slot is seen when it matters).
+    pub fn expire_leases(&self, now_ms: u64) {
+        let expired: Vec<(u64, u64)> = match self.leases.try_borrow_mut() {
+            Ok(mut leases) => {
+                let (done, kept): (Vec<_>, Vec<_>) =
+                    leases.drain(..).partition(|(until, _)| *until <= now_ms);
+                *leases = kept;
+                done
+            }
+            Err(_) => Vec::new(),
+        };
+        for (_, bytes) in expired {
+            self.release_slot(bytes);
+        }
     }
 }

@@ -229,7 +229,8 @@ fn a_client_gone_before_the_answer_is_counted_as_such() {
         1
     );
     assert_eq!(r.host.metric("fusion_client_disconnects_total"), 1);
-    assert_eq!(r.host.metric("fusion_active_runs"), 0);
+    // Its callouts still run: the run keeps its slot until they have ended.
+    assert_eq!(r.host.metric("fusion_active_runs"), 1);
     // An answer after the stream ended is dropped quietly.
     let token = r.dispatched()[0].token;
     r.answer(token, "late", false);
@@ -318,6 +319,33 @@ fn relayed_provider_error_is_answered_in_the_api_shape_and_counted() {
         r.host.metric("fusion_runs_total.mode.alias.outcome.error"),
         1
     );
+}
+
+#[test]
+fn a_gone_clients_callouts_hold_its_slot_until_their_timeout() {
+    let config = fusion_core::config::DEFAULT_CONFIG.replacen(
+        '{',
+        r#"{"limits": {"max_concurrent_runs": 1, "tool_timeout_ms": 5000},"#,
+        1,
+    );
+    let mut r = rig(&config);
+    r.headers();
+    r.body(&chat("fusion"));
+    r.host.now.set(1_500);
+    r.filter.on_log();
+    // Another client while the first run's panel still runs: the worker is full.
+    r.filter = r.root.filter(STREAM + 1).unwrap();
+    r.headers();
+    r.body(&chat("fusion"));
+    assert_eq!(r.sent_json().0, 429);
+    // Past the callouts' timeout the slot is free again.
+    r.host.sent.borrow_mut().clear();
+    r.host.now.set(6_001);
+    r.filter = r.root.filter(STREAM + 2).unwrap();
+    r.headers();
+    r.body(&chat("fusion"));
+    assert!(r.host.sent.borrow().is_empty(), "the run started");
+    assert_eq!(r.host.metric("fusion_active_runs"), 1);
 }
 
 #[test]

@@ -62,7 +62,7 @@ def test_alias_runs_panel_judge_and_outer_model(envoy, mock):
 
     # The judge saw the three answers, labelled neutrally.
     judge_prompt = judge["body"]["messages"][-1]["content"]
-    assert re.findall(r"^### (.+)$", judge_prompt, re.M) == ["Response 1", "Response 2", "Response 3"]
+    assert re.findall(r'^<response-[0-9a-f]{16} n="(\d)">$', judge_prompt, re.M) == ["1", "2", "3"]
 
     # The outer model's final request contains the judge's analysis as the fusion tool result.
     tool_msg = outer["body"]["messages"][-1]

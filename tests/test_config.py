@@ -41,8 +41,8 @@ def test_overrides_reach_each_member_and_the_judge_stays_at_zero(envoy, mock):
 
 
 @pytest.mark.parametrize("override,needle", [
-    ({"max_completion_tokens": 40000}, "from 1 to 32768"),
-    ({"max_tool_calls": 99}, "from 1 to 16"),
+    ({"max_completion_tokens": 0}, "must be a positive integer"),
+    ({"max_tool_calls": -1}, "must be a positive integer"),
     ({"temperature": 2.5}, "from 0 to 2"),
     ({"top_p": -1}, "from 0 to 1"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "at most 4 strings"),
@@ -168,7 +168,12 @@ INVALID = [
     ("route without match", with_(["routes"], [{"upstream": "mock"}]), "routes[0]"),
     ("empty aliases", with_(["aliases"], []), "aliases"),
     ("zero rounds", with_(["limits", "max_rounds"], 0), "limits.max_rounds"),
-    ("zero timeout", with_(["limits", "tool_timeout_ms"], 0), "limits.tool_timeout_ms / limits.turn_timeout_ms"),
+    ("zero timeout", with_(["limits", "tool_timeout_ms"], 0), "limits.tool_timeout_ms"),
+    # Issue 16: no limit wraps or is cast; a value past its documented range is refused.
+    ("turn timeout 2^64-1", with_(["limits", "turn_timeout_ms"], 2**64 - 1), "limits.turn_timeout_ms"),
+    ("tool timeout 2^32", with_(["limits", "tool_timeout_ms"], 2**32 + 2000), "limits.tool_timeout_ms"),
+    ("token cap 0", with_(["limits", "max_completion_tokens"], 0), "limits.max_completion_tokens"),
+    ("grace past an hour", with_(["panel_grace_ms"], 2**63), "panel_grace_ms"),
     ("panel over cap", with_(["limits", "max_panel"], 2), "panel"),
     ("bad depth header", with_(["depth_header"], "X Depth"), "depth_header"),
     ("quorum above panel", with_(["min_panel_answers"], 5), "min_panel_answers"),

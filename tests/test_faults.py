@@ -360,17 +360,19 @@ def test_many_client_disconnects_mid_run(faults, mock):
     before = memory(faults)
     disconnects_before = gauge(faults, "fusion_client_disconnects_total")
     disconnect_many(faults, 200)
-    # The orphaned callouts come back (300 ms) and are dropped; on a loaded machine that and
-    # the disconnect accounting can take a few seconds, so poll with a bound.
+    # The orphaned callouts come back (300 ms) and are dropped; on a loaded machine the
+    # disconnect accounting can take a few seconds, so poll with a bound.
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and (
-            gauge(faults, "fusion_active_runs") != 0
-            or gauge(faults, "fusion_client_disconnects_total") - disconnects_before < 190):
+    while (time.monotonic() < deadline
+           and gauge(faults, "fusion_client_disconnects_total") - disconnects_before < 190):
         time.sleep(0.25)
     time.sleep(1.0)
     after = memory(faults)
     assert gauge(faults, "fusion_client_disconnects_total") - disconnects_before >= 190
-    assert gauge(faults, "fusion_active_runs") == 0, "runs of gone clients are still counted active"
+    # Issue 16: a gone client's run keeps its slot until its callouts have ended for
+    # sure (their timeout; proxy-wasm cannot cancel them nor see their end once the
+    # stream is gone), so disconnecting clients cannot start unbounded work.
+    assert 0 < gauge(faults, "fusion_active_runs") <= 240
     grew = {k: after[k] - before[k] for k in after}
     print(f"\n200 disconnects: memory before {before}, after {after}")
     assert grew["allocated"] < 16 << 20 and grew["rss"] < 32 << 20, grew

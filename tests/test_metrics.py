@@ -87,13 +87,13 @@ def test_counters_after_scripted_runs(fresh, mock):
     assert value(s, "fusion_cost_micros_total") > 0
 
 
-def run_log_lines(envoy, run_id):
+def run_log_lines(envoy, request_id):
     lines = []
     for line in envoy.log_text().splitlines():
         start = line.find('{"')
         if '"event":"fusion_run"' in line and start >= 0:
             record = json.loads(line[start:])
-            if record["run_id"] == run_id:
+            if record["request_id"] == request_id:
                 lines.append(record)
     return lines
 
@@ -103,9 +103,12 @@ def test_one_log_line_per_run_with_the_chain_and_no_text(fresh, mock):
     r = fresh.post(CHAT, chat("fusion", messages=[{"role": "user", "content": "secret question 7f3a"}]),
                    headers={"x-request-id": "log-test-1"})
     assert r.status_code == 200
-    assert r.headers["x-fusion-run-id"] == "log-test-1"
+    # The run id is the filter's own (unique per run); the client's request id is kept beside it.
+    run_id = r.headers["x-fusion-run-id"]
+    assert run_id.startswith("fr-") and run_id != "log-test-1"
     assert r.headers["x-fusion-panel"] == "ok=2, failed=1, late=0"
     [line] = run_log_lines(fresh, "log-test-1")
+    assert line["run_id"] == run_id
     assert line["api"] == "chat" and line["mode"] == "alias" and line["outcome"] == "degraded"
     assert [(m["model"], m["status"]) for m in line["panel"]] == [
         ("mock-a", "ok"), ("mock-b", "ok"), ("mock-c", "failed")]

@@ -5,7 +5,7 @@
 //! by `\n%%\n`-separated answers `"<status> <advance_ms> <pick>\n<body>"`.
 #![no_main]
 
-use fusion_fuzz::{api_of, config_of, drive, split, SEP};
+use fusion_fuzz::{api_of, config_drawn, drive, split, SEP};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,12 +16,13 @@ fuzz_target!(|data: &[u8]| {
     let Some((body, results)) = chunks.split_first() else {
         return;
     };
-    // selector: API (mod 3), configuration (/3 mod 2), an inner call at depth 1
+    // selector: API (mod 3), base configuration (/3 mod 2; its limits drawn from the input), an inner call at depth 1
     // (/6 mod 2), a worker already at `max_concurrent_runs` (/12 mod 2).
     let depth = u32::from((selector / 6) % 2);
     let at_capacity = (selector / 12) % 2 == 1;
     drive(
-        &config_of(selector),
+        // Limits drawn from the whole input: within their ranges, every turn ends.
+        &config_drawn(selector, data),
         api_of(selector),
         depth,
         at_capacity,

@@ -3,8 +3,8 @@
 //! request without panicking, with every callout failing.
 #![no_main]
 
-use fusion_core::wire::Api;
 use fusion_core::config::Config;
+use fusion_core::wire::Api;
 use fusion_fuzz::drive;
 use libfuzzer_sys::fuzz_target;
 use std::rc::Rc;

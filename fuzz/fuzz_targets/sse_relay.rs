@@ -6,9 +6,9 @@
 //! prices and whether a Chat client asked for usage.
 #![no_main]
 
-use fusion_core::wire::relay::{FinalCall, Relay};
 use fusion_core::config::Price;
 use fusion_core::wire::neutral::Usage;
+use fusion_core::wire::relay::{FinalCall, Relay};
 use fusion_fuzz::api_of;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;

@@ -3,9 +3,9 @@
 //! command the engine emits must hold. A broken invariant panics, which
 //! libFuzzer reports as a crash with the input that caused it.
 
-use fusion_core::wire::Api;
 use fusion_core::config::Config;
 use fusion_core::engine::{self, CallResult, Command, LocalReply, RequestInfo, Start};
+use fusion_core::wire::Api;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -59,6 +59,92 @@ pub fn config_of(selector: u8) -> Rc<Config> {
     match parsed {
         Ok(c) => Rc::new(c),
         Err(e) => panic!("the fuzz configuration itself is invalid: {e}"),
+    }
+}
+
+/// One of the two base configurations with every `limits.*` setting drawn from
+/// `data` (a hash of the whole fuzz input): an edge of its documented range, a
+/// small value, or anywhere in it; now and then a value just outside the range,
+/// which the configuration must refuse naming that field.
+pub fn config_drawn(selector: u8, data: &[u8]) -> Rc<Config> {
+    let base = if (selector / 3) % 2 == 0 {
+        fusion_core::config::DEFAULT_CONFIG
+    } else {
+        MIXED_CONFIG
+    };
+    let mut value: Value = match serde_json::from_str(base) {
+        Ok(v) => v,
+        Err(e) => panic!("the base configuration is not JSON: {e}"),
+    };
+    let mut rng = Draw::new(data);
+    let mut limits = serde_json::Map::new();
+    for r in fusion_core::config::limits::RANGES {
+        let Some(key) = r.field.strip_prefix("limits.") else {
+            continue;
+        };
+        // The base panels have 3 members: a smaller cap is a panel error, not a range one.
+        let min = if key == "max_panel" { 3 } else { r.min };
+        let v = match rng.next() % 8 {
+            0 => min,
+            1 => r.max,
+            2 | 3 => min.saturating_add(rng.next() % 16).min(r.max),
+            _ => min + rng.next() % (r.max - min + 1),
+        };
+        limits.insert(key.into(), v.into());
+        if rng.next() % 16 == 0 {
+            let outside = if r.min > 0 {
+                r.min - 1
+            } else {
+                r.max.saturating_add(1)
+            };
+            let mut bad = limits.clone();
+            bad.insert(key.into(), outside.into());
+            let mut bad_config = value.clone();
+            merge_limits(&mut bad_config, bad);
+            match Config::parse(bad_config.to_string().as_bytes(), &|_| None) {
+                Ok(_) => panic!("{} = {outside} is outside its range, yet accepted", r.field),
+                Err(e) => assert_eq!(e.field, r.field, "{e}"),
+            }
+        }
+    }
+    merge_limits(&mut value, limits);
+    match Config::parse(value.to_string().as_bytes(), &|_| None) {
+        Ok(c) => Rc::new(c),
+        Err(e) => panic!("limits drawn within their ranges were refused: {e}"),
+    }
+}
+
+fn merge_limits(config: &mut Value, drawn: serde_json::Map<String, Value>) {
+    let Some(obj) = config.as_object_mut() else {
+        return;
+    };
+    let limits = obj
+        .entry("limits")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if let Some(l) = limits.as_object_mut() {
+        l.extend(drawn);
+    }
+}
+
+/// splitmix64 seeded with FNV-1a of the input: every mutation of the input
+/// draws other limits.
+struct Draw(u64);
+
+impl Draw {
+    fn new(data: &[u8]) -> Draw {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in data {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        Draw(h)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 
@@ -175,6 +261,7 @@ pub fn drive(
     let mut scripted_results = results.iter();
     let mut relay_chunks: Vec<&[u8]> = Vec::new();
     let mut steps = 0usize;
+    let mut sent_bytes = 0u64;
     loop {
         while let Some(cmd) = queue.pop_front() {
             assert!(
@@ -202,6 +289,17 @@ pub fn drive(
                     );
                     pending.push(c.id);
                     out.dispatched += 1;
+                    sent_bytes += c.body.len() as u64;
+                    let l = &config.limits;
+                    assert!(
+                        out.dispatched as u64 <= u64::from(l.max_upstream_calls)
+                            && sent_bytes <= l.max_upstream_bytes,
+                        "a turn sent more than limits.max_upstream_calls/bytes"
+                    );
+                    assert!(
+                        c.timeout_ms <= l.turn_timeout_ms,
+                        "a callout timeout past the turn's budget"
+                    );
                 }
                 Command::Reply(reply) => {
                     check_reply(api, &reply);
@@ -353,6 +451,23 @@ pub fn check_error_shape(api: Api, reply: &LocalReply) {
                 err.get("param").is_some() && err.get("code").is_some() && obj == 4,
                 "OpenAI error needs message, type, param, code: {v}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many drawn configurations: each parses, refuses its out-of-range twin,
+    /// and serves a fusion request to the end with every callout failing.
+    #[test]
+    fn drawn_limits_hold() {
+        let body = br#"{"model": "fusion", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 99999999}"#;
+        for i in 0u32..3000 {
+            let sel = (i % 6) as u8;
+            let config = config_drawn(sel, &i.to_le_bytes());
+            drive(&config, api_of(sel), 0, false, body, &[]);
         }
     }
 }

@@ -6,9 +6,9 @@
 //!
 //! Usage: `cargo bench -p fusion-core --bench relay -- [--mb N] [--json]`.
 
+use fusion_core::wire::neutral::Usage;
 use fusion_core::wire::relay::{FinalCall, Relay};
 use fusion_core::wire::Api;
-use fusion_core::wire::neutral::Usage;
 use serde_json::json;
 use std::hint::black_box;
 use std::time::Instant;

@@ -163,7 +163,7 @@ fn forced_turn_panel_then_judge_then_outer() {
     assert_eq!(jb["model"], "mock-judge");
     assert_eq!(jb["temperature"], 0.0);
     let prompt = jb["messages"][1]["content"].as_str().unwrap();
-    assert!(prompt.contains("### Response 3\n\nazure"));
+    assert!(prompt.contains(" n=\"3\">\nazure\n</response-"));
     assert!(!prompt.contains("mock-a"), "answers are labelled neutrally");
 
     let outer = dispatches(turn.on_call_result(judge[0].id, ok(&analysis(), 50, 20), 1_400));

@@ -199,12 +199,16 @@ fn judge(convo: &Convo, script: &Script) -> Option<String> {
     if !convo.system.contains(KEY) && !in_messages {
         return None;
     }
+    // The filter encloses each response in `<response-NONCE n="N">` tags
+    // (opening tags start a line); older prompts used `### Response N` headings.
     const MARK: &str = "### Response ";
+    const TAG: &str = "\n<response-";
+    let count = |t: &str| t.matches(TAG).count().max(t.matches(MARK).count());
     let mut n: usize = convo
         .messages
         .iter()
         .filter(|(r, _)| *r != Role::Tool)
-        .map(|(_, t)| t.matches(MARK).count())
+        .map(|(_, t)| count(t))
         .sum();
     if n == 0 {
         n = convo.system.matches(MARK).count();

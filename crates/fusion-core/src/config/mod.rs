@@ -5,6 +5,7 @@
 //! The text is JSON (a `google.protobuf.StringValue` in Envoy, Istio's
 //! `pluginConfig`) or a binary `google.protobuf.Struct` (native YAML in Envoy).
 
+pub mod limits;
 mod struct_pb;
 
 use crate::prescan::Prescan;
@@ -200,6 +201,13 @@ pub struct Limits {
     pub max_completion_tokens: u64,
     /// Highest `max_tool_calls` a request may ask of panel members.
     pub max_tool_calls: u64,
+    /// Upstream calls one turn may start (panel, judge, outer rounds together).
+    pub max_upstream_calls: u32,
+    /// Request bytes one turn may send upstream, all calls together.
+    pub max_upstream_bytes: u64,
+    /// Bytes one worker holds for its runs (callout requests sent and answers
+    /// buffered, until the run ends); past it new runs meet `on_overload`.
+    pub max_bytes_in_flight: u64,
 }
 
 impl Default for Limits {
@@ -215,6 +223,9 @@ impl Default for Limits {
             on_overload: Overload::Reject,
             max_completion_tokens: 32_768,
             max_tool_calls: 16,
+            max_upstream_calls: 64,
+            max_upstream_bytes: 64 << 20,
+            max_bytes_in_flight: 512 << 20,
         }
     }
 }
@@ -442,18 +453,17 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             "must list at least one non-empty model name",
         ));
     }
-    let l = &raw.limits;
-    if l.max_panel == 0 {
-        return Err(err("limits.max_panel", "must be at least 1"));
-    }
-    if l.max_rounds == 0 {
-        return Err(err("limits.max_rounds", "must be at least 1"));
-    }
-    if l.tool_timeout_ms == 0 || l.turn_timeout_ms == 0 {
-        return Err(err(
-            "limits.tool_timeout_ms / limits.turn_timeout_ms",
-            "must be positive (a callout timeout of 0 would mean no timeout)",
-        ));
+    limits::check_limits(&raw.limits)?;
+    limits::check("max_depth", "max_depth", u64::from(raw.max_depth))?;
+    limits::check("panel_grace_ms", "panel_grace_ms", raw.panel_grace_ms)?;
+    for (name, p) in &raw.presets {
+        if let Some(ms) = p.panel_grace_ms {
+            limits::check(
+                "panel_grace_ms",
+                &format!("presets.{name}.panel_grace_ms"),
+                ms,
+            )?;
+        }
     }
     if raw.depth_header.is_empty()
         || !raw
@@ -462,18 +472,6 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
         return Err(err("depth_header", "must be a lowercase HTTP header name"));
-    }
-    if raw.max_depth == 0 {
-        return Err(err("max_depth", "must be at least 1"));
-    }
-    if l.max_request_bytes == 0 || l.max_response_bytes == 0 {
-        return Err(err(
-            "limits.max_request_bytes / limits.max_response_bytes",
-            "must be positive",
-        ));
-    }
-    if l.max_concurrent_runs == 0 {
-        return Err(err("limits.max_concurrent_runs", "must be at least 1"));
     }
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     let mut index = BTreeMap::new();

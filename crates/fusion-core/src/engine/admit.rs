@@ -43,6 +43,12 @@ pub fn at_capacity(config: &Config, active_runs: usize) -> bool {
     active_runs >= config.limits.max_concurrent_runs
 }
 
+/// The worker's runs already hold `limits.max_bytes_in_flight` bytes (requests
+/// sent and answers buffered): a new run meets `on_overload` as at capacity.
+pub fn over_bytes_in_flight(config: &Config, bytes: u64) -> bool {
+    bytes >= config.limits.max_bytes_in_flight
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

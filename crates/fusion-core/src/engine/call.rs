@@ -36,6 +36,8 @@ pub enum Failure {
     Unusable,
     Empty,
     TooLarge,
+    /// Not sent: the turn reached `limits.max_upstream_calls` or `limits.max_upstream_bytes`.
+    OverBudget,
 }
 
 impl Failure {
@@ -58,6 +60,7 @@ impl Failure {
             Failure::Unusable => FailureClass::Unusable,
             Failure::Empty => FailureClass::Empty,
             Failure::TooLarge => FailureClass::TooLarge,
+            Failure::OverBudget => FailureClass::OverBudget,
         }
     }
 }
@@ -76,11 +79,12 @@ pub enum FailureClass {
     Unusable,
     Empty,
     TooLarge,
+    OverBudget,
     Late,
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 10] = [
+    pub const ALL: [FailureClass; 11] = [
         FailureClass::Timeout,
         FailureClass::Unreachable,
         FailureClass::RateLimited,
@@ -90,6 +94,7 @@ impl FailureClass {
         FailureClass::Unusable,
         FailureClass::Empty,
         FailureClass::TooLarge,
+        FailureClass::OverBudget,
         FailureClass::Late,
     ];
 
@@ -104,6 +109,7 @@ impl FailureClass {
             FailureClass::Unusable => "unusable_response",
             FailureClass::Empty => "empty_response",
             FailureClass::TooLarge => "response_too_large",
+            FailureClass::OverBudget => "over_budget",
             FailureClass::Late => "late",
         }
     }

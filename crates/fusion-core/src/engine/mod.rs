@@ -101,16 +101,10 @@ pub enum Start {
 }
 
 /// Cheap test on the raw body: can this request ask for fusion at all?
-/// A body that names no alias and no `fusion` is never parsed.
+/// `false` only when no JSON spelling (escapes included) of an alias or of a
+/// fusion tool type occurs in it; such a body is never parsed.
 pub fn may_be_fusion(config: &Config, body: &[u8]) -> bool {
-    let contains =
-        |needle: &[u8]| !needle.is_empty() && body.windows(needle.len()).any(|w| w == needle);
-    // An alias that contains "fusion" is already covered by the first scan.
-    contains(b"fusion")
-        || config
-            .aliases
-            .iter()
-            .any(|a| !a.contains("fusion") && contains(a.as_bytes()))
+    config.prescan().may_ask_for_fusion(body)
 }
 
 /// The only fields that decide whether a request is fusion; everything else
@@ -160,23 +154,16 @@ pub fn start(
     if !may_be_fusion(config, body) {
         return Start::PassThrough;
     }
-    if body.len() > config.limits.max_request_bytes {
-        let err = ApiError {
-            status: 413,
-            message: format!(
-                "the request body has {} bytes; fusion requests may have at most {} (limits.max_request_bytes)",
-                body.len(),
-                config.limits.max_request_bytes
-            ),
-            param: None,
-        };
-        return Start::Reply(LocalReply::error(api, &err));
-    }
+    // Decided on the parsed value: only a request that asks for fusion meets
+    // the filter's size limit; any other passes untouched, however large.
     let head = asks_for_fusion(config, body);
     if head == Some((false, false)) {
         return Start::PassThrough;
     }
-    let value: Value = match serde_json::from_slice(body) {
+    if head.is_some() && body.len() > config.limits.max_request_bytes {
+        return too_large(api, body.len(), config);
+    }
+    let mut value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         // Not ours to judge: the upstream answers malformed JSON in its own words.
         Err(_) => return Start::PassThrough,
@@ -197,6 +184,18 @@ pub fn start(
     if !alias && !declared {
         return Start::PassThrough;
     }
+    if body.len() > config.limits.max_request_bytes {
+        return too_large(api, body.len(), config);
+    }
+    // Within the operator's limits whatever path the request takes from here.
+    if let Some(obj) = value.as_object_mut() {
+        if let Err(e) = plan::bound_client_params(config, api, obj) {
+            return Start::Reply(LocalReply::error(api, &e));
+        }
+        if let Some(e) = client_tool_named_fusion(obj) {
+            return Start::Reply(LocalReply::error(api, &e));
+        }
+    }
     if info.depth >= config.max_depth {
         return refuse(config, value, alias, Refusal::Depth);
     }
@@ -208,8 +207,8 @@ pub fn start(
                 &ApiError {
                     status: 429,
                     message: format!(
-                        "this gateway worker already runs {} fusion requests (limits.max_concurrent_runs); retry shortly",
-                        config.limits.max_concurrent_runs
+                        "this gateway worker is at its fusion capacity ({} runs, limits.max_concurrent_runs, or {} bytes in flight, limits.max_bytes_in_flight); retry shortly",
+                        config.limits.max_concurrent_runs, config.limits.max_bytes_in_flight
                     ),
                     param: None,
                 },
@@ -226,6 +225,39 @@ pub fn start(
     }
 }
 
+/// A client function tool named like the filter's own: the outer model would be
+/// offered two functions of one name, and its calls could not be told apart.
+fn client_tool_named_fusion(body: &serde_json::Map<String, Value>) -> Option<ApiError> {
+    let tools = body.get("tools").and_then(Value::as_array)?;
+    let clash = tools.iter().filter(|t| !wire::is_fusion_tool(t)).any(|t| {
+        let name = t
+            .get("name")
+            .or_else(|| t.get("function").and_then(|f| f.get("name")));
+        name.and_then(Value::as_str) == Some(wire::FUSION_TOOL)
+    });
+    clash.then(|| {
+        ApiError::invalid(
+            format!(
+                "a client tool may not be named `{}`: the fusion filter offers a tool of that name; rename yours",
+                wire::FUSION_TOOL
+            ),
+            Some("tools"),
+        )
+    })
+}
+
+fn too_large(api: Api, size: usize, config: &Config) -> Start {
+    let err = ApiError {
+        status: 413,
+        message: format!(
+            "the request body has {size} bytes; fusion requests may have at most {} (limits.max_request_bytes)",
+            config.limits.max_request_bytes
+        ),
+        param: None,
+    };
+    Start::Reply(LocalReply::error(api, &err))
+}
+
 /// A request sent on without fusion: the alias resolves to its plain model and
 /// fusion tool entries are removed. For an inner call that came back through
 /// the gateway this is what keeps calls from recursing.
@@ -234,7 +266,12 @@ fn refuse(config: &Config, mut value: Value, alias: bool, why: Refusal) -> Start
         return Start::PassThrough;
     };
     if alias {
-        obj.insert("model".into(), Value::String(config.outer_model.clone()));
+        // The name the outer model's upstream knows, as a callout would send it
+        // (a route's prefix stripped: `openai/gpt-4.1` goes up as `gpt-4.1`).
+        let model = config
+            .resolve(&config.outer_model)
+            .map_or(config.outer_model.as_str(), |t| t.model);
+        obj.insert("model".into(), Value::String(model.to_string()));
     }
     obj.remove("fusion");
     if let Some(Value::Array(tools)) = obj.get_mut("tools") {

@@ -6,7 +6,7 @@
 use super::fusion_tool::{OPENROUTER_TOOL_TYPE, TOOL_TYPE};
 use crate::config::{Config, Preset, Quorum};
 use crate::wire::neutral::GenParams;
-use crate::wire::ApiError;
+use crate::wire::{Api, ApiError};
 use serde_json::{Map, Value};
 
 /// One panel member: the model and the provider tools it gets.
@@ -268,33 +268,26 @@ fn overrides(
     let tokens = get("max_completion_tokens").or_else(|| get("max_tokens"));
     if let Some(v) = tokens {
         let cap = limits.max_completion_tokens;
-        p.max_tokens = Some(bounded_int(v, 1, cap).ok_or_else(|| {
-            invalid(format!(
-                "fusion `max_completion_tokens` must be an integer from 1 to {cap} (the operator's limit)"
-            ))
+        p.max_tokens = Some(count_within(v, cap).ok_or_else(|| {
+            invalid("fusion `max_completion_tokens` must be a positive integer".into())
         })?);
     }
     if let Some(v) = get("max_tool_calls") {
         let cap = limits.max_tool_calls;
-        p.max_tool_calls = Some(bounded_int(v, 1, cap).ok_or_else(|| {
-            invalid(format!(
-                "fusion `max_tool_calls` must be an integer from 1 to {cap} (the operator's limit)"
-            ))
-        })?);
+        p.max_tool_calls =
+            Some(count_within(v, cap).ok_or_else(|| {
+                invalid("fusion `max_tool_calls` must be a positive integer".into())
+            })?);
     }
     if let Some(v) = get("temperature") {
-        p.temperature = Some(
-            v.as_f64()
-                .filter(|t| (0.0..=2.0).contains(t))
-                .ok_or_else(|| {
-                    invalid("fusion `temperature` must be a number from 0 to 2".into())
-                })?,
-        );
+        p.temperature =
+            Some(sampling(v, TEMPERATURE).ok_or_else(|| {
+                invalid("fusion `temperature` must be a number from 0 to 2".into())
+            })?);
     }
     if let Some(v) = get("top_p") {
         p.top_p = Some(
-            v.as_f64()
-                .filter(|t| (0.0..=1.0).contains(t))
+            sampling(v, TOP_P)
                 .ok_or_else(|| invalid("fusion `top_p` must be a number from 0 to 1".into()))?,
         );
     }
@@ -322,8 +315,64 @@ fn overrides(
     Ok(p)
 }
 
-fn bounded_int(v: &Value, min: u64, max: u64) -> Option<u64> {
-    v.as_u64().filter(|n| (min..=max).contains(n))
+/// The valid `temperature` and `top_p` ranges (the widest any of the APIs takes).
+const TEMPERATURE: (f64, f64) = (0.0, 2.0);
+const TOP_P: (f64, f64) = (0.0, 1.0);
+
+/// A count (tokens, tool calls): a positive integer, lowered to the operator's cap.
+fn count_within(v: &Value, cap: u64) -> Option<u64> {
+    v.as_u64().filter(|n| *n >= 1).map(|n| n.min(cap))
+}
+
+fn sampling(v: &Value, (min, max): (f64, f64)) -> Option<f64> {
+    v.as_f64().filter(|t| (min..=max).contains(t))
+}
+
+/// The one rule for the client's own generation parameters, whatever the request
+/// form (alias, declaration, merge, preset, and the refusal paths that send the
+/// request on without fusion): counts above the operator's caps
+/// (`limits.max_completion_tokens`, `limits.max_tool_calls`) are lowered to the
+/// cap in the body itself, so every call built from it carries the cap; a value
+/// no API accepts (a count that is not a positive integer, `temperature`
+/// outside 0..2, `top_p` outside 0..1) is refused with a 400 naming it.
+pub fn bound_client_params(
+    config: &Config,
+    api: Api,
+    body: &mut Map<String, Value>,
+) -> Result<(), ApiError> {
+    let limits = &config.limits;
+    let counts: &[(&str, u64)] = match api {
+        Api::Chat => &[
+            ("max_tokens", limits.max_completion_tokens),
+            ("max_completion_tokens", limits.max_completion_tokens),
+        ],
+        Api::Responses => &[
+            ("max_output_tokens", limits.max_completion_tokens),
+            ("max_tool_calls", limits.max_tool_calls),
+        ],
+        Api::Messages => &[("max_tokens", limits.max_completion_tokens)],
+    };
+    for &(key, cap) in counts {
+        let Some(v) = body.get_mut(key).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let n = count_within(v, cap).ok_or_else(|| {
+            ApiError::invalid(format!("`{key}` must be a positive integer"), Some(key))
+        })?;
+        *v = Value::from(n);
+    }
+    for (key, range) in [("temperature", TEMPERATURE), ("top_p", TOP_P)] {
+        let Some(v) = body.get(key).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        if sampling(v, range).is_none() {
+            return Err(ApiError::invalid(
+                format!("`{key}` must be a number from {} to {}", range.0, range.1),
+                Some(key),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A reasoning setting, normalised to `{"effort": "..."}` (the wire layer's normaliser).
@@ -421,15 +470,65 @@ mod tests {
         assert_eq!(q.stop, Some(json!(["END"])));
         assert_eq!(q.reasoning, Some(json!({"effort": "low"})));
         assert_eq!(q.max_tool_calls, Some(2));
-        assert!(
-            err(json!({"type": "fusion", "max_completion_tokens": 40000}))
-                .contains("from 1 to 32768")
-        );
-        assert!(err(json!({"type": "fusion", "max_tool_calls": 17})).contains("from 1 to 16"));
+        // Counts above the operator's caps are lowered to them; below 1 is refused.
+        let p = from_declaration(
+            &c,
+            &json!({"type": "fusion", "max_completion_tokens": 1_000_000_000u64, "max_tool_calls": 17}),
+        )
+        .unwrap();
+        assert_eq!(p.panel_params.max_tokens, Some(32768));
+        assert_eq!(p.panel_params.max_tool_calls, Some(16));
+        assert!(err(json!({"type": "fusion", "max_completion_tokens": 0})).contains("positive"));
+        assert!(err(json!({"type": "fusion", "max_tool_calls": -1})).contains("positive"));
         assert!(err(json!({"type": "fusion", "temperature": 3})).contains("from 0 to 2"));
         assert!(err(json!({"type": "fusion", "top_p": "x"})).contains("from 0 to 1"));
         assert!(err(json!({"type": "fusion", "stop": [1]})).contains("at most 4 strings"));
         assert!(err(json!({"type": "fusion", "reasoning": "max"})).contains("`reasoning`"));
+    }
+
+    #[test]
+    fn client_parameters_obey_the_same_rule_in_every_api() {
+        let c = config();
+        let bound = |api: Api, body: Value| {
+            let mut obj = body.as_object().cloned().unwrap();
+            bound_client_params(&c, api, &mut obj).map(|()| Value::Object(obj))
+        };
+        let b = bound(
+            Api::Chat,
+            json!({"max_tokens": 1_000_000_000u64, "max_completion_tokens": u64::MAX}),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                b["max_tokens"].as_u64(),
+                b["max_completion_tokens"].as_u64()
+            ),
+            (Some(32768), Some(32768))
+        );
+        let b = bound(
+            Api::Responses,
+            json!({"max_output_tokens": 99_999_999, "max_tool_calls": 99}),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                b["max_output_tokens"].as_u64(),
+                b["max_tool_calls"].as_u64()
+            ),
+            (Some(32768), Some(16))
+        );
+        let b = bound(
+            Api::Messages,
+            json!({"max_tokens": 500, "temperature": 1, "top_p": null}),
+        )
+        .unwrap();
+        assert_eq!(b["max_tokens"], 500);
+        let e = bound(Api::Chat, json!({"temperature": 50})).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("temperature")));
+        assert!(bound(Api::Messages, json!({"temperature": -3})).is_err());
+        assert!(bound(Api::Responses, json!({"top_p": 1.5})).is_err());
+        assert!(bound(Api::Chat, json!({"max_tokens": -1})).is_err());
+        assert!(bound(Api::Messages, json!({"max_tokens": "9"})).is_err());
     }
 
     #[test]

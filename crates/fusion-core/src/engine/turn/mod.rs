@@ -78,6 +78,8 @@ enum NotSent {
     /// No upstream serves the model (the plan validates its models, so this
     /// is a bug guard, reported as `unreachable`).
     Unserved,
+    /// The turn's `limits.max_upstream_calls` / `max_upstream_bytes` would be passed.
+    OverBudget,
 }
 
 impl NotSent {
@@ -85,6 +87,7 @@ impl NotSent {
         match self {
             NotSent::NoTime => Failure::Timeout,
             NotSent::Unserved => Failure::Unreachable,
+            NotSent::OverBudget => Failure::OverBudget,
         }
     }
 }
@@ -94,6 +97,8 @@ pub struct Turn {
     config: Rc<Config>,
     api: Api,
     info: RequestInfo,
+    /// Unique per run (the client's `x-request-id` is reported beside it).
+    run_id: String,
     req: ClientRequest,
     /// The client's body as sent: the final answer up the route is a patch of it.
     client_body: serde_json::Value,
@@ -121,6 +126,9 @@ pub struct Turn {
     merge_conversation: Option<Conversation>,
     next_id: u32,
     pending: BTreeMap<u32, Role>,
+    /// Callouts sent and their request bytes, against the per-turn caps.
+    upstream_calls: u32,
+    upstream_bytes: u64,
     ledger: Ledger,
     /// Set when the final answer streams up the route.
     relay: Option<Relay>,
@@ -214,6 +222,7 @@ impl Turn {
         let mut turn = Turn {
             config,
             api,
+            run_id: new_run_id(&info.request_id, now_ms),
             info,
             req,
             client_body,
@@ -234,6 +243,8 @@ impl Turn {
             merge_conversation: None,
             next_id: 0,
             pending: BTreeMap::new(),
+            upstream_calls: 0,
+            upstream_bytes: 0,
             ledger: Ledger::default(),
             relay: None,
             relay_buffered: false,
@@ -251,7 +262,7 @@ impl Turn {
             turn.outer_round(now_ms)
         } else {
             let call = ToolCall {
-                id: format!("call_fusion_{}", short_id(&turn.info.request_id)),
+                id: format!("call_fusion_{}", short_id(&turn.run_id)),
                 name: FUSION_TOOL.to_string(),
                 arguments: json!({"question": turn.req.conversation.last_user_text()}).to_string(),
             };
@@ -266,7 +277,7 @@ impl Turn {
     }
 
     pub fn run_id(&self) -> &str {
-        &self.info.request_id
+        &self.run_id
     }
 
     pub fn is_done(&self) -> bool {
@@ -377,16 +388,27 @@ impl Turn {
             params,
         };
         let id = self.next_id;
-        self.next_id += 1;
-        self.pending.insert(id, role);
-        Ok(Command::Dispatch(call::build(
+        let callout = call::build(
             id,
             target,
             &request,
             self.depth_header(),
             &self.info.client_auth,
             timeout_ms,
-        )))
+        );
+        // The amplification bound: calls and request bytes one turn may send.
+        let limits = &self.config.limits;
+        let bytes = self
+            .upstream_bytes
+            .saturating_add(u64::try_from(callout.body.len()).unwrap_or(u64::MAX));
+        if self.upstream_calls >= limits.max_upstream_calls || bytes > limits.max_upstream_bytes {
+            return Err(NotSent::OverBudget);
+        }
+        self.upstream_calls += 1;
+        self.upstream_bytes = bytes;
+        self.next_id += 1;
+        self.pending.insert(id, role);
+        Ok(Command::Dispatch(callout))
     }
 }
 
@@ -400,6 +422,19 @@ fn timed_out_at(result: CallResult, now_ms: u64, deadline_ms: u64) -> CallResult
         };
     }
     result
+}
+
+/// Runs started by this worker (Wasm VM): with the start time and a hash of the
+/// request id, it makes run ids unique per run even when clients reuse an
+/// `x-request-id` or send none.
+static RUNS_STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn new_run_id(request_id: &str, now_ms: u64) -> String {
+    use std::hash::{Hash, Hasher};
+    let seq = RUNS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    request_id.hash(&mut h);
+    format!("fr-{now_ms:x}-{seq:x}-{:016x}", h.finish())
 }
 
 fn short_id(request_id: &str) -> String {

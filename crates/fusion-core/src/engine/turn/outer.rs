@@ -131,6 +131,7 @@ impl Turn {
         ) {
             Ok(c) => vec![c],
             Err(NotSent::NoTime) => self.finish_truncated(Budget::Turn),
+            Err(NotSent::OverBudget) => self.finish_truncated(Budget::Upstream),
             Err(NotSent::Unserved) => {
                 if let Some(rec) = self.ledger.outer.last_mut() {
                     rec.status = CallStatus::Failed(Failure::Unreachable);
@@ -466,7 +467,7 @@ impl Turn {
             self.answer_text = Some(reply.text.clone());
         }
         let meta = ResponseMeta {
-            id: format!("fusion-{}", super::short_id(&self.info.request_id)),
+            id: format!("fusion-{}", super::short_id(&self.run_id)),
             created_s: self.started_ms / 1000,
             usage: self.ledger.usage,
             fusion: self.report(),

@@ -45,15 +45,18 @@ pub enum Budget {
     Rounds,
     /// `limits.turn_timeout_ms`.
     Turn,
+    /// `limits.max_upstream_calls` or `limits.max_upstream_bytes`.
+    Upstream,
 }
 
 impl Budget {
-    pub const ALL: [Budget; 2] = [Budget::Rounds, Budget::Turn];
+    pub const ALL: [Budget; 3] = [Budget::Rounds, Budget::Turn, Budget::Upstream];
 
     pub fn name(self) -> &'static str {
         match self {
             Budget::Rounds => "rounds",
             Budget::Turn => "turn",
+            Budget::Upstream => "upstream",
         }
     }
 }
@@ -79,7 +82,7 @@ impl Turn {
     pub fn debug_headers(&self) -> Vec<(String, String)> {
         let (ok, failed, late) = self.ledger.panel_counts();
         vec![
-            ("x-fusion-run-id".into(), self.info.request_id.clone()),
+            ("x-fusion-run-id".into(), self.run_id.clone()),
             (
                 "x-fusion-panel".into(),
                 format!("ok={ok}, failed={failed}, late={late}"),
@@ -92,7 +95,8 @@ impl Turn {
         let config = &self.config;
         let ledger = &self.ledger;
         json!({
-            "run_id": self.info.request_id,
+            "run_id": self.run_id,
+            "request_id": self.info.request_id,
             "mode": self.mode.name(),
             "preset": self.plan.preset,
             "panel": ledger.panel.iter().map(|r| r.report(config)).collect::<Vec<_>>(),
