@@ -10,7 +10,7 @@ use crate::host::{BufferType, Host, MapType};
 use crate::shared::{Shared, StreamHandle, StreamRef};
 use fusion_core::engine::admit::{self, RequestHead};
 use fusion_core::engine::{
-    self, CallResult, Command, LocalReply, Refusal, RequestInfo, Resume, Start, Turn,
+    self, CallResult, Command, Include, LocalReply, Refusal, RequestInfo, Resume, Start, Turn,
 };
 use fusion_core::wire::Api;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -25,7 +25,11 @@ pub struct Stream {
     shared: Rc<Shared>,
     me: Weak<RefCell<Stream>>,
     /// Set when the request may be fusion: its body is buffered and inspected.
-    candidate: Option<(Api, RequestInfo)>,
+    /// `false`: its content type is not JSON, so it is only checked for a
+    /// fusion request to say why it got none.
+    candidate: Option<(Api, bool)>,
+    /// Why a request that asked for fusion went on without it (`x-fusion-skipped`).
+    skipped: Option<Refusal>,
     turn: Option<Box<Turn>>,
     /// Host callout token -> engine call id.
     tokens: BTreeMap<u32, u32>,
@@ -47,6 +51,7 @@ impl FusionFilter {
                 shared,
                 me: me.clone(),
                 candidate: None,
+                skipped: None,
                 turn: None,
                 tokens: BTreeMap::new(),
                 body_size: 0,
@@ -190,6 +195,7 @@ impl Stream {
                 }
                 Command::Reply(reply) => {
                     self.release_slot();
+                    self.publish_state(false);
                     if !self.send_reply(&reply) {
                         // The client cannot get this answer (e.g. it left): the
                         // run's log line and metrics tell what it came to.
@@ -199,7 +205,10 @@ impl Stream {
                         );
                     }
                 }
-                Command::Resume(resume) => self.resume(&resume),
+                Command::Resume(resume) => {
+                    self.publish_state(false);
+                    self.resume(&resume);
+                }
                 Command::WakeAt(at) => {
                     self.shared.wake_at(at, self.context_id, self.me());
                 }
@@ -273,6 +282,8 @@ impl Stream {
         self.run(commands, as_root);
     }
 
+    /// Only the three headers that decide eligibility are read here: what the
+    /// run needs besides is read once the body asks for fusion.
     fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
         let (method, path, content_type) = (
             self.header(":method"),
@@ -285,10 +296,20 @@ impl Stream {
             content_type: content_type.as_deref(),
             end_of_stream,
         };
-        let Some(api) = admit::candidate(&head) else {
-            return Action::Continue;
+        self.candidate = match (admit::candidate(&head), admit::mislabelled(&head)) {
+            (Some(api), _) => Some((api, true)),
+            (None, Some(api)) => Some((api, false)),
+            (None, None) => return Action::Continue,
         };
-        let depth = admit::depth(self.header(&self.shared.config.depth_header).as_deref());
+        // Hold the headers until the body decides (allow_on_headers_stop_iteration).
+        Action::Pause
+    }
+
+    /// What the run needs from the request besides its body; read only for a
+    /// request whose body asks for fusion.
+    fn request_info(&self) -> RequestInfo {
+        let config = &self.shared.config;
+        let depth = admit::depth(self.header(&config.depth_header).as_deref());
         let client_auth = ["authorization", "x-api-key"]
             .iter()
             .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
@@ -299,15 +320,31 @@ impl Stream {
             .ok()
             .flatten()
             .and_then(|b| String::from_utf8(b).ok());
-        let info = RequestInfo {
+        let trace = engine::TRACE_HEADERS
+            .iter()
+            .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
+            .collect();
+        RequestInfo {
             request_id: self.header("x-request-id").unwrap_or_default(),
             depth,
             client_auth,
             route_cluster,
+            include: Include::parse(self.header(engine::INCLUDE_HEADER).as_deref()),
+            trace,
+        }
+    }
+
+    /// Publishes the run for access logs (`%FILTER_STATE(wasm.fusion_cost:PLAIN)%`).
+    fn publish_state(&self, stream_over: bool) {
+        let Some(turn) = self.turn.as_ref() else {
+            return;
         };
-        self.candidate = Some((api, info));
-        // Hold the headers until the body decides (allow_on_headers_stop_iteration).
-        Action::Pause
+        let state = turn.filter_state(stream_over);
+        for (name, value) in state.pairs() {
+            if let Err(status) = self.host().set_property(&[name], value.as_bytes()) {
+                log::debug!("fusion: setting filter state {name} refused: {status:?}");
+            }
+        }
     }
 
     fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -330,20 +367,37 @@ impl Stream {
 
     /// The whole request body is buffered: the engine decides what happens.
     fn request_complete(&mut self, body_size: usize) -> Action {
-        let Some((api, info)) = self.candidate.take() else {
+        let Some((api, json)) = self.candidate.take() else {
             return Action::Continue;
         };
         let body = self.buffer(BufferType::HttpRequestBody, body_size);
         self.body_size = body_size;
         let shared = Rc::clone(&self.shared);
         let host = &*shared.host;
+        if !json {
+            if engine::names_fusion(&shared.config, &body) {
+                self.skipped = Some(Refusal::ContentType);
+            }
+            return Action::Continue;
+        }
         let at_capacity = admit::at_capacity(&shared.config, shared.active_runs.get());
-        match engine::start(&shared.config, api, info, &body, self.now_ms(), at_capacity) {
+        let now = self.now_ms();
+        let started = engine::start_with(
+            &shared.config,
+            api,
+            || self.request_info(),
+            &body,
+            now,
+            at_capacity,
+        );
+        match started {
             Start::PassThrough => Action::Continue,
             Start::Rewrite(new_body, why) => {
+                self.skipped = Some(why);
                 match why {
                     Refusal::Depth => shared.metrics.depth_refused(host),
                     Refusal::Overload => shared.metrics.overloaded(host),
+                    Refusal::ContentType => {}
                 }
                 match host.set_buffer(BufferType::HttpRequestBody, 0, body_size, &new_body) {
                     Ok(()) => self.set_header(
@@ -383,6 +437,13 @@ impl Stream {
     }
 
     fn on_response_headers(&mut self) -> Action {
+        if let Some(why) = self.skipped {
+            self.set_header(
+                MapType::HttpResponseHeaders,
+                engine::SKIPPED_HEADER,
+                Some(why.name()),
+            );
+        }
         let Some(turn) = self.turn.as_ref().filter(|t| t.relays_response()) else {
             return Action::Continue;
         };
@@ -435,10 +496,13 @@ impl Stream {
     /// The stream is over: count and log the run once, with what it came to.
     fn on_log(&mut self) {
         self.release_slot();
-        let Some(mut turn) = self.turn.take() else {
+        if let Some(turn) = self.turn.as_mut() {
+            turn.observe_time(self.shared.host.now_ms());
+        }
+        self.publish_state(true);
+        let Some(turn) = self.turn.take() else {
             return;
         };
-        turn.observe_time(self.now_ms());
         let stats = turn.stats(true);
         self.shared.metrics.run_ended(self.host(), &stats);
         if self.shared.config.log.runs {

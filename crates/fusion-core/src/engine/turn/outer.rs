@@ -177,6 +177,7 @@ impl Turn {
             &request,
             self.depth_header(),
             &self.info.client_auth,
+            &self.info.trace,
             1,
         );
         let mut body = wire::build_request(self.api, &request);
