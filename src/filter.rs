@@ -9,6 +9,7 @@
 use crate::host::{BufferType, Host, MapType};
 use crate::shared::{Shared, StreamHandle, StreamRef};
 use fusion_core::engine::admit::{self, RequestHead};
+use fusion_core::engine::route::RoutePolicy;
 use fusion_core::engine::{
     self, CallResult, Command, Include, LocalReply, Refusal, RequestInfo, Resume, Start, Turn,
 };
@@ -331,6 +332,12 @@ impl Stream {
             route_cluster,
             include: Include::parse(self.header(engine::INCLUDE_HEADER).as_deref()),
             trace,
+            route: RoutePolicy::from_values(|key| {
+                self.host()
+                    .get_property(&["xds", "route_metadata", "filter_metadata", "fusion", key])
+                    .ok()
+                    .flatten()
+            }),
         }
     }
 
@@ -397,7 +404,7 @@ impl Stream {
                 match why {
                     Refusal::Depth => shared.metrics.depth_refused(host),
                     Refusal::Overload => shared.metrics.overloaded(host),
-                    Refusal::ContentType => {}
+                    Refusal::ContentType | Refusal::Route => {}
                 }
                 match host.set_buffer(BufferType::HttpRequestBody, 0, body_size, &new_body) {
                     Ok(()) => self.set_header(

@@ -7,6 +7,7 @@ pub mod fusion_tool;
 pub mod judge;
 mod merge;
 pub mod plan;
+pub mod route;
 mod turn;
 
 pub use call::{CallResult, Callout, Failure, FailureClass};
@@ -34,6 +35,8 @@ pub struct RequestInfo {
     pub include: Include,
     /// The client's trace context headers, copied to every callout.
     pub trace: Vec<(String, String)>,
+    /// What the route's metadata says about fusion.
+    pub route: route::RoutePolicy,
 }
 
 /// The request header that asks for more in the `fusion` object.
@@ -128,6 +131,8 @@ pub enum Refusal {
     Overload,
     /// The body asks for fusion but the content type is not JSON.
     ContentType,
+    /// The route's metadata turns fusion off (`disabled: true`).
+    Route,
 }
 
 impl Refusal {
@@ -137,6 +142,7 @@ impl Refusal {
             Refusal::Depth => "depth",
             Refusal::Overload => "overload",
             Refusal::ContentType => "content_type",
+            Refusal::Route => "route_disabled",
         }
     }
 }
@@ -306,6 +312,13 @@ pub fn start_with(
         return Start::PassThrough;
     }
     let info = read_info();
+    if info.route.disabled {
+        return refuse(config, value, alias, Refusal::Route);
+    }
+    let config = &match info.route.apply(config) {
+        Ok(c) => c,
+        Err(e) => return Start::Reply(LocalReply::error(api, &e)),
+    };
     if info.depth >= config.max_depth {
         return refuse(config, value, alias, Refusal::Depth);
     }
