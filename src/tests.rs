@@ -132,7 +132,11 @@ fn an_alias_run_answers_locally_and_counts_the_run() {
     assert_eq!(v["choices"][0]["message"]["content"], "The sky is blue.");
     assert_eq!(r.host.metric("fusion_active_runs"), 0);
     r.filter.on_log();
-    assert_eq!(r.host.metric("fusion_runs_total.mode.alias.outcome.ok"), 1);
+    assert_eq!(
+        r.host
+            .metric("mode=.=alias;.;outcome=.=ok;.;fusion_runs_total"),
+        1
+    );
 }
 
 #[test]
@@ -225,7 +229,7 @@ fn a_client_gone_before_the_answer_is_counted_as_such() {
     r.filter.on_log();
     assert_eq!(
         r.host
-            .metric("fusion_runs_total.mode.alias.outcome.client_gone"),
+            .metric("mode=.=alias;.;outcome=.=client_gone;.;fusion_runs_total"),
         1
     );
     assert_eq!(r.host.metric("fusion_client_disconnects_total"), 1);
@@ -290,7 +294,8 @@ fn response_trailers_complete_a_relayed_answer() {
     assert_eq!(r.filter.on_http_response_trailers(1), Action::Continue);
     r.filter.on_log();
     assert_eq!(
-        r.host.metric("fusion_runs_total.mode.alias.outcome.ok"),
+        r.host
+            .metric("mode=.=alias;.;outcome=.=ok;.;fusion_runs_total"),
         1,
         "the trailers ended the answer: not client_gone"
     );
