@@ -30,10 +30,7 @@ impl RoutePolicy {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
         };
-        let disabled = match text("disabled").as_deref() {
-            Some("true") | Some("\u{1}") => true,
-            _ => false,
-        };
+        let disabled = matches!(text("disabled").as_deref(), Some("true" | "\u{1}"));
         RoutePolicy {
             disabled,
             preset: text("preset"),
