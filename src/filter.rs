@@ -341,6 +341,18 @@ impl Stream {
         }
     }
 
+    /// The request asked for fusion and goes on without it: the response
+    /// header says why, and so does the filter state `wasm.fusion_skipped`.
+    fn skip(&mut self, why: Refusal) {
+        self.skipped = Some(why);
+        if let Err(status) = self
+            .host()
+            .set_property(&["fusion_skipped"], why.name().as_bytes())
+        {
+            log::debug!("fusion: setting filter state fusion_skipped refused: {status:?}");
+        }
+    }
+
     /// Publishes the run for access logs (`%FILTER_STATE(wasm.fusion_cost:PLAIN)%`).
     fn publish_state(&self, stream_over: bool) {
         let Some(turn) = self.turn.as_ref() else {
@@ -383,7 +395,7 @@ impl Stream {
         let host = &*shared.host;
         if !json {
             if engine::names_fusion(&shared.config, &body) {
-                self.skipped = Some(Refusal::ContentType);
+                self.skip(Refusal::ContentType);
             }
             return Action::Continue;
         }
@@ -400,7 +412,7 @@ impl Stream {
         match started {
             Start::PassThrough => Action::Continue,
             Start::Rewrite(new_body, why) => {
-                self.skipped = Some(why);
+                self.skip(why);
                 match why {
                     Refusal::Depth => shared.metrics.depth_refused(host),
                     Refusal::Overload => shared.metrics.overloaded(host),

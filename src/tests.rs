@@ -401,6 +401,10 @@ fn an_inner_call_gets_no_fusion_and_the_response_says_why() {
             .as_deref(),
         Some("depth")
     );
+    assert_eq!(
+        r.host.properties.borrow().get("fusion_skipped").cloned(),
+        Some(b"depth".to_vec())
+    );
 }
 
 #[test]
