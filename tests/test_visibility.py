@@ -221,7 +221,12 @@ def test_access_log_reads_the_runs_filter_state(envoy, mock):
     envoy.post(CHAT, {"model": "mock-a", "messages": [{"role": "user", "content": "hi"}]},
                headers={"x-request-id": "visibility-log-2"})
     plain = access_log_lines(envoy, "visibility-log-2")
-    assert plain and "mode=- " in plain[-1]
+    assert plain and "mode=- " in plain[-1] and "skipped=-" in plain[-1]
+    # A request that asked for fusion and did not get it says why.
+    path, body = request("chat")
+    envoy.post(path, body, headers={"x-request-id": "visibility-log-3", "x-fusion-depth": "1"})
+    skipped = access_log_lines(envoy, "visibility-log-3")
+    assert skipped and skipped[-1].endswith("skipped=depth"), skipped
 
 
 ROUTES = """              routes:
