@@ -9,8 +9,9 @@
 use crate::host::{BufferType, Host, MapType};
 use crate::shared::{Shared, StreamHandle, StreamRef};
 use fusion_core::engine::admit::{self, RequestHead};
+use fusion_core::engine::route::RoutePolicy;
 use fusion_core::engine::{
-    self, CallResult, Command, LocalReply, Refusal, RequestInfo, Resume, Start, Turn,
+    self, CallResult, Command, Include, LocalReply, Refusal, RequestInfo, Resume, Start, Turn,
 };
 use fusion_core::wire::Api;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -25,7 +26,11 @@ pub struct Stream {
     shared: Rc<Shared>,
     me: Weak<RefCell<Stream>>,
     /// Set when the request may be fusion: its body is buffered and inspected.
-    candidate: Option<(Api, RequestInfo)>,
+    /// `false`: its content type is not JSON, so it is only checked for a
+    /// fusion request to say why it got none.
+    candidate: Option<(Api, bool)>,
+    /// Why a request that asked for fusion went on without it (`x-fusion-skipped`).
+    skipped: Option<Refusal>,
     turn: Option<Box<Turn>>,
     /// Host callout token -> engine call id.
     tokens: BTreeMap<u32, u32>,
@@ -53,6 +58,7 @@ impl FusionFilter {
                 shared,
                 me: me.clone(),
                 candidate: None,
+                skipped: None,
                 turn: None,
                 tokens: BTreeMap::new(),
                 body_size: 0,
@@ -208,6 +214,7 @@ impl Stream {
                     if !self.turn.as_ref().is_some_and(|t| t.pending_calls() > 0) {
                         self.release_slot();
                     }
+                    self.publish_state(false);
                     if !self.send_reply(&reply) {
                         // The client cannot get this answer (e.g. it left): the
                         // run's log line and metrics tell what it came to.
@@ -217,7 +224,10 @@ impl Stream {
                         );
                     }
                 }
-                Command::Resume(resume) => self.resume(&resume),
+                Command::Resume(resume) => {
+                    self.publish_state(false);
+                    self.resume(&resume);
+                }
                 Command::WakeAt(at) => {
                     self.shared.wake_at(at, self.context_id, self.me());
                 }
@@ -325,6 +335,8 @@ impl Stream {
         }
     }
 
+    /// Only the three headers that decide eligibility are read here: what the
+    /// run needs besides is read once the body asks for fusion.
     fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
         let (method, path, content_type) = (
             self.header(":method"),
@@ -337,24 +349,68 @@ impl Stream {
             content_type: content_type.as_deref(),
             end_of_stream,
         };
-        let Some(api) = admit::candidate(&head) else {
-            return Action::Continue;
+        self.candidate = match (admit::candidate(&head), admit::mislabelled(&head)) {
+            (Some(api), _) => Some((api, true)),
+            (None, Some(api)) => Some((api, false)),
+            (None, None) => return Action::Continue,
         };
-        let depth = admit::depth(self.header(&self.shared.config.depth_header).as_deref());
+        // Hold the headers until the body decides (allow_on_headers_stop_iteration).
+        Action::Pause
+    }
+
+    /// What the run needs from the request besides its body; read only for a
+    /// request whose body asks for fusion.
+    fn request_info(&self) -> RequestInfo {
+        let config = &self.shared.config;
+        let depth = admit::depth(self.header(&config.depth_header).as_deref());
         let client_auth = ["authorization", "x-api-key"]
             .iter()
             .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
             .collect();
         let route_cluster = self.route_cluster();
-        let info = RequestInfo {
+        let trace = engine::TRACE_HEADERS
+            .iter()
+            .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
+            .collect();
+        RequestInfo {
             request_id: self.header("x-request-id").unwrap_or_default(),
             depth,
             client_auth,
             route_cluster,
+            include: Include::parse(self.header(engine::INCLUDE_HEADER).as_deref()),
+            trace,
+            route: RoutePolicy::from_values(|key| {
+                self.host()
+                    .get_property(&["xds", "route_metadata", "filter_metadata", "fusion", key])
+                    .ok()
+                    .flatten()
+            }),
+        }
+    }
+
+    /// The request asked for fusion and goes on without it: the response
+    /// header says why, and so does the filter state `wasm.fusion_skipped`.
+    fn skip(&mut self, why: Refusal) {
+        self.skipped = Some(why);
+        if let Err(status) = self
+            .host()
+            .set_property(&["fusion_skipped"], why.name().as_bytes())
+        {
+            log::debug!("fusion: setting filter state fusion_skipped refused: {status:?}");
+        }
+    }
+
+    /// Publishes the run for access logs (`%FILTER_STATE(wasm.fusion_cost:PLAIN)%`).
+    fn publish_state(&self, stream_over: bool) {
+        let Some(turn) = self.turn.as_ref() else {
+            return;
         };
-        self.candidate = Some((api, info));
-        // Hold the headers until the body decides (allow_on_headers_stop_iteration).
-        Action::Pause
+        let state = turn.filter_state(stream_over);
+        for (name, value) in state.pairs() {
+            if let Err(status) = self.host().set_property(&[name], value.as_bytes()) {
+                log::debug!("fusion: setting filter state {name} refused: {status:?}");
+            }
+        }
     }
 
     fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -377,22 +433,39 @@ impl Stream {
 
     /// The whole request body is buffered: the engine decides what happens.
     fn request_complete(&mut self, body_size: usize) -> Action {
-        let Some((api, info)) = self.candidate.take() else {
+        let Some((api, json)) = self.candidate.take() else {
             return Action::Continue;
         };
         let body = self.buffer(BufferType::HttpRequestBody, body_size);
         self.body_size = body_size;
         let shared = Rc::clone(&self.shared);
         let host = &*shared.host;
+        if !json {
+            if engine::names_fusion(&shared.config, &body) {
+                self.skip(Refusal::ContentType);
+            }
+            return Action::Continue;
+        }
         shared.expire_leases(self.now_ms());
         let at_capacity = admit::at_capacity(&shared.config, shared.active_runs.get())
             || admit::over_bytes_in_flight(&shared.config, shared.bytes_in_flight.get());
-        match engine::start(&shared.config, api, info, &body, self.now_ms(), at_capacity) {
+        let now = self.now_ms();
+        let started = engine::start_with(
+            &shared.config,
+            api,
+            || self.request_info(),
+            &body,
+            now,
+            at_capacity,
+        );
+        match started {
             Start::PassThrough => Action::Continue,
             Start::Rewrite(new_body, why) => {
+                self.skip(why);
                 match why {
                     Refusal::Depth => shared.metrics.depth_refused(host),
                     Refusal::Overload => shared.metrics.overloaded(host),
+                    Refusal::ContentType | Refusal::Route => {}
                 }
                 match host.set_buffer(BufferType::HttpRequestBody, 0, body_size, &new_body) {
                     Ok(()) => self.set_header(
@@ -448,6 +521,13 @@ impl Stream {
     }
 
     fn on_response_headers(&mut self, end_of_stream: bool) -> Action {
+        if let Some(why) = self.skipped {
+            self.set_header(
+                MapType::HttpResponseHeaders,
+                engine::SKIPPED_HEADER,
+                Some(why.name()),
+            );
+        }
         if !self.turn.as_ref().is_some_and(|t| t.relays_response()) {
             return Action::Continue;
         }
@@ -562,10 +642,14 @@ impl Stream {
     /// The stream is over: count and log the run once, with what it came to.
     fn on_log(&mut self) {
         self.end_run_slot();
-        let Some(mut turn) = self.turn.take() else {
+        let now = self.now_ms();
+        if let Some(turn) = self.turn.as_mut() {
+            turn.observe_time(now);
+        }
+        self.publish_state(true);
+        let Some(turn) = self.turn.take() else {
             return;
         };
-        turn.observe_time(self.now_ms());
         let stats = turn.stats(true);
         self.shared.metrics.run_ended(self.host(), &stats);
         if self.shared.config.log.runs {

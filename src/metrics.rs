@@ -1,6 +1,7 @@
 //! Envoy metrics, defined once per root context. Labels are encoded in the
-//! name (`fusion_runs_total.mode.alias.outcome.ok`); Envoy's `stats_tags`
-//! (see envoy/demo.yaml) turn them into Prometheus labels.
+//! name in Istio's tag convention (`mode=.=alias;.;outcome=.=ok;.;fusion_runs_total`):
+//! the `stats_tags` shipped in envoy/demo.yaml, and Istio's own for the tags
+//! listed in `extraStatTags`, turn them into Prometheus labels.
 
 use crate::host::{Host, MetricType};
 use fusion_core::engine::{Budget, FailureClass, Mode, Outcome, RunStats};
@@ -37,7 +38,21 @@ fn counter(host: &dyn Host, name: &str) -> Option<u32> {
     define(host, MetricType::Counter, name)
 }
 
-/// One counter per value of a label: `{name}.{label}.{value}`.
+/// A metric name with its labels in Istio's tag convention:
+/// `label=.=value;.;` for each label, then the name.
+fn tagged(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (label, value) in labels {
+        out.push_str(label);
+        out.push_str("=.=");
+        out.push_str(value);
+        out.push_str(";.;");
+    }
+    out.push_str(name);
+    out
+}
+
+/// One counter per value of a label.
 fn labelled<T: Copy + Ord>(
     host: &dyn Host,
     name: &str,
@@ -48,7 +63,7 @@ fn labelled<T: Copy + Ord>(
     values
         .iter()
         .filter_map(|v| {
-            let id = counter(host, &format!("{name}.{label}.{}", value_name(*v)))?;
+            let id = counter(host, &tagged(name, &[(label, value_name(*v))]))?;
             Some((*v, id))
         })
         .collect()
@@ -76,10 +91,9 @@ impl Metrics {
         let mut runs = BTreeMap::new();
         for mode in Mode::ALL {
             for outcome in Outcome::ALL {
-                let name = format!(
-                    "fusion_runs_total.mode.{}.outcome.{}",
-                    mode.name(),
-                    outcome.name()
+                let name = tagged(
+                    "fusion_runs_total",
+                    &[("mode", mode.name()), ("outcome", outcome.name())],
                 );
                 if let Some(id) = counter(host, &name) {
                     runs.insert((mode, outcome), id);

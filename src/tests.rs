@@ -132,7 +132,11 @@ fn an_alias_run_answers_locally_and_counts_the_run() {
     assert_eq!(v["choices"][0]["message"]["content"], "The sky is blue.");
     assert_eq!(r.host.metric("fusion_active_runs"), 0);
     r.filter.on_log();
-    assert_eq!(r.host.metric("fusion_runs_total.mode.alias.outcome.ok"), 1);
+    assert_eq!(
+        r.host
+            .metric("mode=.=alias;.;outcome=.=ok;.;fusion_runs_total"),
+        1
+    );
 }
 
 #[test]
@@ -225,7 +229,7 @@ fn a_client_gone_before_the_answer_is_counted_as_such() {
     r.filter.on_log();
     assert_eq!(
         r.host
-            .metric("fusion_runs_total.mode.alias.outcome.client_gone"),
+            .metric("mode=.=alias;.;outcome=.=client_gone;.;fusion_runs_total"),
         1
     );
     assert_eq!(r.host.metric("fusion_client_disconnects_total"), 1);
@@ -316,7 +320,7 @@ fn relayed_provider_error_is_answered_in_the_api_shape_and_counted() {
     assert!(body["fusion"].is_object(), "{body}");
     r.filter.on_log();
     assert_eq!(
-        r.host.metric("fusion_runs_total.mode.alias.outcome.error"),
+        r.host.metric("mode=.=alias;.;outcome=.=error;.;fusion_runs_total"),
         1
     );
 }
@@ -405,8 +409,148 @@ fn response_trailers_complete_a_relayed_answer() {
     assert_eq!(r.filter.on_http_response_trailers(1), Action::Continue);
     r.filter.on_log();
     assert_eq!(
-        r.host.metric("fusion_runs_total.mode.alias.outcome.ok"),
+        r.host
+            .metric("mode=.=alias;.;outcome=.=ok;.;fusion_runs_total"),
         1,
         "the trailers ended the answer: not client_gone"
+    );
+}
+
+// --- What the client and the operator see (issues 17, 18, 19) ---
+
+#[test]
+fn a_plain_json_post_reads_no_header_or_property_past_eligibility() {
+    let mut r = rig("");
+    r.host.reads.borrow_mut().clear();
+    r.headers();
+    r.body(&chat("mock-a"));
+    assert_eq!(
+        *r.host.reads.borrow(),
+        [":method", ":path", "content-type"],
+        "depth, auth, request id and cluster are read only for fusion"
+    );
+}
+
+#[test]
+fn a_fusion_request_reads_its_context_once_the_body_asks() {
+    let mut r = rig("");
+    r.host.reads.borrow_mut().clear();
+    r.host
+        .set_header(MapType::HttpRequestHeaders, "traceparent", "00-abc-def-01");
+    r.host
+        .set_header(MapType::HttpRequestHeaders, "baggage", "team=a");
+    r.headers();
+    assert_eq!(r.host.reads.borrow().len(), 3);
+    r.body(&chat("fusion"));
+    let reads = r.host.reads.borrow().clone();
+    for key in [
+        "x-fusion-depth",
+        "xds.cluster_name",
+        "x-request-id",
+        "x-fusion-include",
+    ] {
+        assert!(reads.iter().any(|k| k == key), "{key} read: {reads:?}");
+    }
+    for d in r.dispatched() {
+        let h: std::collections::BTreeMap<_, _> = d.headers.iter().cloned().collect();
+        assert_eq!(
+            h.get("traceparent").map(String::as_str),
+            Some("00-abc-def-01")
+        );
+        assert_eq!(h.get("baggage").map(String::as_str), Some("team=a"));
+        assert_eq!(h.get("x-request-id").map(String::as_str), Some("req-1"));
+    }
+}
+
+#[test]
+fn a_finished_run_publishes_filter_state_for_access_logs() {
+    let mut r = rig("");
+    r.headers();
+    r.body(&chat("fusion"));
+    for d in &r.dispatched() {
+        r.answer(d.token, "blue", false);
+    }
+    let judge = r.dispatched()[3].clone();
+    r.answer(judge.token, &analysis(), false);
+    let outer = r.dispatched()[4].clone();
+    r.answer(outer.token, "The sky is blue.", false);
+    r.filter.on_log();
+    let props = r.host.properties.borrow();
+    let get = |k: &str| String::from_utf8(props.get(k).cloned().unwrap_or_default()).unwrap();
+    assert!(get("fusion_run_id").starts_with("fr-"), "{}", get("fusion_run_id"));
+    assert_eq!(get("fusion_mode"), "alias");
+    assert_eq!(get("fusion_outcome"), "ok");
+    assert_eq!(get("fusion_panel"), "ok=3,failed=0,late=0");
+    assert!(get("fusion_cost").parse::<f64>().is_ok() || get("fusion_cost") == "null");
+}
+
+#[test]
+fn a_refused_filter_state_write_does_not_stop_the_answer() {
+    let mut r = rig("");
+    r.host.refuse(Op::SetProperty);
+    r.headers();
+    r.body(&chat("fusion"));
+    for d in &r.dispatched() {
+        r.answer(d.token, "blue", false);
+    }
+    let judge = r.dispatched()[3].clone();
+    r.answer(judge.token, &analysis(), false);
+    let outer = r.dispatched()[4].clone();
+    r.answer(outer.token, "fine", false);
+    assert_eq!(r.sent_json().0, 200);
+    assert!(r.host.refused.borrow().contains(&Op::SetProperty));
+}
+
+#[test]
+fn an_inner_call_gets_no_fusion_and_the_response_says_why() {
+    let mut r = rig("");
+    r.host
+        .set_header(MapType::HttpRequestHeaders, "x-fusion-depth", "1");
+    r.headers();
+    assert_eq!(r.body(&chat("fusion")), Action::Continue);
+    assert!(r.dispatched().is_empty());
+    r.filter.on_http_response_headers(1, false);
+    assert_eq!(
+        r.host
+            .header(MapType::HttpResponseHeaders, "x-fusion-skipped")
+            .as_deref(),
+        Some("depth")
+    );
+    assert_eq!(
+        r.host.properties.borrow().get("fusion_skipped").cloned(),
+        Some(b"depth".to_vec())
+    );
+}
+
+#[test]
+fn a_fusion_body_without_a_json_content_type_is_told_why() {
+    let mut r = rig("");
+    let req = MapType::HttpRequestHeaders;
+    r.host.set_header(req, ":method", "POST");
+    r.host.set_header(req, ":path", "/v1/chat/completions");
+    r.host
+        .set_header(req, "content-type", "application/x-www-form-urlencoded");
+    assert_eq!(r.filter.on_http_request_headers(3, false), Action::Pause);
+    assert_eq!(r.body(&chat("fusion")), Action::Continue);
+    assert!(r.dispatched().is_empty());
+    r.filter.on_http_response_headers(1, false);
+    assert_eq!(
+        r.host
+            .header(MapType::HttpResponseHeaders, "x-fusion-skipped")
+            .as_deref(),
+        Some("content_type")
+    );
+    // A plain request with that content type gets no such header.
+    let mut r = rig("");
+    r.host.set_header(req, ":method", "POST");
+    r.host.set_header(req, ":path", "/v1/chat/completions");
+    r.host.set_header(req, "content-type", "text/plain");
+    r.filter.on_http_request_headers(3, false);
+    assert_eq!(r.body(&chat("mock-a")), Action::Continue);
+    r.filter.on_http_response_headers(1, false);
+    assert_eq!(
+        r.host
+            .header(MapType::HttpResponseHeaders, "x-fusion-skipped"),
+        None
     );
 }

@@ -71,6 +71,12 @@ imports! {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
@@ -217,6 +223,14 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
     let r = check(unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) });
     // SAFETY: the call returned Ok.
     Ok(found(r)?.and_then(|()| unsafe { host_bytes(data, size) }))
+}
+
+/// Envoy keeps the value as filter state `wasm.<path>` (readable in access
+/// logs with `%FILTER_STATE(wasm.<path>:PLAIN)%`).
+pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), Status> {
+    let path = serialize_path(path);
+    // SAFETY: both pointers are valid for their lengths during the call.
+    check(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
 }
 
 pub fn resume_http_request() -> Result<(), Status> {

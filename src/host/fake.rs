@@ -35,6 +35,7 @@ pub enum Op {
     SetHeader,
     SetBuffer,
     Resume,
+    SetProperty,
 }
 
 #[derive(Default)]
@@ -54,6 +55,8 @@ pub struct FakeHost {
     pub refuse: RefCell<BTreeSet<Op>>,
     /// Every refused call, in order.
     pub refused: RefCell<Vec<Op>>,
+    /// Every request header and property read, in order (`xds.cluster_name` for a property).
+    pub reads: RefCell<Vec<String>>,
     next_token: Cell<u32>,
 }
 
@@ -125,6 +128,9 @@ impl Host for FakeHost {
         self.now.get()
     }
     fn get_map_value(&self, map: MapType, key: &str) -> Result<Option<String>, Status> {
+        if map_key(map) == map_key(MapType::HttpRequestHeaders) {
+            self.reads.borrow_mut().push(key.to_string());
+        }
         Ok(self.header(map, key))
     }
     fn set_map_value(&self, map: MapType, key: &str, value: Option<&str>) -> Result<(), Status> {
@@ -162,7 +168,15 @@ impl Host for FakeHost {
         Ok(())
     }
     fn get_property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+        self.reads.borrow_mut().push(path.join("."));
         Ok(self.properties.borrow().get(&path.join(".")).cloned())
+    }
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), Status> {
+        self.check(Op::SetProperty)?;
+        self.properties
+            .borrow_mut()
+            .insert(path.join("."), value.to_vec());
+        Ok(())
     }
     fn send_http_response(
         &self,

@@ -29,6 +29,8 @@ pub trait Host {
         value: &[u8],
     ) -> Result<(), Status>;
     fn get_property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status>;
+    /// Sets a stream property (Envoy: filter state `wasm.<path>`).
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), Status>;
     fn send_http_response(
         &self,
         status: u32,
@@ -88,6 +90,9 @@ impl Host for AbiHost {
     }
     fn get_property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
         abi::get_property(path)
+    }
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), Status> {
+        abi::set_property(path, value)
     }
     fn send_http_response(
         &self,

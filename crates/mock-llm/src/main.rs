@@ -19,8 +19,8 @@ mod recorder;
 mod responses;
 mod script;
 mod server;
-mod validate;
 mod static_files;
+mod validate;
 
 use std::io::Write;
 use std::net::TcpListener;

@@ -29,6 +29,16 @@ pub fn candidate(head: &RequestHead<'_>) -> Option<Api> {
     json.then_some(api)
 }
 
+/// The API of a POST with a body to an API path whose content type is not
+/// JSON: never fusion, but the filter looks at its body to tell a client that
+/// asked for fusion why it got none (`x-fusion-skipped: content_type`).
+pub fn mislabelled(head: &RequestHead<'_>) -> Option<Api> {
+    if head.end_of_stream || head.method != Some("POST") || candidate(head).is_some() {
+        return None;
+    }
+    head.path.and_then(Api::from_path)
+}
+
 /// The depth header's value: 0 when absent; an unreadable value reads as
 /// deep, so a doubtful request never recurses.
 pub fn depth(value: Option<&str>) -> u32 {

@@ -143,13 +143,15 @@ pub fn failed_usage(api: Api, result: &CallResult) -> crate::wire::neutral::Usag
         .unwrap_or_default()
 }
 
-/// Builds the HTTP call for one model request to its upstream.
+/// Builds the HTTP call for one model request to its upstream; `trace` is
+/// the client's trace context ([`super::TRACE_HEADERS`]).
 pub fn build(
     id: u32,
     target: Target<'_>,
     req: &ModelRequest<'_>,
     depth_header: (&str, u32),
     client_auth: &[(String, String)],
+    trace: &[(String, String)],
     timeout_ms: u64,
 ) -> Callout {
     let up = target.upstream;
@@ -164,6 +166,8 @@ pub fn build(
     if up.api == Api::Messages {
         headers.push(("anthropic-version".into(), "2023-06-01".into()));
     }
+    // The client's trace context: the deliberation shows up in its trace.
+    headers.extend(trace.iter().cloned());
     match &up.auth {
         Auth::None => {}
         Auth::Header { name, value } => headers.push((name.clone(), value.clone())),

@@ -7,9 +7,11 @@ pub mod fusion_tool;
 pub mod judge;
 mod merge;
 pub mod plan;
+pub mod route;
 mod turn;
 
 pub use call::{CallResult, Callout, Failure, FailureClass};
+pub use turn::FilterState;
 pub use turn::{call_cost, Budget, Mode, Outcome, RunStats, Turn};
 
 use crate::config::{Config, Overload};
@@ -29,6 +31,54 @@ pub struct RequestInfo {
     /// The cluster of the request's own route; a final answer for a model served
     /// there can stream up the route instead of through a callout.
     pub route_cluster: Option<String>,
+    /// What the client asked the `fusion` object to carry (`x-fusion-include`).
+    pub include: Include,
+    /// The client's trace context headers, copied to every callout.
+    pub trace: Vec<(String, String)>,
+    /// What the route's metadata says about fusion.
+    pub route: route::RoutePolicy,
+}
+
+/// The request header that asks for more in the `fusion` object.
+pub const INCLUDE_HEADER: &str = "x-fusion-include";
+
+/// The trace context headers a callout inherits from the client's request
+/// (W3C, Envoy's request id, Zipkin B3 in both forms, baggage).
+pub const TRACE_HEADERS: [&str; 10] = [
+    "traceparent",
+    "tracestate",
+    "x-request-id",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "b3",
+    "baggage",
+];
+
+/// Extra parts of the `fusion` object: `x-fusion-include: analysis,responses`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Include {
+    /// The judge's analysis (its five keys; `null` when the judge failed).
+    pub analysis: bool,
+    /// Each usable panel member's model and answer text.
+    pub responses: bool,
+}
+
+impl Include {
+    /// Reads the header's comma-separated list; unknown words are ignored.
+    pub fn parse(value: Option<&str>) -> Include {
+        let mut include = Include::default();
+        for word in value.unwrap_or_default().split(',') {
+            match word.trim().to_ascii_lowercase().as_str() {
+                "analysis" => include.analysis = true,
+                "responses" => include.responses = true,
+                _ => {}
+            }
+        }
+        include
+    }
 }
 
 /// Send the request up its own route with these headers set, these removed,
@@ -82,7 +132,26 @@ pub enum Refusal {
     /// The worker already runs `limits.max_concurrent_runs` and the operator
     /// chose `on_overload: pass_through`.
     Overload,
+    /// The body asks for fusion but the content type is not JSON.
+    ContentType,
+    /// The route's metadata turns fusion off (`disabled: true`).
+    Route,
 }
+
+impl Refusal {
+    /// The `x-fusion-skipped` response header's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::Depth => "depth",
+            Refusal::Overload => "overload",
+            Refusal::ContentType => "content_type",
+            Refusal::Route => "route_disabled",
+        }
+    }
+}
+
+/// The response header that says why a request that asked for fusion did not get it.
+pub const SKIPPED_HEADER: &str = "x-fusion-skipped";
 
 /// How a request starts.
 #[derive(Debug)]
@@ -137,8 +206,34 @@ fn asks_for_fusion(config: &Config, body: &[u8]) -> Option<(bool, bool)> {
         .tools
         .iter()
         .flatten()
-        .any(|t| t.kind.as_deref().is_some_and(fusion_tool::is_fusion_type));
+        // A misspelled declaration counts too: `start` refuses it by name.
+        .any(|t| {
+            t.kind
+                .as_deref()
+                .is_some_and(|k| fusion_tool::is_fusion_type(k) || k.contains("fusion"))
+        });
     Some((alias, declared))
+}
+
+/// Whether a body sent with a non-JSON content type would have asked for
+/// fusion (the filter then tells the client why it got none).
+pub fn names_fusion(config: &Config, body: &[u8]) -> bool {
+    may_be_fusion(config, body)
+        && asks_for_fusion(config, body).is_some_and(|(alias, declared)| alias || declared)
+}
+
+/// A `tools` entry whose `type` looks like a fusion declaration but is no
+/// spelling the filter knows (`fusionx`, `openrouter:fusion2`): no provider
+/// serves such a type, so the client gets a 400 naming it instead of the
+/// upstream's error or, worse, a silent pass-through.
+fn misspelled_fusion_type(value: &Value) -> Option<String> {
+    value
+        .get("tools")?
+        .as_array()?
+        .iter()
+        .filter_map(|t| t.get("type").and_then(Value::as_str))
+        .find(|kind| !fusion_tool::is_fusion_type(kind) && kind.contains("fusion"))
+        .map(str::to_string)
 }
 
 /// Starts a request. `at_capacity`: the worker already runs
@@ -147,6 +242,19 @@ pub fn start(
     config: &Rc<Config>,
     api: Api,
     info: RequestInfo,
+    body: &[u8],
+    now_ms: u64,
+    at_capacity: bool,
+) -> Start {
+    start_with(config, api, || info, body, now_ms, at_capacity)
+}
+
+/// [`start`], reading what the host knows about the request only once the
+/// body asks for fusion: a plain request costs no header or property read.
+pub fn start_with(
+    config: &Rc<Config>,
+    api: Api,
+    read_info: impl FnOnce() -> RequestInfo,
     body: &[u8],
     now_ms: u64,
     at_capacity: bool,
@@ -168,6 +276,15 @@ pub fn start(
         // Not ours to judge: the upstream answers malformed JSON in its own words.
         Err(_) => return Start::PassThrough,
     };
+    if let Some(kind) = misspelled_fusion_type(&value) {
+        let err = ApiError::invalid(
+            format!(
+                "unknown tool type `{kind}`: the fusion server tool is declared with `\"type\": \"fusion\"` or `\"type\": \"openrouter:fusion\"`"
+            ),
+            Some("tools"),
+        );
+        return Start::Reply(LocalReply::error(api, &err));
+    }
     // Fields of unexpected types: decide on the tree, so a fusion request with
     // a bad field gets the filter's 400 instead of reaching the upstream.
     let (alias, declared) = head.unwrap_or_else(|| {
@@ -187,6 +304,14 @@ pub fn start(
     if body.len() > config.limits.max_request_bytes {
         return too_large(api, body.len(), config);
     }
+    let info = read_info();
+    if info.route.disabled {
+        return refuse(config, value, alias, Refusal::Route);
+    }
+    let config = &match info.route.apply(config) {
+        Ok(c) => c,
+        Err(e) => return Start::Reply(LocalReply::error(api, &e)),
+    };
     // Within the operator's limits whatever path the request takes from here.
     if let Some(obj) = value.as_object_mut() {
         if let Err(e) = plan::bound_client_params(config, api, obj) {

@@ -12,7 +12,7 @@ mod panel;
 mod report;
 
 pub use ledger::call_cost;
-pub use report::{Budget, Outcome, RunStats};
+pub use report::{Budget, FilterState, Outcome, RunStats};
 
 use super::call::{self, CallResult, Failure};
 use super::fusion_tool;
@@ -121,7 +121,8 @@ pub struct Turn {
     tool_started_ms: u64,
     /// Set once the quorum answered: the judge starts then, at the latest.
     grace_deadline_ms: Option<u64>,
-    analysis: bool,
+    /// The judge's analysis (the five keys), once the judge answered with one.
+    analysis: Option<serde_json::Value>,
     /// Merge mode: the synthesis model's conversation, once the panel answered.
     merge_conversation: Option<Conversation>,
     next_id: u32,
@@ -239,7 +240,7 @@ impl Turn {
             fusion_view: None,
             tool_started_ms: now_ms,
             grace_deadline_ms: None,
-            analysis: false,
+            analysis: None,
             merge_conversation: None,
             next_id: 0,
             pending: BTreeMap::new(),
@@ -394,6 +395,7 @@ impl Turn {
             &request,
             self.depth_header(),
             &self.info.client_auth,
+            &self.info.trace,
             timeout_ms,
         );
         // The amplification bound: calls and request bytes one turn may send.

@@ -193,7 +193,7 @@ impl Turn {
 
     /// The fusion call has its result: append it and run the next outer round.
     fn finish_fusion(&mut self, analysis: Option<Value>, now_ms: u64) -> Vec<Command> {
-        self.analysis = analysis.is_some();
+        self.analysis.clone_from(&analysis);
         let outcomes: Vec<MemberOutcome<'_>> = self
             .ledger
             .panel

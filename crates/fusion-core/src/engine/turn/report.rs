@@ -2,6 +2,7 @@
 //! the debug headers, the run's log line and what its metrics count.
 
 use super::super::call::FailureClass;
+use super::ledger::CallStatus;
 use super::{Mode, Turn};
 use serde_json::{json, Value};
 
@@ -61,6 +62,32 @@ impl Budget {
     }
 }
 
+/// The run as access logs read it: Envoy filter state `wasm.fusion_<field>`
+/// (e.g. `%FILTER_STATE(wasm.fusion_cost:PLAIN)%`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterState {
+    pub run_id: String,
+    pub mode: &'static str,
+    pub outcome: &'static str,
+    /// USD, or `null` when a model of the run has no price.
+    pub cost: String,
+    /// `ok=2,failed=1,late=0`.
+    pub panel: String,
+}
+
+impl FilterState {
+    /// (property name, value) pairs, in the order they are set.
+    pub fn pairs(&self) -> [(&'static str, &str); 5] {
+        [
+            ("fusion_run_id", self.run_id.as_str()),
+            ("fusion_mode", self.mode),
+            ("fusion_outcome", self.outcome),
+            ("fusion_cost", self.cost.as_str()),
+            ("fusion_panel", self.panel.as_str()),
+        ]
+    }
+}
+
 /// What one run contributes to the metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunStats {
@@ -90,18 +117,29 @@ impl Turn {
         ]
     }
 
-    /// The `fusion` object every response carries.
+    /// The `fusion` object every response carries. `analysis` is whether the
+    /// judge gave one, or (`x-fusion-include: analysis`) the analysis itself;
+    /// `responses` (`x-fusion-include: responses`) is each usable member's answer.
     pub fn report(&self) -> Value {
         let config = &self.config;
         let ledger = &self.ledger;
-        json!({
+        let include = self.info.include;
+        let analysis = if include.analysis {
+            self.analysis.clone().unwrap_or(Value::Null)
+        } else {
+            Value::Bool(self.analysis.is_some())
+        };
+        let outcome = self.stats(false).outcome;
+        let mut report = json!({
             "run_id": self.run_id,
             "request_id": self.info.request_id,
             "mode": self.mode.name(),
+            "outcome": outcome.name(),
+            "truncated_by": self.truncated_by.map(Budget::name),
             "preset": self.plan.preset,
             "panel": ledger.panel.iter().map(|r| r.report(config)).collect::<Vec<_>>(),
             "judge": ledger.judge.as_ref().map(|r| r.report(config)),
-            "analysis": self.analysis,
+            "analysis": analysis,
             "synthesizer": self.answering_model(),
             "final": ledger.outer.iter().map(|r| r.report(config)).collect::<Vec<_>>(),
             "rounds": self.rounds,
@@ -111,7 +149,40 @@ impl Turn {
             "usage": ledger.usage.report_json(),
             "cost": ledger.cost(config),
             "unpriced_models": ledger.unpriced(config),
-        })
+        });
+        if include.responses {
+            if let Some(obj) = report.as_object_mut() {
+                obj.insert("responses".into(), Value::Array(self.responses()));
+            }
+        }
+        report
+    }
+
+    /// Each panel member that gave a usable answer: its model and text.
+    fn responses(&self) -> Vec<Value> {
+        self.ledger
+            .panel
+            .iter()
+            .filter_map(|r| match &r.status {
+                CallStatus::Ok(text) => Some(json!({"model": r.model, "text": text})),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What the filter publishes as filter state for access logs.
+    pub fn filter_state(&self, stream_over: bool) -> FilterState {
+        let stats = self.stats(stream_over);
+        let (ok, failed, late) = self.ledger.panel_counts();
+        FilterState {
+            run_id: self.run_id.clone(),
+            mode: self.mode.name(),
+            outcome: stats.outcome.name(),
+            cost: stats
+                .cost
+                .map_or_else(|| "null".to_string(), |c| format!("{c}")),
+            panel: format!("ok={ok},failed={failed},late={late}"),
+        }
     }
 
     fn wall_ms(&self) -> u64 {
