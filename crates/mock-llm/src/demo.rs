@@ -74,7 +74,7 @@ fn reply(convo: &Convo, script: &Script, model: &str) -> Option<String> {
         if script.prose || script.fenced {
             return None;
         }
-        let responses = sections(&judge_text(convo), "### Response ");
+        let responses = judge_responses(&judge_text(convo));
         return Some(analysis(&responses).to_string());
     }
     if let Some(result) = convo.pending_tool_result() {
@@ -421,6 +421,28 @@ fn judge_text(convo: &Convo) -> String {
 }
 
 /// The texts after each `<mark><n>` heading, in order.
+/// The responses in a judge prompt: the filter encloses each in
+/// `<response-NONCE n="N">` ... `</response-NONCE>` (opening tags start a line);
+/// older prompts used `### Response N` headings.
+fn judge_responses(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("\n<response-") {
+        let after = &rest[start + 1..];
+        let Some(open_end) = after.find(">\n") else { break };
+        let tag = after[1..open_end].split(' ').next().unwrap_or("");
+        let body = &after[open_end + 2..];
+        let close = format!("\n</{tag}>");
+        let Some(end) = body.find(&close) else { break };
+        out.push(body[..end].trim().to_string());
+        rest = &body[end + close.len()..];
+    }
+    if out.is_empty() {
+        return sections(text, "### Response ");
+    }
+    out
+}
+
 fn sections(text: &str, mark: &str) -> Vec<String> {
     let mut parts = text.split(mark);
     parts.next();
@@ -865,6 +887,12 @@ mod tests {
     fn synthesis_keeps_sound_claims_only() {
         let s = synthesis(&panel("Why is the sky blue?"));
         assert!(s.contains("Mie scattering") && !s.contains("ozone"), "{s}");
+    }
+
+    #[test]
+    fn judge_responses_read_the_tagged_blocks() {
+        let t = "## Responses\n\nEach response is enclosed in <response-ab n=\"N\"> ... </response-ab>.\n\n<response-ab n=\"1\">\nfirst\n</response-ab>\n\n<response-ab n=\"2\">\nsecond\n### Response 9\n</response-ab>\n";
+        assert_eq!(judge_responses(t), vec!["first", "second\n### Response 9"]);
     }
 
     #[test]
