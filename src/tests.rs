@@ -320,7 +320,8 @@ fn relayed_provider_error_is_answered_in_the_api_shape_and_counted() {
     assert!(body["fusion"].is_object(), "{body}");
     r.filter.on_log();
     assert_eq!(
-        r.host.metric("mode=.=alias;.;outcome=.=error;.;fusion_runs_total"),
+        r.host
+            .metric("mode=.=alias;.;outcome=.=error;.;fusion_runs_total"),
         1
     );
 }
@@ -477,7 +478,11 @@ fn a_finished_run_publishes_filter_state_for_access_logs() {
     r.filter.on_log();
     let props = r.host.properties.borrow();
     let get = |k: &str| String::from_utf8(props.get(k).cloned().unwrap_or_default()).unwrap();
-    assert!(get("fusion_run_id").starts_with("fr-"), "{}", get("fusion_run_id"));
+    assert!(
+        get("fusion_run_id").starts_with("fr-"),
+        "{}",
+        get("fusion_run_id")
+    );
     assert_eq!(get("fusion_mode"), "alias");
     assert_eq!(get("fusion_outcome"), "ok");
     assert_eq!(get("fusion_panel"), "ok=3,failed=0,late=0");

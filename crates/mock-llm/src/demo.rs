@@ -429,7 +429,9 @@ fn judge_responses(text: &str) -> Vec<String> {
     let mut rest = text;
     while let Some(start) = rest.find("\n<response-") {
         let after = &rest[start + 1..];
-        let Some(open_end) = after.find(">\n") else { break };
+        let Some(open_end) = after.find(">\n") else {
+            break;
+        };
         let tag = after[1..open_end].split(' ').next().unwrap_or("");
         let body = &after[open_end + 2..];
         let close = format!("\n</{tag}>");
