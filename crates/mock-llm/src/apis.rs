@@ -77,6 +77,29 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Exhausted credit, as each provider spells it: OpenAI a 429
+    /// `insufficient_quota`, Anthropic a 400 "credit balance is too low".
+    pub fn no_credits(self) -> (u16, Value) {
+        match self {
+            Api::Chat | Api::Responses => (
+                429,
+                serde_json::json!({ "error": {
+                    "message": "You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                    "type": "insufficient_quota", "param": null, "code": "insufficient_quota"
+                }}),
+            ),
+            Api::Messages => (
+                400,
+                messages::error(
+                    400,
+                    "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.",
+                ),
+            ),
+        }
+    }
+}
+
 /// Everything needed to render one answer.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -93,8 +116,26 @@ pub struct Reply {
     /// Reasoning tokens, on top of the answer's own (`reasoning=N`).
     pub reasoning_tokens: u64,
     pub answer: Answer,
+    /// `refuse`: the text answer is a refusal (rendered in the API's refusal field).
+    pub refusal: bool,
+    /// `cite`: the text answer carries one URL citation (see `citation`).
+    pub cite: bool,
     /// The request body (for echoed fields such as `instructions`).
     pub request: Value,
+}
+
+/// The source a `cite` answer cites: (url, title, cited text).
+pub fn citation(r: &Reply) -> (String, String, String) {
+    let base = r.model.split(':').next().unwrap_or("");
+    let text = match &r.answer {
+        Answer::Text(t) => t.clone(),
+        Answer::ToolCall { .. } => String::new(),
+    };
+    (
+        format!("https://example.com/{base}/source"),
+        format!("Source cited by {base}"),
+        text,
+    )
 }
 
 impl Reply {
@@ -181,6 +222,8 @@ mod tests {
             cached_tokens: 4,
             reasoning_tokens: 3,
             answer: Answer::Text("two words".into()),
+            refusal: false,
+            cite: false,
             request: serde_json::json!({}),
         };
         let chat = Api::Chat.body(&r)["usage"].clone();
@@ -206,6 +249,86 @@ mod tests {
         assert!(events.contains(
             r#""usage":{"output_tokens":5,"output_tokens_details":{"thinking_tokens":3}}"#
         ));
+    }
+
+    fn reply(refusal: bool, cite: bool) -> Reply {
+        Reply {
+            seq: 3,
+            model: "outer:refuse".into(),
+            created: 0,
+            input_tokens: 1,
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+            answer: Answer::Text("no way".into()),
+            refusal,
+            cite,
+            request: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn refusals_in_each_apis_own_field() {
+        let r = reply(true, false);
+        let chat = Api::Chat.body(&r);
+        assert_eq!(chat["choices"][0]["message"]["refusal"], "no way");
+        assert!(chat["choices"][0]["message"]["content"].is_null());
+        let resp = Api::Responses.body(&r);
+        assert_eq!(
+            resp["output"][0]["content"][0],
+            serde_json::json!({"type": "refusal", "refusal": "no way"})
+        );
+        assert_eq!(Api::Messages.body(&r)["stop_reason"], "refusal");
+        assert!(Api::Chat.events(&r).concat().contains(r#""refusal":"no ""#));
+        assert!(Api::Responses
+            .events(&r)
+            .concat()
+            .contains("response.refusal.done"));
+        assert!(Api::Messages
+            .events(&r)
+            .concat()
+            .contains(r#""stop_reason":"refusal""#));
+    }
+
+    #[test]
+    fn citations_in_each_spelling() {
+        let r = reply(false, true);
+        let url = "https://example.com/outer/source";
+        let chat = Api::Chat.body(&r);
+        assert_eq!(
+            chat["choices"][0]["message"]["annotations"][0]["url_citation"]["url"],
+            url
+        );
+        let resp = Api::Responses.body(&r);
+        assert_eq!(
+            resp["output"][0]["content"][0]["annotations"][0]["url"],
+            url
+        );
+        let msg = Api::Messages.body(&r);
+        assert_eq!(msg["content"][0]["citations"][0]["url"], url);
+        assert!(Api::Chat.events(&r).concat().contains(url));
+        assert!(Api::Responses
+            .events(&r)
+            .concat()
+            .contains("response.output_text.annotation.added"));
+        assert!(Api::Messages
+            .events(&r)
+            .concat()
+            .contains("citations_delta"));
+    }
+
+    #[test]
+    fn exhausted_credit_in_each_providers_spelling() {
+        let (status, body) = Api::Chat.no_credits();
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (429, &"insufficient_quota".into())
+        );
+        let (status, body) = Api::Messages.no_credits();
+        assert_eq!(status, 400);
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Your credit balance is too low"));
     }
 
     #[test]

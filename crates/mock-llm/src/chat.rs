@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::apis::{split_chars, split_words, sse_data, Reply};
+use crate::apis::{citation, split_chars, split_words, sse_data, Reply};
 use crate::convo::{text_of, Answer, Convo, Role};
 
 pub fn parse(body: &Value) -> Convo {
@@ -63,10 +63,24 @@ fn finish_reason(a: &Answer) -> &'static str {
     }
 }
 
+/// `annotations` of a text answer: one URL citation over the whole text for `cite`.
+fn annotations(r: &Reply) -> Value {
+    if !r.cite {
+        return json!([]);
+    }
+    let (url, title, text) = citation(r);
+    json!([{ "type": "url_citation", "url_citation": {
+        "start_index": 0, "end_index": text.chars().count(), "url": url, "title": title
+    }}])
+}
+
 pub fn body(r: &Reply) -> Value {
     let message = match &r.answer {
+        Answer::Text(t) if r.refusal => json!({
+            "role": "assistant", "content": null, "refusal": t, "annotations": []
+        }),
         Answer::Text(t) => json!({
-            "role": "assistant", "content": t, "refusal": null, "annotations": []
+            "role": "assistant", "content": t, "refusal": null, "annotations": annotations(r)
         }),
         Answer::ToolCall {
             hash,
@@ -123,6 +137,15 @@ pub fn events(r: &Reply) -> Vec<String> {
     };
     let mut out = Vec::new();
     match &r.answer {
+        Answer::Text(t) if r.refusal => {
+            out.push(chunk(
+                json!({ "role": "assistant", "content": null, "refusal": "" }),
+                None,
+            ));
+            for piece in split_words(t) {
+                out.push(chunk(json!({ "refusal": piece }), None));
+            }
+        }
         Answer::Text(t) => {
             out.push(chunk(
                 json!({ "role": "assistant", "content": "", "refusal": null }),
@@ -130,6 +153,9 @@ pub fn events(r: &Reply) -> Vec<String> {
             ));
             for piece in split_words(t) {
                 out.push(chunk(json!({ "content": piece }), None));
+            }
+            if r.cite {
+                out.push(chunk(json!({ "annotations": annotations(r) }), None));
             }
         }
         Answer::ToolCall {

@@ -188,13 +188,14 @@ fn text_answer(text: String, script: &Script) -> Answer {
 }
 
 /// Rule 1: a judge prompt mentions `blind_spots` in the system text or in a
-/// (non tool result) message.
+/// user message (not in a tool result or an earlier answer: a conversation
+/// that continues after a fusion answer has the analysis in its history).
 fn judge(convo: &Convo, script: &Script) -> Option<String> {
     const KEY: &str = "blind_spots";
     let in_messages = convo
         .messages
         .iter()
-        .any(|(r, t)| *r != Role::Tool && t.contains(KEY));
+        .any(|(r, t)| *r == Role::User && t.contains(KEY));
     if !convo.system.contains(KEY) && !in_messages {
         return None;
     }
@@ -480,6 +481,14 @@ mod tests {
         c.add_tool("fusion", None);
         let a = text(decide(&c, &Script::parse("o"), "o"));
         assert!(a.starts_with("o final answer. Based on the tool result: {\"blind_spots\""));
+        // Nor in an earlier answer of the conversation.
+        let c = convo(&[
+            (Role::User, "q1"),
+            (Role::Assistant, "o final answer. {\"blind_spots\": []}"),
+            (Role::User, "q2"),
+        ]);
+        let a = text(decide(&c, &Script::parse("o"), "o"));
+        assert!(a.starts_with("o answers #"), "{a}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! Usage: `mock-llm --port N [--host 127.0.0.1] [--exit-after SECS]`.
 //! Behaviour is scripted by the model name (see `script.rs`); every call is
 //! logged and served at `GET /__mock/calls` (`POST /__mock/reset` clears).
+//! Requests are validated the way the real APIs do (`validate/`): what a real
+//! provider refuses gets that provider's 400, and the log marks it `rejected`.
 
 mod apis;
 mod chat;
@@ -14,6 +16,7 @@ mod recorder;
 mod responses;
 mod script;
 mod server;
+mod validate;
 
 use std::io::Write;
 use std::net::TcpListener;

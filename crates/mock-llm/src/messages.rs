@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::apis::{split_chars, split_words, sse_event, Reply};
+use crate::apis::{citation, split_chars, split_words, sse_event, Reply};
 use crate::convo::{text_of, Answer, Convo, Role};
 
 pub fn parse(body: &Value) -> Convo {
@@ -58,15 +58,28 @@ pub fn parse(body: &Value) -> Convo {
     c
 }
 
-fn stop_reason(a: &Answer) -> &'static str {
-    match a {
+fn stop_reason(r: &Reply) -> &'static str {
+    match &r.answer {
+        Answer::Text(_) if r.refusal => "refusal",
         Answer::Text(_) => "end_turn",
         Answer::ToolCall { .. } => "tool_use",
     }
 }
 
-fn block(a: &Answer, done: bool) -> Value {
-    match a {
+/// The `cite` citation of a text answer.
+fn citation_json(r: &Reply) -> Value {
+    let (url, title, text) = citation(r);
+    json!({
+        "type": "web_search_result_location", "url": url, "title": title,
+        "encrypted_index": "bW9jaw==", "cited_text": text
+    })
+}
+
+fn block(r: &Reply, done: bool) -> Value {
+    match &r.answer {
+        Answer::Text(t) if r.cite && done => json!({
+            "type": "text", "text": t, "citations": [citation_json(r)]
+        }),
         Answer::Text(t) => json!({ "type": "text", "text": if done { t.as_str() } else { "" } }),
         Answer::ToolCall {
             hash,
@@ -86,8 +99,8 @@ fn block(a: &Answer, done: bool) -> Value {
 fn message(r: &Reply, done: bool) -> Value {
     let (content, stop, out_tokens) = if done {
         (
-            json!([block(&r.answer, true)]),
-            json!(stop_reason(&r.answer)),
+            json!([block(r, true)]),
+            json!(stop_reason(r)),
             r.output_tokens(),
         )
     } else {
@@ -148,10 +161,16 @@ pub fn events(r: &Reply) -> Vec<String> {
     push("ping", json!({}));
     push(
         "content_block_start",
-        json!({ "index": 0, "content_block": block(&r.answer, false) }),
+        json!({ "index": 0, "content_block": block(r, false) }),
     );
     match &r.answer {
         Answer::Text(t) => {
+            if r.cite {
+                push(
+                    "content_block_delta",
+                    json!({ "index": 0, "delta": { "type": "citations_delta", "citation": citation_json(r) } }),
+                );
+            }
             for piece in split_words(t) {
                 push(
                     "content_block_delta",
@@ -172,7 +191,7 @@ pub fn events(r: &Reply) -> Vec<String> {
     push(
         "message_delta",
         json!({
-            "delta": { "stop_reason": stop_reason(&r.answer), "stop_sequence": null },
+            "delta": { "stop_reason": stop_reason(r), "stop_sequence": null },
             "usage": with_thinking(r, json!({ "output_tokens": r.output_tokens() }))
         }),
     );

@@ -21,6 +21,8 @@ pub struct NewCall<'a> {
     pub model: Option<&'a str>,
     pub headers: &'a [(String, String)],
     pub body: Value,
+    /// The body bytes exactly as received (logged as a lossy UTF-8 string).
+    pub raw: &'a [u8],
 }
 
 /// Identifies a recorded call so its end time can be filled in later, even
@@ -75,6 +77,7 @@ impl Recorder {
             "model": call.model,
             "headers": headers,
             "body": call.body,
+            "raw": String::from_utf8_lossy(call.raw),
             "start_ms": start_ms,
             "end_ms": null,
         }));
@@ -101,13 +104,39 @@ impl Recorder {
     /// `input_tokens` (cached included), `output_tokens` (reasoning included),
     /// `cached_tokens`, `reasoning_tokens`.
     pub fn set_usage(&self, id: CallId, usage: Value) {
+        self.set(id, "usage", usage);
+    }
+
+    /// Sets a field of a logged call (e.g. `rejected`: the 400 body the strict
+    /// validation answered).
+    pub fn set(&self, id: CallId, key: &str, value: Value) {
         let mut st = self.lock();
         if st.generation != id.generation {
             return;
         }
         if let Some(Value::Object(call)) = st.calls.get_mut(id.index) {
-            call.insert("usage".into(), usage);
+            call.insert(key.into(), value);
         }
+    }
+
+    /// Whether the mock issued this response or item id since the last reset:
+    /// `resp_mock_N` / `msg_mock_N` of a logged Responses call N, or a function
+    /// call item `fc_…` (ids derive from content, not from the log).
+    pub fn issued(&self, id: &str) -> bool {
+        if id.starts_with("fc_") {
+            return true;
+        }
+        let seq = id
+            .strip_prefix("resp_mock_")
+            .or_else(|| id.strip_prefix("msg_mock_"))
+            .and_then(|n| n.parse::<usize>().ok());
+        let Some(seq) = seq else {
+            return false;
+        };
+        let st = self.lock();
+        seq.checked_sub(1)
+            .and_then(|i| st.calls.get(i))
+            .is_some_and(|c| c.get("api").and_then(Value::as_str) == Some("responses"))
     }
 
     /// Merges `{"<base model>": "dir,dir=val", ...}` into the run-time scripts.
@@ -165,6 +194,7 @@ mod tests {
                 ("x-a".into(), "2".into()),
             ],
             body: json!({"model": "m"}),
+            raw: br#"{"model": "m"}"#,
         })
     }
 
@@ -178,6 +208,13 @@ mod tests {
         let v: Value = serde_json::from_str(&rec.calls_json()).unwrap();
         assert_eq!(v[0]["headers"]["x-a"], "1, 2");
         assert_eq!(v[0]["headers"]["content-type"], "a");
+        assert_eq!(v[0]["raw"], r#"{"model": "m"}"#);
+        assert!(
+            !rec.issued("resp_mock_1"),
+            "a chat call issues no response id"
+        );
+        assert!(!rec.issued("resp_mock_9") && !rec.issued("resp_x"));
+        assert!(rec.issued("fc_0123"));
         assert!(v[0]["end_ms"].as_f64().unwrap() >= v[0]["start_ms"].as_f64().unwrap());
         assert!(v[1]["end_ms"].is_null());
         rec.reset();

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::apis::{split_chars, split_words, sse_event, Reply};
+use crate::apis::{citation, split_chars, split_words, sse_event, Reply};
 use crate::convo::{text_of, Answer, Convo, Role};
 
 pub fn parse(body: &Value) -> Convo {
@@ -64,6 +64,18 @@ fn usage(r: &Reply) -> Value {
     })
 }
 
+/// `annotations` of a text answer: one URL citation over the whole text for `cite`.
+fn annotations(r: &Reply) -> Value {
+    if !r.cite {
+        return json!([]);
+    }
+    let (url, title, text) = citation(r);
+    json!([{
+        "type": "url_citation", "start_index": 0, "end_index": text.chars().count(),
+        "url": url, "title": title
+    }])
+}
+
 fn msg_id(r: &Reply) -> String {
     format!("msg_mock_{}", r.seq)
 }
@@ -73,8 +85,10 @@ fn item(r: &Reply, done: bool) -> Value {
     let status = if done { "completed" } else { "in_progress" };
     match &r.answer {
         Answer::Text(t) => {
-            let content = if done {
-                json!([{ "type": "output_text", "text": t, "annotations": [], "logprobs": [] }])
+            let content = if done && r.refusal {
+                json!([{ "type": "refusal", "refusal": t }])
+            } else if done {
+                json!([{ "type": "output_text", "text": t, "annotations": annotations(r), "logprobs": [] }])
             } else {
                 json!([])
             };
@@ -163,6 +177,28 @@ pub fn events(r: &Reply) -> Vec<String> {
         json!({ "output_index": 0, "item": item(r, false) }),
     );
     match &r.answer {
+        Answer::Text(t) if r.refusal => {
+            let at = json!({ "item_id": msg_id(r), "output_index": 0, "content_index": 0 });
+            let with = |extra: Value| {
+                let mut v = at.clone();
+                if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+                    o.extend(e);
+                }
+                v
+            };
+            push(
+                "response.content_part.added",
+                with(json!({ "part": { "type": "refusal", "refusal": "" } })),
+            );
+            for piece in split_words(t) {
+                push("response.refusal.delta", with(json!({ "delta": piece })));
+            }
+            push("response.refusal.done", with(json!({ "refusal": t })));
+            push(
+                "response.content_part.done",
+                with(json!({ "part": { "type": "refusal", "refusal": t } })),
+            );
+        }
         Answer::Text(t) => {
             let id = msg_id(r);
             let at = json!({ "item_id": id, "output_index": 0, "content_index": 0 });
@@ -183,13 +219,21 @@ pub fn events(r: &Reply) -> Vec<String> {
                     with(json!({ "delta": piece, "logprobs": [] })),
                 );
             }
+            if let Some(annotation) = annotations(r).get(0) {
+                push(
+                    "response.output_text.annotation.added",
+                    with(json!({ "annotation_index": 0, "annotation": annotation })),
+                );
+            }
             push(
                 "response.output_text.done",
                 with(json!({ "text": t, "logprobs": [] })),
             );
             push(
                 "response.content_part.done",
-                with(json!({ "part": { "type": "output_text", "text": t, "annotations": [] } })),
+                with(
+                    json!({ "part": { "type": "output_text", "text": t, "annotations": annotations(r) } }),
+                ),
             );
         }
         Answer::ToolCall {

@@ -44,6 +44,22 @@ pub struct Script {
     pub cached: u64,
     /// `reasoning=N`: report N reasoning tokens, counted in the output tokens.
     pub reasoning: u64,
+    /// `reasoning_model` (or a base name containing `reasoning`): refuse
+    /// sampling parameters the way OpenAI's o-series and Anthropic's newest
+    /// Opus models do (`temperature`, `top_p`; Chat `max_tokens`; Messages `top_k`).
+    pub reasoning_model: bool,
+    /// `unsupported=a+b`: answer 400 "unsupported parameter" when the request has these fields.
+    pub unsupported: Vec<String>,
+    /// `refuse`: answer with a refusal in the API's own field.
+    pub refuse: bool,
+    /// `cite`: attach a URL citation to the text answer.
+    pub cite: bool,
+    /// `no_credits`: the provider's exhausted-credit error (OpenAI 429
+    /// `insufficient_quota`, Anthropic 400 "credit balance is too low").
+    pub no_credits: bool,
+    /// `sse_comment`: begin an SSE answer with a comment line (as OpenRouter does:
+    /// `: OPENROUTER PROCESSING`) and put `id:`/`retry:` fields before the first event.
+    pub sse_comment: bool,
     /// Directives that were not understood.
     pub unknown: Vec<String>,
 }
@@ -57,6 +73,7 @@ impl Script {
         };
         let mut s = Script {
             base: base.to_string(),
+            reasoning_model: base.contains("reasoning"),
             ..Script::default()
         };
         for raw in rest.split(',') {
@@ -81,6 +98,16 @@ impl Script {
                     s.call = Some(v.to_string());
                     true
                 }
+                ("unsupported", Some(v)) if !v.is_empty() => {
+                    s.unsupported
+                        .extend(v.split('+').filter(|p| !p.is_empty()).map(str::to_string));
+                    true
+                }
+                ("reasoning_model", None) => flag(&mut s.reasoning_model),
+                ("refuse", None) => flag(&mut s.refuse),
+                ("cite", None) => flag(&mut s.cite),
+                ("no_credits", None) => flag(&mut s.no_credits),
+                ("sse_comment", None) => flag(&mut s.sse_comment),
                 ("malformed", None) => flag(&mut s.malformed),
                 ("reset", None) => flag(&mut s.reset),
                 ("hang", None) => flag(&mut s.hang),
@@ -154,6 +181,18 @@ mod tests {
         assert!(s.empty);
         assert!(!s.hang);
         assert_eq!(s.unknown, vec!["latency=abc", "bogus", "hang=1"]);
+    }
+
+    #[test]
+    fn strictness_and_answer_directives() {
+        let s = Script::parse(
+            "m:reasoning_model,unsupported=seed+metadata,refuse,cite,no_credits,sse_comment",
+        );
+        assert!(s.reasoning_model && s.refuse && s.cite && s.no_credits && s.sse_comment);
+        assert_eq!(s.unsupported, vec!["seed", "metadata"]);
+        assert!(s.unknown.is_empty());
+        assert!(Script::parse("o3-reasoning-judge").reasoning_model);
+        assert!(!Script::parse("mock-judge").reasoning_model);
     }
 
     #[test]

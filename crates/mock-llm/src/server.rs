@@ -9,10 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::apis::{Api, Reply};
-use crate::convo::decide;
+use crate::convo::{decide, Answer};
 use crate::http::{self, Chunked, Pace, Request};
 use crate::recorder::{CallId, NewCall, Recorder};
 use crate::script::Script;
+use crate::validate;
 
 /// Stack size of connection threads: they only parse and render JSON.
 const STACK: usize = 256 * 1024;
@@ -138,6 +139,7 @@ fn echo(req: &Request, w: &mut TcpStream, rec: &Recorder, keep: bool) -> io::Res
         model: None,
         headers: &req.headers,
         body: logged,
+        raw: &req.body,
     });
     let body = json!({
         "echo": true,
@@ -176,16 +178,25 @@ fn llm(api: Api, req: &Request, w: &mut TcpStream, rec: &Recorder, keep: bool) -
         model: Some(&model),
         headers: &req.headers,
         body: logged,
+        raw: &req.body,
     });
     let script = Script::parse(&rec.scripted_model(&model));
-    let res = answer(api, body, model, &script, (rec, id), w, keep);
+    let res = answer(
+        api,
+        (body, &req.headers),
+        model,
+        &script,
+        (rec, id),
+        w,
+        keep,
+    );
     rec.finish(id);
     res
 }
 
 fn answer(
     api: Api,
-    body: Option<Value>,
+    (body, req_headers): (Option<Value>, &[(String, String)]),
     model: String,
     script: &Script,
     (rec, id): (&Recorder, CallId),
@@ -226,6 +237,22 @@ fn answer(
         http::write_full(w, 400, &headers, err.as_bytes(), keep, true)?;
         return Ok(Next::KeepOpen);
     };
+    let ctx = validate::Ctx {
+        headers: req_headers,
+        script,
+        issued: &|id| rec.issued(id),
+    };
+    if let Err(invalid) = validate::check(api, &body, &ctx) {
+        let err = invalid.body(api);
+        rec.set(id, "rejected", err.clone());
+        http::write_full(w, 400, &headers, err.to_string().as_bytes(), keep, true)?;
+        return Ok(Next::KeepOpen);
+    }
+    if script.no_credits {
+        let (status, err) = api.no_credits();
+        http::write_full(w, status, &headers, err.to_string().as_bytes(), keep, true)?;
+        return Ok(Next::KeepOpen);
+    }
     if let Some(status) = script.status.filter(|s| *s != 200) {
         let msg = format!("mock-llm: status {status} requested by model {model}");
         let err = api.error(status, &msg).to_string();
@@ -248,7 +275,16 @@ fn answer(
         input_tokens: convo.input_words(),
         cached_tokens: script.cached.min(convo.input_words()),
         reasoning_tokens: script.reasoning,
-        answer: decide(&convo, script, &model),
+        answer: if script.refuse {
+            Answer::Text(format!(
+                "I'm sorry, but I can't help with that. ({} refused)",
+                script.base
+            ))
+        } else {
+            decide(&convo, script, &model)
+        },
+        refusal: script.refuse,
+        cite: script.cite,
         model,
         request: body,
     };
@@ -312,6 +348,9 @@ fn write_sse(
         delay = delay.max(Duration::from_millis(script.slow_body_ms) / n.max(1) as u32);
     }
     let mut out = Chunked::start(w, 200, &headers, keep)?;
+    if script.sse_comment {
+        out.chunk(b": OPENROUTER PROCESSING\n\nid: 1\nretry: 1000\n\n")?;
+    }
     // `cut`: half the events, then the connection closes inside the chunked body.
     let sent = if script.cut { n / 2 } else { n };
     for (i, ev) in events.iter().chain(tail.iter()).take(sent).enumerate() {
