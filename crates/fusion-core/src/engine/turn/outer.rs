@@ -48,6 +48,9 @@ impl Turn {
             return self.finish(reply, false);
         }
         self.last_text = reply.text;
+        if api == Some(Api::Messages) {
+            self.outer_thinking = thinking_blocks(&result.body);
+        }
         if self.invocations == 0 {
             let mut calls = fusion_calls.into_iter();
             if let Some(first) = calls.next() {
@@ -282,13 +285,22 @@ impl Turn {
         if self.config.log.include_text {
             self.answer_text = Some(reply.text.clone());
         }
+        // The deliberation (the tool result the answering model got: responses,
+        // analysis, failed_models) is in the `fusion` extension object only: the
+        // content carries the answer alone, which every SDK and framework parses
+        // (README, "How the client sees the fusion call").
+        let mut fusion = self.report();
+        if let (Some(view), Some(obj)) = (&self.fusion_view, fusion.as_object_mut()) {
+            obj.insert("call_id".into(), json!(view.id));
+            obj.insert("tool_result".into(), view.result.clone());
+        }
         let meta = ResponseMeta {
             id: format!("fusion-{}", super::short_id(&self.info.request_id)),
             created_s: self.started_ms / 1000,
             usage: self.ledger.usage,
-            fusion: self.report(),
+            fusion,
             truncated,
-            fusion_call: self.fusion_view.clone(),
+            fusion_call: None,
         };
         reply.model = self.answering_model().to_string();
         let mut response = if self.req.stream {
@@ -320,4 +332,23 @@ impl Turn {
         reply.headers.extend(self.debug_headers());
         vec![Command::Reply(reply)]
     }
+}
+
+/// The thinking blocks of a Messages answer, raw with their signatures.
+fn thinking_blocks(body: &[u8]) -> Vec<serde_json::Value> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    v.get("content")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|b| {
+            matches!(
+                b.get("type").and_then(serde_json::Value::as_str),
+                Some("thinking" | "redacted_thinking")
+            )
+        })
+        .cloned()
+        .collect()
 }
