@@ -26,8 +26,14 @@ fn config_with(edit: impl FnOnce(&mut Value)) -> Rc<Config> {
     v["upstreams"]["messages"] = json!({"cluster": "mock", "api": "messages"});
     v["upstreams"]["responses"] = json!({"cluster": "mock", "api": "responses"});
     let routes = v["routes"].as_array_mut().unwrap();
-    routes.insert(0, json!({"prefix": "messages/", "strip_prefix": true, "upstream": "messages"}));
-    routes.insert(0, json!({"prefix": "responses/", "strip_prefix": true, "upstream": "responses"}));
+    routes.insert(
+        0,
+        json!({"prefix": "messages/", "strip_prefix": true, "upstream": "messages"}),
+    );
+    routes.insert(
+        0,
+        json!({"prefix": "responses/", "strip_prefix": true, "upstream": "responses"}),
+    );
     edit(&mut v);
     Rc::new(Config::parse(v.to_string().as_bytes(), &|_| None).unwrap())
 }
@@ -40,7 +46,14 @@ fn info() -> RequestInfo {
 }
 
 fn start(config: &Rc<Config>, api: Api, body: &Value) -> Start {
-    engine::start(config, api, info(), body.to_string().as_bytes(), 1_000, false)
+    engine::start(
+        config,
+        api,
+        info(),
+        body.to_string().as_bytes(),
+        1_000,
+        false,
+    )
 }
 
 fn run(config: &Rc<Config>, api: Api, body: &Value) -> (Box<Turn>, Vec<Callout>) {
@@ -72,8 +85,10 @@ fn answer(v: Value) -> CallResult {
 }
 
 fn ok(text: &str) -> CallResult {
-    answer(json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": text},
-        "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}))
+    answer(
+        json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": text},
+        "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}),
+    )
 }
 
 fn error(status: u16, body: Value) -> CallResult {
@@ -113,7 +128,10 @@ fn same_api_members_and_outer_round_get_the_clients_body_patched() {
     assert_eq!(panel.len(), 3);
     for c in &panel {
         let b = body_of(c);
-        assert_eq!(b["messages"], body["messages"], "the user turn byte for byte");
+        assert_eq!(
+            b["messages"], body["messages"],
+            "the user turn byte for byte"
+        );
         assert_eq!(b["seed"], 7);
         assert_eq!(b["some_future_field"], json!({"x": 1}));
         assert_ne!(b["model"], "fusion");
@@ -137,7 +155,10 @@ fn same_api_members_and_outer_round_get_the_clients_body_patched() {
     assert_eq!(status, 200);
     assert_eq!(v["choices"][0]["message"]["content"], "A cat.");
     assert_eq!(v["fusion"]["tool_result"]["status"], "ok");
-    assert_eq!(v["fusion"]["tool_result"]["responses"][0]["content"], "a cat");
+    assert_eq!(
+        v["fusion"]["tool_result"]["responses"][0]["content"],
+        "a cat"
+    );
 }
 
 #[test]
@@ -153,7 +174,10 @@ fn a_part_another_api_cannot_take_is_a_400_before_any_call() {
     assert_eq!(reply.status, 400);
     let v: Value = serde_json::from_slice(&reply.body).unwrap();
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("input_audio") && msg.contains("messages/p1"), "{msg}");
+    assert!(
+        msg.contains("input_audio") && msg.contains("messages/p1"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -175,7 +199,10 @@ fn stored_state_is_forwarded_on_patches_and_refused_elsewhere() {
     assert_eq!(reply.status, 400);
     let v: Value = serde_json::from_slice(&reply.body).unwrap();
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("previous_response_id") && msg.contains("store: false"), "{msg}");
+    assert!(
+        msg.contains("previous_response_id") && msg.contains("store: false"),
+        "{msg}"
+    );
     assert_eq!(v["error"]["param"], "previous_response_id");
 }
 
@@ -207,10 +234,16 @@ fn fusion_items_of_an_earlier_answer_are_removed_also_without_fusion() {
         panic!("expected a cleaned pass-through")
     };
     let v: Value = serde_json::from_slice(&cleaned).unwrap();
-    assert_eq!(v["messages"][1]["content"], json!([{"type": "text", "text": "Because."}]));
+    assert_eq!(
+        v["messages"][1]["content"],
+        json!([{"type": "text", "text": "Because."}])
+    );
     // Nothing to clean: untouched.
     let plain = json!({"model": "gpt-x", "input": "a fusion of ideas"});
-    assert!(matches!(start(&config, Api::Responses, &plain), Start::PassThrough));
+    assert!(matches!(
+        start(&config, Api::Responses, &plain),
+        Start::PassThrough
+    ));
 }
 
 #[test]
@@ -223,8 +256,11 @@ fn the_judge_is_sent_again_without_a_parameter_it_refuses() {
     }
     let judge = dispatches(cmds);
     assert_eq!(body_of(&judge[0])["temperature"], 0.0);
-    let refused = error(400, json!({"error": {"message": "Unsupported parameter: 'temperature' is not supported with this model.",
-        "type": "invalid_request_error", "param": "temperature", "code": "unsupported_parameter"}}));
+    let refused = error(
+        400,
+        json!({"error": {"message": "Unsupported parameter: 'temperature' is not supported with this model.",
+        "type": "invalid_request_error", "param": "temperature", "code": "unsupported_parameter"}}),
+    );
     let retry = dispatches(turn.on_call_result(judge[0].id, refused.clone(), 1_150));
     assert_eq!(retry.len(), 1);
     let rb = body_of(&retry[0]);
@@ -233,7 +269,10 @@ fn the_judge_is_sent_again_without_a_parameter_it_refuses() {
     let outer = dispatches(turn.on_call_result(retry[0].id, ok(&analysis()), 1_200));
     let (_, v) = reply_json(turn.on_call_result(outer[0].id, ok("A cat."), 1_300));
     assert_eq!(v["fusion"]["analysis"], true);
-    assert_eq!(v["fusion"]["judge"]["retried_without"], json!(["temperature"]));
+    assert_eq!(
+        v["fusion"]["judge"]["retried_without"],
+        json!(["temperature"])
+    );
     assert_eq!(turn.stats(true).param_retries, 1);
 }
 
@@ -255,17 +294,29 @@ fn a_declared_unsupported_parameter_is_never_sent() {
 fn failure_classes_follow_the_providers_words() {
     let config = config_with(|_| {});
     let (mut turn, panel) = run(&config, Api::Chat, &image_request());
-    let quota = error(429, json!({"error": {"message": "You exceeded your current quota.",
-        "type": "insufficient_quota", "code": "insufficient_quota"}}));
-    let credit = error(400, json!({"type": "error", "error": {"type": "invalid_request_error",
-        "message": "Your credit balance is too low to access the Anthropic API."}}));
+    let quota = error(
+        429,
+        json!({"error": {"message": "You exceeded your current quota.",
+        "type": "insufficient_quota", "code": "insufficient_quota"}}),
+    );
+    let credit = error(
+        400,
+        json!({"type": "error", "error": {"type": "invalid_request_error",
+        "message": "Your credit balance is too low to access the Anthropic API."}}),
+    );
     turn.on_call_result(panel[0].id, quota, 1_100);
     turn.on_call_result(panel[1].id, credit, 1_100);
     let judge = dispatches(turn.on_call_result(panel[2].id, ok("a cat"), 1_100));
     let outer = dispatches(turn.on_call_result(judge[0].id, ok(&analysis()), 1_200));
     let (_, v) = reply_json(turn.on_call_result(outer[0].id, ok("A cat."), 1_300));
-    assert_eq!(v["fusion"]["panel"][0]["failure_reason"], "insufficient_credits");
-    assert_eq!(v["fusion"]["panel"][1]["failure_reason"], "insufficient_credits");
+    assert_eq!(
+        v["fusion"]["panel"][0]["failure_reason"],
+        "insufficient_credits"
+    );
+    assert_eq!(
+        v["fusion"]["panel"][1]["failure_reason"],
+        "insufficient_credits"
+    );
     let failed = &v["fusion"]["tool_result"]["failed_models"];
     assert_eq!(failed[0]["reason"], "insufficient_credits");
 }
@@ -274,11 +325,16 @@ fn failure_classes_follow_the_providers_words() {
 fn a_members_refusal_reaches_the_judge_marked() {
     let config = config_with(|_| {});
     let (mut turn, panel) = run(&config, Api::Chat, &image_request());
-    let refusal = answer(json!({"model": "m", "choices": [{"message": {"role": "assistant",
-        "content": null, "refusal": "I can't help with that."}, "finish_reason": "stop"}]}));
+    let refusal = answer(
+        json!({"model": "m", "choices": [{"message": {"role": "assistant",
+        "content": null, "refusal": "I can't help with that."}, "finish_reason": "stop"}]}),
+    );
     turn.on_call_result(panel[0].id, refusal, 1_100);
     turn.on_call_result(panel[1].id, ok("a cat"), 1_100);
     let judge = dispatches(turn.on_call_result(panel[2].id, ok("a cat"), 1_100));
     let prompt = body_of(&judge[0]).to_string();
-    assert!(prompt.contains("[refused] I can't help with that."), "{prompt}");
+    assert!(
+        prompt.contains("[refused] I can't help with that."),
+        "{prompt}"
+    );
 }

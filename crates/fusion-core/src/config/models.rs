@@ -48,7 +48,9 @@ pub fn is_optional(name: &str) -> bool {
 }
 
 /// Checks the declared names: each must be one of [`OPTIONAL_PARAMS`].
-pub fn check(models: &std::collections::BTreeMap<String, ModelSettings>) -> Result<(), (String, String)> {
+pub fn check(
+    models: &std::collections::BTreeMap<String, ModelSettings>,
+) -> Result<(), (String, String)> {
     for (model, settings) in models {
         for (i, p) in settings.unsupported_params.iter().enumerate() {
             if !is_optional(p) {

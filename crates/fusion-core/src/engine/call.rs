@@ -1,8 +1,8 @@
 //! Callouts: what the engine asks the host to send, and how an answer is classified.
 
 use crate::config::{Auth, Target};
-use crate::wire::neutral::{ModelRequest, Reply};
 use crate::wire::failure::ProviderFailure;
+use crate::wire::neutral::{ModelRequest, Reply};
 use crate::wire::{self, Api};
 
 /// One HTTP call for the host to dispatch (`dispatch_http_call`).
@@ -157,10 +157,12 @@ fn provider_failure(status: u16, body: &[u8]) -> Failure {
 /// The optional parameter a failed call's provider refused, when it names one.
 pub fn unsupported_parameter(result: &CallResult) -> Option<String> {
     match result.status {
-        Some(s) if (400..500).contains(&s) => match wire::failure::classify_error(s, &result.body) {
-            ProviderFailure::UnsupportedParameter(name) => name,
-            _ => None,
-        },
+        Some(s) if (400..500).contains(&s) => {
+            match wire::failure::classify_error(s, &result.body) {
+                ProviderFailure::UnsupportedParameter(name) => name,
+                _ => None,
+            }
+        }
         _ => None,
     }
 }

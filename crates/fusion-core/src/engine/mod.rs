@@ -234,7 +234,10 @@ pub fn start(
 /// fusion items of an earlier answer (only then is it parsed): those are removed.
 fn pass_through(api: Api, body: &[u8]) -> Start {
     let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
-    if !(contains(b"fusion_call") || contains(b"fusion_tool_result") || contains(b"server_tool_use")) {
+    if !(contains(b"fusion_call")
+        || contains(b"fusion_tool_result")
+        || contains(b"server_tool_use"))
+    {
         return Start::PassThrough;
     }
     let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body) else {

@@ -116,7 +116,11 @@ pub fn tool_entry(api: Api, tool: &super::neutral::ToolDef) -> Value {
 /// spelling (`temperature`, `max_tokens`, `thinking`, `reasoning_effort`,
 /// `tool_choice`, ...): what a patch sets where the engine's parameters differ
 /// from the client's. Written by the API's own builder, so the spelling is one.
-pub fn settings(api: Api, params: &GenParams, tool_choice: Option<&ToolChoice>) -> Map<String, Value> {
+pub fn settings(
+    api: Api,
+    params: &GenParams,
+    tool_choice: Option<&ToolChoice>,
+) -> Map<String, Value> {
     let conversation = Conversation::default();
     // A tool makes the builder write `tool_choice`; it is removed below.
     let placeholder = [ToolDef {
@@ -143,7 +147,9 @@ pub fn settings(api: Api, params: &GenParams, tool_choice: Option<&ToolChoice>) 
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    for key in ["model", "messages", "input", "system", "tools", "stream", "store"] {
+    for key in [
+        "model", "messages", "input", "system", "tools", "stream", "store",
+    ] {
         body.remove(key);
     }
     body

@@ -297,7 +297,9 @@ impl Turn {
         };
         let sent = self.sent.remove(&id);
         if self.phase != Phase::Done {
-            if let Some(retry) = sent.and_then(|s| self.retry_without_param(role, s, &result, now_ms)) {
+            if let Some(retry) =
+                sent.and_then(|s| self.retry_without_param(role, s, &result, now_ms))
+            {
                 return vec![retry];
             }
         }
@@ -387,14 +389,23 @@ impl Turn {
             tools.push(fusion_tool::tool_def());
             choice = self.outer_tool_choice();
         }
-        let patched = self.patched_body(role, target.upstream.api, target.model, with_tools, &choice, params);
+        let patched = self.patched_body(
+            role,
+            target.upstream.api,
+            target.model,
+            with_tools,
+            &choice,
+            params,
+        );
         let body_is_patch = patched.is_some();
         let body = match patched {
             Some(body) => body,
             None => {
                 // Anthropic refuses a `tool_use` without its signed thinking block
                 // when thinking is on; the fusion call it did not make has none.
-                let params = if target.upstream.api == Api::Messages && history_has_tool_call(&self.history) {
+                let params = if target.upstream.api == Api::Messages
+                    && history_has_tool_call(&self.history)
+                {
                     GenParams {
                         reasoning: None,
                         ..params.clone()
@@ -432,7 +443,9 @@ impl Turn {
             timeout_ms,
         );
         if patched {
-            callout.headers.extend(self.info.api_headers.iter().cloned());
+            callout
+                .headers
+                .extend(self.info.api_headers.iter().cloned());
         }
         self.sent.insert(
             id,
@@ -566,9 +579,7 @@ impl Turn {
         // Anthropic refuses a `tool_use` without its signed thinking block when
         // thinking is on: the fabricated fusion call has none, so thinking is
         // off for the calls that carry it.
-        if api == Api::Messages
-            && exchange.as_ref().is_some_and(|e| e.thinking.is_empty())
-        {
+        if api == Api::Messages && exchange.as_ref().is_some_and(|e| e.thinking.is_empty()) {
             set.push(("thinking", Value::Null));
         }
         let spec = PatchSpec {

@@ -114,7 +114,10 @@ fn write_part(part: &Part) -> Value {
                 other => json!({"type": "input_file", "file_data": other.as_url()}),
             };
             // OpenAI requires a filename with `file_data`; a Messages document has none.
-            if let Some(name) = filename.clone().or_else(|| super::super::neutral::default_filename(source)) {
+            if let Some(name) = filename
+                .clone()
+                .or_else(|| super::super::neutral::default_filename(source))
+            {
                 set(&mut v, "filename", json!(name));
             }
             v
