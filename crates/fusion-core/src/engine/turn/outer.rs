@@ -36,7 +36,7 @@ impl Turn {
             Err(Failure::Timeout) if now_ms + 100 >= self.turn_deadline() => {
                 return self.finish_truncated(Budget::Turn)
             }
-            Err(f) => return self.fail_answering(&model, f),
+            Err(f) => return self.refused_or_failed(&model, f, result),
         };
         let (fusion_calls, client_calls): (Vec<ToolCall>, Vec<ToolCall>) = reply
             .tool_calls
@@ -73,6 +73,32 @@ impl Turn {
             });
         }
         self.outer_round(now_ms)
+    }
+
+    /// The answering model's provider refused the request itself (the client's
+    /// body, patched, or a part of it it cannot take): a 400 with the
+    /// provider's words, since resending the same request cannot help. Any
+    /// other failure is the gateway's ([`Self::fail_answering`]).
+    fn refused_or_failed(&mut self, model: &str, f: Failure, result: &CallResult) -> Vec<Command> {
+        let refused = matches!(
+            f,
+            Failure::HttpError(400 | 404 | 413 | 422)
+                | Failure::UnsupportedParameter
+                | Failure::ContextLengthExceeded
+                | Failure::ContentFilter
+        );
+        if !refused {
+            return self.fail_answering(model, f);
+        }
+        let said = provider_message(&result.body);
+        self.fail(ApiError::invalid(
+            format!(
+                "the model `{model}` that writes the final answer refused the request ({}){}",
+                f.reason(),
+                said.map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+            None,
+        ))
     }
 
     /// The model that writes the answer failed: a native error with the report.
@@ -351,4 +377,15 @@ fn thinking_blocks(body: &[u8]) -> Vec<serde_json::Value> {
         })
         .cloned()
         .collect()
+}
+
+/// The message of a provider's error body, in any of the three APIs' shapes.
+fn provider_message(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let message = v
+        .get("error")
+        .and_then(|e| e.get("message"))
+        .or_else(|| v.get("message"))?
+        .as_str()?;
+    Some(message.chars().take(500).collect())
 }
