@@ -372,10 +372,15 @@ impl Stream {
             .iter()
             .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
             .collect();
+        let api_headers = ["anthropic-beta", "openai-beta"]
+            .iter()
+            .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
+            .collect();
         RequestInfo {
             request_id: self.header("x-request-id").unwrap_or_default(),
             depth,
             client_auth,
+            api_headers,
             route_cluster,
             include: Include::parse(self.header(engine::INCLUDE_HEADER).as_deref()),
             trace,
@@ -467,16 +472,11 @@ impl Stream {
                     Refusal::Overload => shared.metrics.overloaded(host),
                     Refusal::ContentType | Refusal::Route => {}
                 }
-                match host.set_buffer(BufferType::HttpRequestBody, 0, body_size, &new_body) {
-                    Ok(()) => self.set_header(
-                        MapType::HttpRequestHeaders,
-                        "content-length",
-                        Some(&new_body.len().to_string()),
-                    ),
-                    Err(status) => {
-                        log::error!("fusion: rewriting the request body failed: {status:?}");
-                    }
-                }
+                self.replace_request_body(body_size, &new_body);
+                Action::Continue
+            }
+            Start::Clean(new_body) => {
+                self.replace_request_body(body_size, &new_body);
                 Action::Continue
             }
             Start::Reply(reply) => self.reply_or_continue(&reply),
@@ -490,6 +490,24 @@ impl Stream {
                 shared.take_slot();
                 self.run(commands, false);
                 Action::Pause
+            }
+        }
+    }
+
+    /// The request goes on with this body instead of the buffered one.
+    fn replace_request_body(&self, body_size: usize, new_body: &[u8]) {
+        match self
+            .shared
+            .host
+            .set_buffer(BufferType::HttpRequestBody, 0, body_size, new_body)
+        {
+            Ok(()) => self.set_header(
+                MapType::HttpRequestHeaders,
+                "content-length",
+                Some(&new_body.len().to_string()),
+            ),
+            Err(status) => {
+                log::error!("fusion: rewriting the request body failed: {status:?}");
             }
         }
     }

@@ -14,6 +14,7 @@ pub struct Metrics {
     panel_failures: BTreeMap<FailureClass, u32>,
     judge_degraded: BTreeMap<FailureClass, u32>,
     cap_hits: Option<u32>,
+    param_retries: Option<u32>,
     depth_refusals: Option<u32>,
     truncations: BTreeMap<Budget, u32>,
     client_disconnects: Option<u32>,
@@ -118,6 +119,7 @@ impl Metrics {
                 FailureClass::name,
             ),
             cap_hits: counter(host, "fusion_cap_hits_total"),
+            param_retries: counter(host, "fusion_param_retries_total"),
             depth_refusals: counter(host, "fusion_depth_refusals_total"),
             truncations: labelled(
                 host,
@@ -154,6 +156,7 @@ impl Metrics {
             add(host, self.judge_degraded.get(&reason).copied(), 1);
         }
         add(host, self.cap_hits, i64::from(s.cap_hits));
+        add(host, self.param_retries, i64::from(s.param_retries));
         if let Some(budget) = s.truncated_by {
             add(host, self.truncations.get(&budget).copied(), 1);
         }

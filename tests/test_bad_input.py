@@ -9,7 +9,9 @@ Outcomes a case can expect:
 - "too_large": Envoy's own 413, in the API's error shape (the body is past the connection
   buffer limit that the filter's buffering runs into), no call reached any model;
 - "served": fusion ran (the wrong thing in the request is harmless to it);
-- "plain": no fusion, the outer model answered directly (the depth rule).
+- "plain": no fusion, the outer model answered directly (the depth rule);
+- "provider_refused": fusion ran, and the answering model's provider refused what the
+  client sent: a 400 in the API's own error shape naming the model and the reason.
 Cases marked xfail are gaps the filter still has (listed for the lead)."""
 
 from __future__ import annotations
@@ -164,8 +166,11 @@ def cases() -> list[Case]:
           "refused", needle="at most once")
         c("long-panel-model-name", declared(api, {"type": "fusion", "panel": [{"model": "x" * 10_000}]},
                                             tool_choice=tool_choice_string_spelling(api)), "served")
-        # Unknown tool types next to the alias are the provider's business: fusion runs.
-        c("unknown-tool-type", with_(api, tools=[{"type": "bogus_tool"}]), "served")
+        # Unknown tool types next to the alias are the provider's business: fusion runs,
+        # and the answering model's call carries them (a patch of the client's body).
+        # A Chat Completions provider refuses them, and the client hears it in a 400.
+        c("unknown-tool-type", with_(api, tools=[{"type": "bogus_tool"}]),
+          "provider_refused" if api == "chat" else "served")
         c("declaration-unknown-field", declared(api, {"type": "fusion", "bogus": 1},
                                                 tool_choice=tool_choice_string_spelling(api)), "served")
 
@@ -261,6 +266,9 @@ def test_bad_input(envoy, mock, case: Case):
         assert r.status_code == 200, r.text[:300]
         assert "fusion" in r.json(), r.text[:300]
         assert any(c["model"] == "mock-judge" for c in calls) or r.json()["fusion"]["panel"], r.text[:300]
+    elif case.expect == "provider_refused":
+        assert r.status_code == 400, r.text[:300]
+        assert "mock-outer" in native_error(case.api, r)["message"], r.text[:300]
     elif case.expect == "plain":
         assert r.status_code == 200, r.text[:300]
         assert [c["model"] for c in calls] == ["mock-outer"]

@@ -63,10 +63,10 @@ def test_responses(oai, mock):
     assert r.model == "mock-outer"
     assert r.output_text.startswith("mock-outer final answer.")
     assert (r.usage.input_tokens, r.usage.output_tokens) == turn_usage(mock)
-    # The fusion call is an output item of its own, with its result.
-    item = r.output[0]
-    assert item.type == "fusion_call"
-    assert item.model_extra["output"]["status"] == "ok"
+    # The answer is the only output item (SDKs and frameworks reject unknown ones);
+    # the fusion call's result is in the `fusion` extension object.
+    assert [item.type for item in r.output] == ["message"]
+    assert r.model_extra["fusion"]["tool_result"]["status"] == "ok"
     check_run(mock, r.model_extra["fusion"])
     # The panel got the instructions as the system prompt.
     assert mock.calls()[0]["body"]["messages"][0] == {"role": "system", "content": SYSTEM}
@@ -89,11 +89,10 @@ def test_messages(ant, mock):
                             messages=[{"role": "user", "content": QUESTION}])
     assert m.model == "mock-outer"
     assert m.stop_reason == "end_turn"
-    types = [b.type for b in m.content]
-    assert types == ["server_tool_use", "fusion_tool_result", "text"]
-    assert m.content[0].name == "fusion"
-    assert m.content[1].model_extra["tool_use_id"] == m.content[0].id
-    assert m.content[2].text.startswith("mock-outer final answer.")
+    # The content carries the answer alone; the fusion call's result is in `fusion`.
+    assert [b.type for b in m.content] == ["text"]
+    assert m.content[0].text.startswith("mock-outer final answer.")
+    assert m.model_extra["fusion"]["tool_result"]["status"] == "ok"
     assert (m.usage.input_tokens, m.usage.output_tokens) == turn_usage(mock)
     check_run(mock, m.model_extra["fusion"])
 
@@ -112,8 +111,9 @@ def test_messages_declared_tool_auto(ant, mock):
     m = ant.messages.create(model="mock-outer", max_tokens=512,
                             tools=[{"type": "fusion", "panel": [{"model": "mock-a"}, {"model": "mock-b"}]}],
                             messages=[{"role": "user", "content": QUESTION}])
-    assert [b.type for b in m.content] == ["server_tool_use", "fusion_tool_result", "text"]
+    assert [b.type for b in m.content] == ["text"]
     assert m.model_extra["fusion"]["mode"] == "auto"
+    assert m.model_extra["fusion"]["call_id"]
     assert [c["model"] for c in mock.calls()][:1] == ["mock-outer"]
     assert sorted(c["model"] for c in mock.calls()[1:3]) == ["mock-a", "mock-b"]
 

@@ -229,12 +229,13 @@ pub fn drive(
         depth,
         client_auth: vec![("authorization".into(), "Bearer client".into())],
         route_cluster: Some(ROUTE_CLUSTER.into()),
+        ..RequestInfo::default()
     };
     let mut now: u64 = 1_700_000_000_000;
     let mut out = Outcome::default();
     let (mut turn, commands) = match engine::start(config, api, info, body, now, at_capacity) {
         Start::PassThrough => return out,
-        Start::Rewrite(b, _) => {
+        Start::Rewrite(b, _) | Start::Clean(b) => {
             assert!(
                 serde_json::from_slice::<Value>(&b).is_ok(),
                 "rewritten body is not JSON"

@@ -6,11 +6,13 @@
 //! `pluginConfig`) or a binary `google.protobuf.Struct` (native YAML in Envoy).
 
 pub mod limits;
+mod models;
 mod struct_pb;
 
 use crate::prescan::Prescan;
 pub use crate::wire::neutral::Price;
 use crate::wire::Api;
+pub use models::{is_optional, ModelSettings};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -54,6 +56,8 @@ struct RawConfig {
     max_depth: u32,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    models: BTreeMap<String, ModelSettings>,
     upstreams: BTreeMap<String, RawUpstream>,
     routes: Vec<RawRoute>,
 }
@@ -336,6 +340,8 @@ pub struct Config {
     pub depth_header: String,
     pub max_depth: u32,
     pub limits: Limits,
+    /// Per-model settings (`models`), by the model name requests use.
+    pub models: BTreeMap<String, ModelSettings>,
     upstreams: Vec<Upstream>,
     routes: Vec<Route>,
     /// The body pre-scan for these aliases, built once here.
@@ -433,6 +439,14 @@ impl Config {
 
     pub fn is_alias(&self, model: &str) -> bool {
         self.aliases.iter().any(|a| a == model)
+    }
+
+    /// The optional parameters `model` does not take (`models.<model>.unsupported_params`).
+    pub fn unsupported_params(&self, model: &str) -> &[String] {
+        self.models
+            .get(model)
+            .map(|m| m.unsupported_params.as_slice())
+            .unwrap_or_default()
     }
 
     pub fn price(&self, model: &str) -> Option<Price> {
@@ -576,9 +590,11 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         depth_header: raw.depth_header,
         max_depth: raw.max_depth,
         limits: raw.limits,
+        models: raw.models,
         upstreams,
         routes,
     };
+    models::check(&config.models).map_err(|(field, reason)| err(field, reason))?;
     check_preset(&config, "", &config.defaults, true)?;
     for (name, preset) in &config.presets {
         check_preset(&config, &format!("presets.{name}."), preset, false)?;

@@ -1,7 +1,8 @@
 //! Callouts: what the engine asks the host to send, and how an answer is classified.
 
 use crate::config::{Auth, Target};
-use crate::wire::neutral::{ModelRequest, Reply};
+use crate::wire::failure::ProviderFailure;
+use crate::wire::neutral::Reply;
 use crate::wire::{self, Api};
 
 /// One HTTP call for the host to dispatch (`dispatch_http_call`).
@@ -32,6 +33,10 @@ pub enum Failure {
     Unreachable,
     RateLimited,
     InsufficientCredits,
+    /// The provider refused an optional parameter the model does not take.
+    UnsupportedParameter,
+    ContextLengthExceeded,
+    ContentFilter,
     HttpError(u16),
     Unusable,
     Empty,
@@ -55,6 +60,9 @@ impl Failure {
             Failure::Unreachable => FailureClass::Unreachable,
             Failure::RateLimited => FailureClass::RateLimited,
             Failure::InsufficientCredits => FailureClass::InsufficientCredits,
+            Failure::UnsupportedParameter => FailureClass::UnsupportedParameter,
+            Failure::ContextLengthExceeded => FailureClass::ContextLengthExceeded,
+            Failure::ContentFilter => FailureClass::ContentFilter,
             Failure::HttpError(code) if code < 500 => FailureClass::Http4xx,
             Failure::HttpError(_) => FailureClass::Http5xx,
             Failure::Unusable => FailureClass::Unusable,
@@ -74,6 +82,9 @@ pub enum FailureClass {
     Unreachable,
     RateLimited,
     InsufficientCredits,
+    UnsupportedParameter,
+    ContextLengthExceeded,
+    ContentFilter,
     Http4xx,
     Http5xx,
     Unusable,
@@ -84,11 +95,14 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 11] = [
+    pub const ALL: [FailureClass; 14] = [
         FailureClass::Timeout,
         FailureClass::Unreachable,
         FailureClass::RateLimited,
         FailureClass::InsufficientCredits,
+        FailureClass::UnsupportedParameter,
+        FailureClass::ContextLengthExceeded,
+        FailureClass::ContentFilter,
         FailureClass::Http4xx,
         FailureClass::Http5xx,
         FailureClass::Unusable,
@@ -104,6 +118,9 @@ impl FailureClass {
             FailureClass::Unreachable => "unreachable",
             FailureClass::RateLimited => "rate_limited",
             FailureClass::InsufficientCredits => "insufficient_credits",
+            FailureClass::UnsupportedParameter => "unsupported_parameter",
+            FailureClass::ContextLengthExceeded => "context_length_exceeded",
+            FailureClass::ContentFilter => "content_filter",
             FailureClass::Http4xx => "http_4xx",
             FailureClass::Http5xx => "http_5xx",
             FailureClass::Unusable => "unusable_response",
@@ -123,12 +140,36 @@ pub fn classify(api: Api, result: &CallResult) -> Result<Reply, Failure> {
     match result.status {
         None => Err(Failure::Unreachable),
         Some(504) => Err(Failure::Timeout),
-        Some(429) => Err(Failure::RateLimited),
-        Some(402) => Err(Failure::InsufficientCredits),
         // Envoy's own reply when the connection failed or was reset before headers.
         Some(503) if is_envoy_connect_failure(&result.body) => Err(Failure::Unreachable),
-        Some(s) if !(200..300).contains(&s) => Err(Failure::HttpError(s)),
+        Some(s) if !(200..300).contains(&s) => Err(provider_failure(s, &result.body)),
         Some(_) => wire::parse_response(api, &result.body).map_err(|_| Failure::Unusable),
+    }
+}
+
+/// A non-2xx answer's failure, by what the provider's error says in any
+/// provider's spelling (`wire::failure`), else by its status.
+fn provider_failure(status: u16, body: &[u8]) -> Failure {
+    match wire::failure::classify_error(status, body) {
+        ProviderFailure::InsufficientCredits => Failure::InsufficientCredits,
+        ProviderFailure::RateLimited => Failure::RateLimited,
+        ProviderFailure::UnsupportedParameter(_) => Failure::UnsupportedParameter,
+        ProviderFailure::ContextLengthExceeded => Failure::ContextLengthExceeded,
+        ProviderFailure::ContentFilter => Failure::ContentFilter,
+        ProviderFailure::Other => Failure::HttpError(status),
+    }
+}
+
+/// The optional parameter a failed call's provider refused, when it names one.
+pub fn unsupported_parameter(result: &CallResult) -> Option<String> {
+    match result.status {
+        Some(s) if (400..500).contains(&s) => {
+            match wire::failure::classify_error(s, &result.body) {
+                ProviderFailure::UnsupportedParameter(name) => name,
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -143,19 +184,17 @@ pub fn failed_usage(api: Api, result: &CallResult) -> crate::wire::neutral::Usag
         .unwrap_or_default()
 }
 
-/// Builds the HTTP call for one model request to its upstream; `trace` is
-/// the client's trace context ([`super::TRACE_HEADERS`]).
-pub fn build(
+/// Builds the HTTP call with its body already written (a patch or a rebuild).
+pub fn build_body(
     id: u32,
     target: Target<'_>,
-    req: &ModelRequest<'_>,
+    body: Vec<u8>,
     depth_header: (&str, u32),
     client_auth: &[(String, String)],
     trace: &[(String, String)],
     timeout_ms: u64,
 ) -> Callout {
     let up = target.upstream;
-    let body = wire::build_request(up.api, req).to_string().into_bytes();
     let mut headers = vec![
         (":method".to_string(), "POST".to_string()),
         (":path".to_string(), up.path.clone()),

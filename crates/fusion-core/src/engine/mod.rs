@@ -28,6 +28,10 @@ pub struct RequestInfo {
     pub depth: u32,
     /// The client's `authorization` / `x-api-key`, forwarded only where an upstream says so.
     pub client_auth: Vec<(String, String)>,
+    /// The client's API feature headers (`anthropic-beta`, `openai-beta`): a
+    /// patched same-API call carries the body those features allow, so it
+    /// carries them too.
+    pub api_headers: Vec<(String, String)>,
     /// The cluster of the request's own route; a final answer for a model served
     /// there can stream up the route instead of through a callout.
     pub route_cluster: Option<String>,
@@ -161,6 +165,9 @@ pub enum Start {
     /// Continue upstream with this body instead: fusion refused, the request
     /// sent on as a plain one.
     Rewrite(Vec<u8>, Refusal),
+    /// Not fusion, but the history replays fusion items of an earlier answer,
+    /// which no provider knows: continue upstream with this body, without them.
+    Clean(Vec<u8>),
     /// Answer at once (a bad request).
     Reply(LocalReply),
     /// Answer 429 at once: too many runs on this worker (`on_overload: reject`).
@@ -266,7 +273,7 @@ pub fn start_with(
     // the filter's size limit; any other passes untouched, however large.
     let head = asks_for_fusion(config, body);
     if head == Some((false, false)) {
-        return Start::PassThrough;
+        return pass_through(api, body);
     }
     if head.is_some() && body.len() > config.limits.max_request_bytes {
         return too_large(api, body.len(), config);
@@ -299,14 +306,14 @@ pub fn start_with(
         (alias, declared)
     });
     if !alias && !declared {
-        return Start::PassThrough;
+        return pass_through(api, body);
     }
     if body.len() > config.limits.max_request_bytes {
         return too_large(api, body.len(), config);
     }
     let info = read_info();
     if info.route.disabled {
-        return refuse(config, value, alias, Refusal::Route);
+        return refuse(config, api, value, alias, Refusal::Route);
     }
     let config = &match info.route.apply(config) {
         Ok(c) => c,
@@ -322,11 +329,11 @@ pub fn start_with(
         }
     }
     if info.depth >= config.max_depth {
-        return refuse(config, value, alias, Refusal::Depth);
+        return refuse(config, api, value, alias, Refusal::Depth);
     }
     if at_capacity {
         return match config.limits.on_overload {
-            Overload::PassThrough => refuse(config, value, alias, Refusal::Overload),
+            Overload::PassThrough => refuse(config, api, value, alias, Refusal::Overload),
             Overload::Reject => Start::Overloaded(LocalReply::error(
                 api,
                 &ApiError {
@@ -383,13 +390,31 @@ fn too_large(api: Api, size: usize, config: &Config) -> Start {
     Start::Reply(LocalReply::error(api, &err))
 }
 
+/// A request that is not fusion goes on untouched, unless its history replays
+/// fusion items of an earlier answer (only then is it parsed): those are removed.
+fn pass_through(api: Api, body: &[u8]) -> Start {
+    let contains = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
+    if !(contains(b"fusion_") || contains(b"server_tool_use")) {
+        return Start::PassThrough;
+    }
+    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body) else {
+        return Start::PassThrough;
+    };
+    if wire::patch::drop_fusion_history(api, &mut obj) {
+        Start::Clean(Value::Object(obj).to_string().into_bytes())
+    } else {
+        Start::PassThrough
+    }
+}
+
 /// A request sent on without fusion: the alias resolves to its plain model and
 /// fusion tool entries are removed. For an inner call that came back through
 /// the gateway this is what keeps calls from recursing.
-fn refuse(config: &Config, mut value: Value, alias: bool, why: Refusal) -> Start {
+fn refuse(config: &Config, api: Api, mut value: Value, alias: bool, why: Refusal) -> Start {
     let Some(obj) = value.as_object_mut() else {
         return Start::PassThrough;
     };
+    wire::patch::drop_fusion_history(api, obj);
     if alias {
         // The name the outer model's upstream knows, as a callout would send it
         // (a route's prefix stripped: `openai/gpt-4.1` goes up as `gpt-4.1`).

@@ -180,6 +180,41 @@ pub fn check_parts(api: Api, conversation: &Conversation, model: &str) -> Result
     }
 }
 
+/// [`check_parts`] for a client of `client`'s API: the part is named as that
+/// client spelled it (`input_audio`, `input_image`, `document`, ...).
+pub fn check_client_parts(
+    client: Api,
+    provider: Api,
+    conversation: &Conversation,
+    model: &str,
+) -> Result<(), ApiError> {
+    match unsupported_part(provider, conversation) {
+        None => Ok(()),
+        Some((i, kind, why)) => Err(ApiError::invalid(
+            format!(
+                "message {i} has {why} (a `{}` part), which model `{model}` cannot take \
+                 through the {} API",
+                client_part_type(client, kind),
+                provider.name()
+            ),
+            None,
+        )),
+    }
+}
+
+/// A neutral part kind as `api`'s clients spell its `type`.
+fn client_part_type(api: Api, kind: &'static str) -> &'static str {
+    match (api, kind) {
+        (Api::Chat, "image") => "image_url",
+        (Api::Chat | Api::Responses, "audio") => "input_audio",
+        (Api::Responses, "text") => "input_text",
+        (Api::Responses, "image") => "input_image",
+        (Api::Responses, "file") => "input_file",
+        (Api::Messages, "file") => "document",
+        _ => kind,
+    }
+}
+
 /// The first user part `api` cannot take: (message index, part kind, why).
 pub fn unsupported_part(
     api: Api,

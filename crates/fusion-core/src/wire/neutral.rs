@@ -64,6 +64,23 @@ impl Part {
     }
 }
 
+/// The filename OpenAI needs with inline file data when the client gave none
+/// (a Messages `document` has a `title` at most): `document.<ext>` by media type.
+pub fn default_filename(source: &Source) -> Option<String> {
+    let Source::Base64 { media_type, .. } = source else {
+        return None;
+    };
+    let ext = match media_type.as_str() {
+        "application/pdf" => "pdf",
+        "text/plain" => "txt",
+        "text/markdown" => "md",
+        "text/html" => "html",
+        "text/csv" => "csv",
+        _ => "bin",
+    };
+    Some(format!("document.{ext}"))
+}
+
 /// Where an image's or a file's bytes are.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {

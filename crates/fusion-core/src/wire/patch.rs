@@ -3,9 +3,11 @@
 //! thinking block, `response_format`, `seed` and unknown field reaches the
 //! provider as the client sent it. What each role changes is in docs/wire-roles.md.
 
-use super::neutral::ToolCall;
-use super::{chat, is_fusion_tool, messages, names_fusion, responses, Api, ApiError};
-use serde_json::{Map, Value};
+use super::neutral::{Conversation, GenParams, ModelRequest, ToolCall, ToolChoice, ToolDef};
+use super::{
+    build_request, chat, is_fusion_tool, messages, names_fusion, responses, Api, ApiError,
+};
+use serde_json::{json, Map, Value};
 
 /// Which call of a fusion turn a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,7 @@ pub fn patch_request(api: Api, client: &Value, spec: &PatchSpec<'_>) -> Result<V
         .as_object()
         .cloned()
         .ok_or_else(|| ApiError::invalid("the request body must be a JSON object", None))?;
+    drop_fusion_history(api, &mut body);
     body.insert("model".into(), Value::String(spec.model.to_string()));
     // The fusion extension is the filter's, never a provider's.
     body.remove("fusion");
@@ -107,6 +110,88 @@ pub fn tool_entry(api: Api, tool: &super::neutral::ToolDef) -> Value {
         Api::Messages => serde_json::json!({"name": tool.name, "description": tool.description,
             "input_schema": tool.parameters}),
     }
+}
+
+/// The top-level fields `params` (and `tool_choice`, when given) take in `api`'s
+/// spelling (`temperature`, `max_tokens`, `thinking`, `reasoning_effort`,
+/// `tool_choice`, ...): what a patch sets where the engine's parameters differ
+/// from the client's. Written by the API's own builder, so the spelling is one.
+pub fn settings(
+    api: Api,
+    params: &GenParams,
+    tool_choice: Option<&ToolChoice>,
+) -> Map<String, Value> {
+    let conversation = Conversation::default();
+    // A tool makes the builder write `tool_choice`; it is removed below.
+    let placeholder = [ToolDef {
+        name: "_".into(),
+        description: String::new(),
+        parameters: json!({"type": "object"}),
+    }];
+    let params = GenParams {
+        provider_tools: Vec::new(),
+        ..params.clone()
+    };
+    let req = ModelRequest {
+        model: "",
+        conversation: &conversation,
+        tools: if tool_choice.is_some() {
+            &placeholder
+        } else {
+            &[]
+        },
+        tool_choice: tool_choice.unwrap_or(&ToolChoice::Auto),
+        params: &params,
+    };
+    let mut body = match build_request(api, &req) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    for key in [
+        "model", "messages", "input", "system", "tools", "stream", "store",
+    ] {
+        body.remove(key);
+    }
+    body
+}
+
+/// Removes the filter's own fusion items a client replays from an earlier
+/// fusion answer (older answers carried them: Responses `fusion_call` output
+/// items; Messages `server_tool_use` named fusion and `fusion_tool_result`
+/// blocks). No provider knows them; the answer's text stays. Returns whether
+/// anything was removed.
+pub fn drop_fusion_history(api: Api, body: &mut Map<String, Value>) -> bool {
+    let is_fusion_item = |v: &Value| {
+        let ty = v.get("type").and_then(Value::as_str);
+        matches!(ty, Some("fusion_call" | "fusion_tool_result"))
+            || (ty == Some("server_tool_use")
+                && v.get("name").and_then(Value::as_str) == Some(super::FUSION_TOOL))
+    };
+    let mut removed = false;
+    match api {
+        Api::Responses => {
+            if let Some(Value::Array(items)) = body.get_mut("input") {
+                let before = items.len();
+                items.retain(|i| !is_fusion_item(i));
+                removed = items.len() != before;
+            }
+        }
+        Api::Messages => {
+            if let Some(Value::Array(msgs)) = body.get_mut("messages") {
+                for m in msgs.iter_mut() {
+                    if let Some(Value::Array(blocks)) = m.get_mut("content") {
+                        let before = blocks.len();
+                        blocks.retain(|b| !is_fusion_item(b));
+                        removed |= blocks.len() != before;
+                    }
+                }
+                // A message left without content is not a message.
+                msgs.retain(|m| !matches!(m.get("content"), Some(Value::Array(b)) if b.is_empty()));
+            }
+        }
+        Api::Chat => {}
+    }
+    removed
 }
 
 /// `stream` set as the call needs it.

@@ -45,6 +45,8 @@ pub(super) struct CallRecord {
     pub(super) started_ms: u64,
     pub(super) latency_ms: u64,
     pub(super) usage: Usage,
+    /// Optional parameters the provider refused; the call was sent again without them.
+    pub(super) retried_without: Vec<String>,
 }
 
 impl CallRecord {
@@ -55,6 +57,7 @@ impl CallRecord {
             started_ms: now_ms,
             latency_ms: 0,
             usage: Usage::default(),
+            retried_without: Vec::new(),
         }
     }
 
@@ -80,7 +83,8 @@ impl CallRecord {
         };
         if self.status != CallStatus::Late {
             self.status = match &outcome {
-                Ok(reply) => CallStatus::Ok(reply.text.clone()),
+                // A refusal is the model's answer, marked as one (for the judge).
+                Ok(reply) => CallStatus::Ok(reply.answer_text()),
                 Err(f) => CallStatus::Failed(*f),
             };
         }
@@ -111,6 +115,9 @@ impl CallRecord {
         };
         if let (Some(reason), Some(obj)) = (reason, v.as_object_mut()) {
             obj.insert("failure_reason".into(), json!(reason));
+        }
+        if let (false, Some(obj)) = (self.retried_without.is_empty(), v.as_object_mut()) {
+            obj.insert("retried_without".into(), json!(self.retried_without));
         }
         v
     }

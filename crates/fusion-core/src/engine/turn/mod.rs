@@ -20,10 +20,12 @@ use super::plan::{self, Plan};
 use super::{Command, RequestInfo};
 use crate::config::Config;
 use crate::wire::neutral::{Conversation, GenParams, Message, ModelRequest, ToolCall, ToolChoice};
+use crate::wire::patch::{self, CallRole, FusionExchange, PatchSpec};
 use crate::wire::relay::Relay;
-use crate::wire::{Api, ApiError, ClientRequest, FusionCallView, FUSION_TOOL};
+use crate::wire::state::{self, StatefulRefs};
+use crate::wire::{self, Api, ApiError, ClientRequest, FusionCallView, FUSION_TOOL};
 use ledger::Ledger;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -100,8 +102,8 @@ pub struct Turn {
     /// Unique per run (the client's `x-request-id` is reported beside it).
     run_id: String,
     req: ClientRequest,
-    /// The client's body as sent: the final answer up the route is a patch of it.
-    client_body: serde_json::Value,
+    /// The client's JSON body: same-API calls are patches of it.
+    raw: Value,
     mode: Mode,
     plan: Plan,
     /// The model that decides and, without a synthesizer, writes the answer.
@@ -115,6 +117,9 @@ pub struct Turn {
     last_text: String,
     /// The fusion tool call being answered by the running panel.
     fusion_call: Option<ToolCall>,
+    /// Messages: the outer model's thinking blocks (with signatures) before its
+    /// fusion call; they must precede that `tool_use` when the history is sent back.
+    outer_thinking: Vec<Value>,
     /// Further fusion calls in the message that started the run: capped.
     capped_with_call: Vec<ToolCall>,
     fusion_view: Option<FusionCallView>,
@@ -130,6 +135,11 @@ pub struct Turn {
     /// Callouts sent and their request bytes, against the per-turn caps.
     upstream_calls: u32,
     upstream_bytes: u64,
+    /// What each pending call sent: a call refused for an optional parameter
+    /// is sent again once without it.
+    sent: BTreeMap<u32, SentCall>,
+    /// Calls sent again without a parameter their provider refused.
+    param_retries: u32,
     ledger: Ledger,
     /// Set when the final answer streams up the route.
     relay: Option<Relay>,
@@ -161,7 +171,7 @@ impl Turn {
         api: Api,
         info: RequestInfo,
         req: ClientRequest,
-        client_body: serde_json::Value,
+        raw: Value,
         alias: bool,
         now_ms: u64,
     ) -> Result<(Turn, Vec<Command>), ApiError> {
@@ -206,6 +216,13 @@ impl Turn {
                 Some("model"),
             ));
         };
+        let refs = state::stateful_refs(api, &raw);
+        let mut called: Vec<&str> = plan.panel.iter().map(|m| m.model.as_str()).collect();
+        called.push(&outer_model);
+        called.extend(plan.synthesizer.as_deref());
+        for model in called {
+            check_rebuilt_call(&config, api, &req, &refs, model, merge)?;
+        }
         let forces_fusion = match &req.tool_choice {
             ToolChoice::Named(n) => n == FUSION_TOOL,
             ToolChoice::Required => req.tools.is_empty(),
@@ -226,7 +243,7 @@ impl Turn {
             run_id: new_run_id(&info.request_id, now_ms),
             info,
             req,
-            client_body,
+            raw,
             mode,
             plan,
             outer_model,
@@ -236,6 +253,7 @@ impl Turn {
             history: Vec::new(),
             last_text: String::new(),
             fusion_call: None,
+            outer_thinking: Vec::new(),
             capped_with_call: Vec::new(),
             fusion_view: None,
             tool_started_ms: now_ms,
@@ -246,6 +264,8 @@ impl Turn {
             pending: BTreeMap::new(),
             upstream_calls: 0,
             upstream_bytes: 0,
+            sent: BTreeMap::new(),
+            param_retries: 0,
             ledger: Ledger::default(),
             relay: None,
             relay_buffered: false,
@@ -295,6 +315,14 @@ impl Turn {
         let Some(role) = self.pending.remove(&id) else {
             return Vec::new();
         };
+        let sent = self.sent.remove(&id);
+        if self.phase != Phase::Done {
+            if let Some(retry) =
+                sent.and_then(|s| self.retry_without_param(role, s, &result, now_ms))
+            {
+                return vec![retry];
+            }
+        }
         if self.phase == Phase::Done {
             // A straggler still counts toward usage (and the run's log line).
             if let Role::Panel(i) = role {
@@ -381,18 +409,53 @@ impl Turn {
             tools.push(fusion_tool::tool_def());
             choice = self.outer_tool_choice();
         }
-        let request = ModelRequest {
-            model: target.model,
-            conversation,
-            tools: &tools,
-            tool_choice: &choice,
+        let patched = self.patched_body(
+            role,
+            target.upstream.api,
+            target.model,
+            with_tools,
+            &choice,
             params,
+        );
+        let body_is_patch = patched.is_some();
+        let body = match patched {
+            Some(body) => body,
+            None => {
+                // Anthropic refuses a `tool_use` without its signed thinking block
+                // when thinking is on; the fusion call it did not make has none.
+                let params = if target.upstream.api == Api::Messages
+                    && history_has_tool_call(&self.history)
+                {
+                    GenParams {
+                        reasoning: None,
+                        ..params.clone()
+                    }
+                } else {
+                    params.clone()
+                };
+                let request = ModelRequest {
+                    model: target.model,
+                    conversation,
+                    tools: &tools,
+                    tool_choice: &choice,
+                    params: &params,
+                };
+                wire::build_request(target.upstream.api, &request)
+            }
         };
+        let patched = body_is_patch;
+        let mut body = body;
+        if let Some(obj) = body.as_object_mut() {
+            // The operator says this model does not take these (`models.<m>.unsupported_params`).
+            for p in config.unsupported_params(model) {
+                obj.remove(p);
+            }
+        }
         let id = self.next_id;
-        let callout = call::build(
+        let mut callout = call::build_body(
             id,
             target,
-            &request,
+            body.to_string().into_bytes(),
             self.depth_header(),
             &self.info.client_auth,
             &self.info.trace,
@@ -410,8 +473,193 @@ impl Turn {
         self.upstream_bytes = bytes;
         self.next_id += 1;
         self.pending.insert(id, role);
+        if patched {
+            callout
+                .headers
+                .extend(self.info.api_headers.iter().cloned());
+        }
+        self.sent.insert(
+            id,
+            SentCall {
+                callout: callout.clone(),
+                deadline_ms,
+                retried: false,
+            },
+        );
         Ok(Command::Dispatch(callout))
     }
+
+    /// A call its provider refused naming an optional parameter the model does
+    /// not take (e.g. `temperature` on a reasoning model) is sent again once
+    /// without it; the call's record says so (`retried_without`).
+    fn retry_without_param(
+        &mut self,
+        role: Role,
+        sent: SentCall,
+        result: &CallResult,
+        now_ms: u64,
+    ) -> Option<Command> {
+        if sent.retried {
+            return None;
+        }
+        let param = call::unsupported_parameter(result)?;
+        if !crate::config::is_optional(&param) {
+            return None;
+        }
+        let mut body: Value = serde_json::from_slice(&sent.callout.body).ok()?;
+        body.as_object_mut()?.remove(&param)?;
+        let timeout_ms = sent.deadline_ms.saturating_sub(now_ms);
+        if timeout_ms == 0 {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let callout = call::Callout {
+            id,
+            body: body.to_string().into_bytes(),
+            timeout_ms,
+            ..sent.callout
+        };
+        let record = match role {
+            Role::Panel(i) => self.ledger.panel.get_mut(i),
+            Role::Judge => self.ledger.judge.as_mut(),
+            Role::Outer => self.ledger.outer.last_mut(),
+        };
+        if let Some(rec) = record {
+            rec.retried_without.push(param);
+        }
+        self.param_retries += 1;
+        self.pending.insert(id, role);
+        self.sent.insert(
+            id,
+            SentCall {
+                callout: callout.clone(),
+                deadline_ms: sent.deadline_ms,
+                retried: true,
+            },
+        );
+        Some(Command::Dispatch(callout))
+    }
+
+    /// A same-API panel member or outer round: the client's own body, patched
+    /// (docs/wire-roles.md). `None`: the call is rebuilt from the neutral model
+    /// (another API, the judge, merge synthesis, or a history the patch cannot write).
+    fn patched_body(
+        &self,
+        role: Role,
+        api: Api,
+        model: &str,
+        with_tools: bool,
+        choice: &ToolChoice,
+        params: &GenParams,
+    ) -> Option<Value> {
+        if api != self.api {
+            return None;
+        }
+        let client_settings = patch::settings(api, &self.req.params, None);
+        let mut settings = patch::settings(api, params, None);
+        let (call_role, extra_tools, exchange) = match role {
+            Role::Judge => return None,
+            Role::Panel(_) => (CallRole::Panel, params.provider_tools.clone(), None),
+            Role::Outer => {
+                if self.merge_conversation.is_some() {
+                    return None;
+                }
+                let exchange = match self.history.as_slice() {
+                    [] => None,
+                    [Message::Assistant { text, tool_calls }, Message::ToolResult { content, .. }] => {
+                        match tool_calls.as_slice() {
+                            [call] => Some(FusionExchange {
+                                text: text.clone(),
+                                call: call.clone(),
+                                result: content.clone(),
+                                thinking: self.outer_thinking.clone(),
+                            }),
+                            _ => return None,
+                        }
+                    }
+                    _ => return None,
+                };
+                let mut extra = Vec::new();
+                if with_tools && self.mode != Mode::Merge {
+                    extra.push(patch::tool_entry(api, &fusion_tool::tool_def()));
+                    let has_tools = !self.req.tools.is_empty() || !extra.is_empty();
+                    if has_tools {
+                        let written = patch::settings(api, params, Some(choice));
+                        let value = match choice {
+                            ToolChoice::Auto => Value::Null,
+                            _ => written.get("tool_choice").cloned().unwrap_or(Value::Null),
+                        };
+                        settings.insert("tool_choice".into(), value);
+                    }
+                }
+                (CallRole::OuterRound, extra, exchange)
+            }
+        };
+        let mut set: Vec<(&str, Value)> = Vec::new();
+        for (key, value) in &settings {
+            if client_settings.get(key) != Some(value) {
+                set.push((key.as_str(), value.clone()));
+            }
+        }
+        for key in client_settings.keys() {
+            if !settings.contains_key(key) {
+                set.push((key.as_str(), Value::Null));
+            }
+        }
+        // Anthropic refuses a `tool_use` without its signed thinking block when
+        // thinking is on: the fabricated fusion call has none, so thinking is
+        // off for the calls that carry it.
+        if api == Api::Messages && exchange.as_ref().is_some_and(|e| e.thinking.is_empty()) {
+            set.push(("thinking", Value::Null));
+        }
+        let spec = PatchSpec {
+            role: call_role,
+            model,
+            stream: false,
+            extra_tools: &extra_tools,
+            set: &set,
+            exchange: exchange.as_ref(),
+        };
+        patch::patch_request(api, &self.raw, &spec).ok()
+    }
+}
+
+/// A dispatched call, kept until it is answered.
+#[derive(Debug)]
+struct SentCall {
+    callout: call::Callout,
+    deadline_ms: u64,
+    /// Already sent again once without a parameter.
+    retried: bool,
+}
+
+/// Whether the turn's own history holds a tool call (the fusion call).
+fn history_has_tool_call(history: &[Message]) -> bool {
+    history
+        .iter()
+        .any(|m| matches!(m, Message::Assistant { tool_calls, .. } if !tool_calls.is_empty()))
+}
+
+/// A call to `model` in another API than the client's is rebuilt from the
+/// neutral model: a content part that API cannot take, or stored state only the
+/// client's provider holds, is a 400 naming it before any call is made.
+fn check_rebuilt_call(
+    config: &Config,
+    api: Api,
+    req: &ClientRequest,
+    refs: &StatefulRefs,
+    model: &str,
+    merge: bool,
+) -> Result<(), ApiError> {
+    let Some(target) = config.resolve(model) else {
+        return Ok(());
+    };
+    let provider = target.upstream.api;
+    if provider != api {
+        wire::check_client_parts(api, provider, &req.conversation, model)?;
+    }
+    state::check_stateful(refs, provider, provider == api && !merge, model)
 }
 
 /// A transport failure that arrives when the call's budget is spent is the

@@ -38,7 +38,7 @@ impl Turn {
             Err(Failure::Timeout) if now_ms + 100 >= self.turn_deadline() => {
                 return self.finish_truncated(Budget::Turn)
             }
-            Err(f) => return self.fail_answering(&model, f),
+            Err(f) => return self.refused_or_failed(&model, f, result),
         };
         let (fusion_calls, client_calls): (Vec<ToolCall>, Vec<ToolCall>) = reply
             .tool_calls
@@ -50,6 +50,9 @@ impl Turn {
             return self.finish(reply, false);
         }
         self.last_text = reply.text;
+        if api == Some(Api::Messages) {
+            self.outer_thinking = thinking_blocks(&result.body);
+        }
         if self.invocations == 0 {
             let mut calls = fusion_calls.into_iter();
             if let Some(first) = calls.next() {
@@ -72,6 +75,32 @@ impl Turn {
             });
         }
         self.outer_round(now_ms)
+    }
+
+    /// The answering model's provider refused the request itself (the client's
+    /// body, patched, or a part of it it cannot take): a 400 with the
+    /// provider's words, since resending the same request cannot help. Any
+    /// other failure is the gateway's ([`Self::fail_answering`]).
+    fn refused_or_failed(&mut self, model: &str, f: Failure, result: &CallResult) -> Vec<Command> {
+        let refused = matches!(
+            f,
+            Failure::HttpError(400 | 404 | 413 | 422)
+                | Failure::UnsupportedParameter
+                | Failure::ContextLengthExceeded
+                | Failure::ContentFilter
+        );
+        if !refused {
+            return self.fail_answering(model, f);
+        }
+        let said = provider_message(&result.body);
+        self.fail(ApiError::invalid(
+            format!(
+                "the model `{model}` that writes the final answer refused the request ({}){}",
+                f.reason(),
+                said.map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+            None,
+        ))
     }
 
     /// The model that writes the answer failed: a native error with the report.
@@ -264,7 +293,7 @@ impl Turn {
             set: &set,
             exchange: Some(&exchange),
         };
-        patch::patch_request(self.api, &self.client_body, &spec).ok()
+        patch::patch_request(self.api, &self.raw, &spec).ok()
     }
 
     /// The final call rebuilt from the neutral conversation.
@@ -466,13 +495,22 @@ impl Turn {
         if self.config.log.include_text {
             self.answer_text = Some(reply.text.clone());
         }
+        // The deliberation (the tool result the answering model got: responses,
+        // analysis, failed_models) is in the `fusion` extension object only: the
+        // content carries the answer alone, which every SDK and framework parses
+        // (README, "How the client sees the fusion call").
+        let mut fusion = self.report();
+        if let (Some(view), Some(obj)) = (&self.fusion_view, fusion.as_object_mut()) {
+            obj.insert("call_id".into(), json!(view.id));
+            obj.insert("tool_result".into(), view.result.clone());
+        }
         let meta = ResponseMeta {
             id: format!("fusion-{}", super::short_id(&self.run_id)),
             created_s: self.started_ms / 1000,
             usage: self.ledger.usage,
-            fusion: self.report(),
+            fusion,
             truncated,
-            fusion_call: self.fusion_view.clone(),
+            fusion_call: None,
         };
         reply.model = self.answering_model().to_string();
         let mut response = if self.req.stream {
@@ -504,4 +542,34 @@ impl Turn {
         reply.headers.extend(self.debug_headers());
         vec![Command::Reply(reply)]
     }
+}
+
+/// The thinking blocks of a Messages answer, raw with their signatures.
+fn thinking_blocks(body: &[u8]) -> Vec<serde_json::Value> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    v.get("content")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|b| {
+            matches!(
+                b.get("type").and_then(serde_json::Value::as_str),
+                Some("thinking" | "redacted_thinking")
+            )
+        })
+        .cloned()
+        .collect()
+}
+
+/// The message of a provider's error body, in any of the three APIs' shapes.
+fn provider_message(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let message = v
+        .get("error")
+        .and_then(|e| e.get("message"))
+        .or_else(|| v.get("message"))?
+        .as_str()?;
+    Some(message.chars().take(500).collect())
 }

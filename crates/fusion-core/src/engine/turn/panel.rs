@@ -67,7 +67,7 @@ impl Turn {
         if let Some(rec) = self.ledger.panel.get_mut(i) {
             let outcome = rec.settle(api, result, now_ms);
             let usage = rec.usage;
-            if matches!(&outcome, Ok(r) if r.text.trim().is_empty())
+            if matches!(&outcome, Ok(r) if r.answer_text().trim().is_empty())
                 && rec.status != CallStatus::Late
             {
                 rec.status = CallStatus::Failed(Failure::Empty);

@@ -98,6 +98,8 @@ pub struct RunStats {
     pub panel_failures: Vec<FailureClass>,
     pub judge_degraded: Option<FailureClass>,
     pub cap_hits: u32,
+    /// Calls sent again without an optional parameter their provider refused.
+    pub param_retries: u32,
     pub truncated_by: Option<Budget>,
     pub wall_ms: u64,
     pub panel_wait_ms: Option<u64>,
@@ -233,6 +235,7 @@ impl Turn {
             mode: self.mode,
             outcome,
             panel_calls: self.ledger.panel.len(),
+            param_retries: self.param_retries,
             panel_failures,
             judge_degraded,
             cap_hits: self.cap_hits,

@@ -112,7 +112,11 @@ fn write_part(part: &Part) -> Value {
                 Source::FileId { id, .. } => json!({"file_id": id}),
                 other => json!({"file_data": other.as_url().unwrap_or_default()}),
             };
-            if let Some(name) = filename {
+            // OpenAI requires a filename with `file_data`; a Messages document has none.
+            if let Some(name) = filename
+                .clone()
+                .or_else(|| super::super::neutral::default_filename(source))
+            {
                 set(&mut f, "filename", json!(name));
             }
             json!({"type": "file", "file": f})

@@ -202,9 +202,8 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
     if let Some(effort) = p.reasoning.as_ref().and_then(|r| r.get("effort")) {
         body.insert("reasoning_effort".into(), effort.clone());
     }
-    if let Some(v) = &p.metadata {
-        body.insert("metadata".into(), v.clone());
-    }
+    // OpenAI refuses `metadata` without `store: true`, and a rebuilt call is
+    // never stored: the client's metadata stays out (docs/wire-roles.md).
     insert_provider_tools(&mut body, p);
     Value::Object(body)
 }

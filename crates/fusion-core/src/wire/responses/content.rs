@@ -113,7 +113,11 @@ fn write_part(part: &Part) -> Value {
                 Source::Url(u) => json!({"type": "input_file", "file_url": u}),
                 other => json!({"type": "input_file", "file_data": other.as_url()}),
             };
-            if let Some(name) = filename {
+            // OpenAI requires a filename with `file_data`; a Messages document has none.
+            if let Some(name) = filename
+                .clone()
+                .or_else(|| super::super::neutral::default_filename(source))
+            {
                 set(&mut v, "filename", json!(name));
             }
             v

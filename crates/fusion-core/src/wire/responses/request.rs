@@ -4,7 +4,7 @@ use crate::wire::common::{
     content_text, insert_provider_tools, insert_sampling, reasoning, request_head, str_field,
 };
 use crate::wire::neutral::{GenParams, Message, ModelRequest, ToolCall, ToolChoice, ToolDef};
-use crate::wire::{is_fusion_tool, Api, ApiError, ClientRequest, FUSION_TOOL};
+use crate::wire::{is_fusion_tool, ApiError, ClientRequest, FUSION_TOOL};
 use serde_json::{json, Map, Value};
 
 pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
@@ -16,14 +16,9 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
         include_usage: true,
         ..ClientRequest::default()
     };
-    // The neutral model cannot carry stored state: refused here, never dropped.
-    // (A same-API patch forwards it instead: `wire::state::check_stateful`.)
-    crate::wire::state::check_stateful(
-        &crate::wire::state::stateful_refs(Api::Responses, body),
-        Api::Chat,
-        false,
-        model,
-    )?;
+    // Stored-state references (`previous_response_id`, `conversation`,
+    // `item_reference` items) are the engine's to forward on a patched call or
+    // refuse (`wire::state::check_stateful`); the neutral model leaves them out.
     let mut system: Vec<String> = Vec::new();
     if let Some(instructions) = str_field(body, "instructions") {
         system.push(instructions.to_string());
@@ -456,14 +451,11 @@ mod tests {
             Some("model".into())
         );
         assert_eq!(param(json!({"model": "m"})), Some("input".into()));
-        assert_eq!(
-            param(json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]})),
-            Some("input".into())
-        );
-        assert_eq!(
-            param(json!({"model": "m", "input": "q", "previous_response_id": "resp_1"})),
-            Some("previous_response_id".into())
-        );
+        // Stored-state references are the engine's to forward or refuse.
+        assert!(parse_request(
+            &json!({"model": "m", "input": "q", "previous_response_id": "resp_1"})
+        )
+        .is_ok());
         assert_eq!(
             param(json!({"model": "m", "input": 5})),
             Some("input".into())

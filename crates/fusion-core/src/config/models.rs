@@ -1,0 +1,68 @@
+//! Per-model settings: which optional request parameters a model does not take.
+//!
+//! `"models": {"o3": {"unsupported_params": ["temperature", "top_p"]}}`. By
+//! default every model takes every parameter; a call that a provider refuses
+//! naming an unsupported optional parameter is retried once without it anyway
+//! (docs/configuration.md, "Per-model parameters").
+
+use serde::Deserialize;
+
+/// One model's settings.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Top-level request fields never sent to this model (`temperature`,
+    /// `top_p`, `seed`, ...): removed from every call the filter makes to it.
+    #[serde(default)]
+    pub unsupported_params: Vec<String>,
+}
+
+/// The optional parameters the filter may remove from a call: sampling and
+/// output settings, never the conversation, the model or the tools.
+pub const OPTIONAL_PARAMS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "stop",
+    "stop_sequences",
+    "frequency_penalty",
+    "presence_penalty",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "parallel_tool_calls",
+    "reasoning_effort",
+    "reasoning",
+    "thinking",
+    "metadata",
+    "user",
+    "service_tier",
+    "max_tool_calls",
+    "verbosity",
+];
+
+/// Whether `name` is a parameter a call may lose (declared or retried without).
+pub fn is_optional(name: &str) -> bool {
+    OPTIONAL_PARAMS.contains(&name)
+}
+
+/// Checks the declared names: each must be one of [`OPTIONAL_PARAMS`].
+pub fn check(
+    models: &std::collections::BTreeMap<String, ModelSettings>,
+) -> Result<(), (String, String)> {
+    for (model, settings) in models {
+        for (i, p) in settings.unsupported_params.iter().enumerate() {
+            if !is_optional(p) {
+                return Err((
+                    format!("models.{model}.unsupported_params[{i}]"),
+                    format!(
+                        "`{p}` is not an optional parameter the filter may leave out (one of: {})",
+                        OPTIONAL_PARAMS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
