@@ -184,6 +184,9 @@ class View {
   }
 
   report(fusion) {
+    // The tool result the answering model got (`fusion.tool_result`): failed members and,
+    // without x-fusion-include, the answers and the analysis too.
+    if (fusion.tool_result) this.toolResult(parseToolResult(fusion.tool_result));
     if (Array.isArray(fusion.responses)) this.answers(fusion.responses, []);
     for (const m of fusion.panel || []) {
       const card = this.cards.get(m.model);

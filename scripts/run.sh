@@ -112,7 +112,7 @@ Playground: http://127.0.0.1:$LISTEN_PORT/playground/
 Try (three panel answers, the judge's analysis of their differences, the final answer):
 
   curl -s http://127.0.0.1:$LISTEN_PORT/v1/responses \\
-    -H 'content-type: application/json' \\
+    -H 'content-type: application/json' -H 'x-fusion-include: analysis,responses' \\
     -d '{"model": "fusion", "input": "Why is the sky blue?"}' | python3 scripts/show-fusion.py
 
 (drop the pipe for the raw JSON; the same with Chat Completions: README.md). Ctrl-C stops both.

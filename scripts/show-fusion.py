@@ -7,8 +7,7 @@ answer and the run's numbers. Reads one JSON response (Chat, Responses or Messag
 
 Panel answers and analysis come from the `fusion` report when the request asked for them
 (`x-fusion-include: analysis,responses`), otherwise from the fusion tool result the
-response carries (Responses: the `fusion_call` output item; Messages: the
-`fusion_tool_result` block). Standard library only.
+response carries in `fusion.tool_result`. Standard library only.
 """
 
 import json
@@ -19,7 +18,16 @@ KEYS = ["consensus", "contradictions", "partial_coverage", "unique_insights", "b
 
 
 def tool_result(body: dict) -> dict | None:
-    """The fusion tool result carried in the response body, if any."""
+    """The fusion tool result carried in the response: `fusion.tool_result` (what the filter
+    writes today), or an older answer's `fusion_call` item / `fusion_tool_result` block."""
+    carried = (body.get("fusion") or {}).get("tool_result")
+    if isinstance(carried, str):
+        try:
+            carried = json.loads(carried)
+        except ValueError:
+            carried = None
+    if isinstance(carried, dict):
+        return carried
     for item in body.get("output") or []:
         if item.get("type") == "fusion_call":
             out = item.get("output")
