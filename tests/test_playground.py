@@ -111,8 +111,8 @@ def test_chat_streams_the_final_answer(browser, gateway):
     assert [b.get_attribute("data-model") for b in bars] == ["mock-a", "mock-b", "mock-c", "mock-judge", "mock-outer"]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="Chat carries no tool result: needs `x-fusion-include: analysis,responses` in the filter")
+# The page sends `x-fusion-include: analysis,responses`: the `fusion` report carries the
+# answers and the analysis in Chat too.
 @pytest.mark.parametrize("stream", [True, False])
 def test_chat_shows_answers_and_analysis(browser, gateway, stream):
     run_turn(browser, gateway, "chat", stream)
