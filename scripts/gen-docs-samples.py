@@ -39,7 +39,7 @@ DOCS = [ROOT / "README.md", ROOT / "docs" / "observability.md"]
 
 # ---------------------------------------------------------------- formatting
 
-ORDER = ["run_id", "mode", "preset", "panel", "judge", "analysis", "responses", "synthesizer", "final",
+ORDER = ["run_id", "request_id", "mode", "outcome", "truncated_by", "preset", "panel", "judge", "analysis", "responses", "synthesizer", "final",
          "rounds", "invocations", "wall_ms", "panel_wait_ms", "usage", "cost", "unpriced_models"]
 
 
@@ -100,7 +100,7 @@ def readme_response(body: dict) -> str:
 def log_line(envoy: Envoy) -> str:
     for _ in range(50):
         for line in envoy.log_text().splitlines():
-            if f'"run_id":"{RUN_ID}"' in line and '"event":"fusion_run"' in line:
+            if f'"request_id":"{RUN_ID}"' in line and '"event":"fusion_run"' in line:
                 return line.strip()
         time.sleep(0.1)
     raise SystemExit(f"no fusion_run log line for {RUN_ID} in {envoy.log_path}")
@@ -177,6 +177,9 @@ BLOCK = re.compile(r"(<!-- sample:([\w-]+) -->\n```\w*\n)(.*?)(\n```\n<!-- /samp
 
 def mask(text: str) -> str:
     text = re.sub(r'"(latency_ms|wall_ms|panel_wait_ms)": ?\d+', r'"\1":#', text)
+    # Run ids are unique per run (fr-<ms>-<seq>-<hash>).
+    text = re.sub(r"fr-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+", "fr-#", text)
+    text = re.sub(r"call_fusion_[0-9A-Za-z]+", "call_fusion_#", text)
     text = re.sub(r"\b\d+ ms\b", "# ms", text)
     text = re.sub(r"^\[[^]]*\]\[\d+\]", "[#][#]", text, flags=re.M)
     return re.sub(r"(fusion_\w*milliseconds\w*\{[^}]*\}) \d+", r"\1 #", text)
