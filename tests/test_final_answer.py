@@ -339,7 +339,7 @@ def run_line(envoy, run_id: str) -> dict:
 def runs_counted(envoy, outcome: str) -> int:
     text = httpx.get(f"{envoy.admin}/stats").text
     return sum(int(m.group(1)) for m in
-               re.finditer(rf"^wasmcustom\.fusion_runs_total\.mode\.\w+\.outcome\.{outcome}: (\d+)$", text, re.M))
+               re.finditer(rf"^wasmcustom\.mode=\.=\w+;\.;outcome=\.={outcome};\.;fusion_runs_total: (\d+)$", text, re.M))
 
 
 def test_provider_error_on_the_streamed_final_call_is_a_counted_failure(adversarial_good, mock, evil):
