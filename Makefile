@@ -14,7 +14,9 @@ ENVOY_OLDEST := 1.36.4
 ENVOY_VERSIONS := 1.36.4 1.37.0 1.38.2 1.39.3 1.40.0
 # On the oldest Envoy, `make test` leaves out the slowest files, which exercise the filter
 # rather than Envoy (fault injection, bad input): `make test-envoys` runs them on every version.
-OLDEST_SKIPS := --ignore=tests/test_faults.py --ignore=tests/test_bad_input.py
+# The docs' sample outputs are generated with (and checked against) the newest Envoy only:
+# an older one writes its log lines differently.
+OLDEST_SKIPS := --ignore=tests/test_faults.py --ignore=tests/test_bad_input.py --ignore=tests/test_docs_samples.py
 
 all: build
 
