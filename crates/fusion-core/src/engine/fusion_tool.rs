@@ -7,12 +7,10 @@ use serde_json::{json, Value};
 /// The `type` of a fusion server-tool entry in `tools`: ours, and OpenRouter's spelling
 /// (whose fields sit under `parameters`).
 pub const TOOL_TYPE: &str = FUSION_TOOL;
-pub const OPENROUTER_TOOL_TYPE: &str = "openrouter:fusion";
+pub const OPENROUTER_TOOL_TYPE: &str = crate::wire::OPENROUTER_FUSION_TYPE;
 
-/// Whether a `tools` entry's `type` declares the fusion server tool.
-pub fn is_fusion_type(kind: &str) -> bool {
-    kind == TOOL_TYPE || kind == OPENROUTER_TOOL_TYPE
-}
+/// Whether a `tools` entry's `type` declares the fusion server tool (the wire layer's rule).
+pub use crate::wire::is_fusion_type;
 
 pub fn tool_def() -> ToolDef {
     ToolDef {

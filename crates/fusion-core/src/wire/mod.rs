@@ -67,12 +67,20 @@ impl Api {
 /// The name the fusion tool has wherever a model sees it.
 pub const FUSION_TOOL: &str = "fusion";
 
+/// OpenRouter's spelling of the fusion server tool's `type` (fields under `parameters`).
+pub const OPENROUTER_FUSION_TYPE: &str = "openrouter:fusion";
+
+/// Whether a `tools` entry's `type` declares the fusion server tool, in either spelling.
+pub fn is_fusion_type(kind: &str) -> bool {
+    kind == FUSION_TOOL || kind == OPENROUTER_FUSION_TYPE
+}
+
 /// Whether a `tools` entry (or a `tool_choice` object) is the fusion server tool.
 pub fn is_fusion_tool(entry: &Value) -> bool {
-    matches!(
-        entry.get("type").and_then(Value::as_str),
-        Some("fusion" | "openrouter:fusion")
-    )
+    entry
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(is_fusion_type)
 }
 
 /// Whether a `tool_choice` value, in any API's spelling, forces the fusion tool.
