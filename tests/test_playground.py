@@ -1,10 +1,12 @@
 """The playground page (playground/, served at /playground/ through Envoy's demo route) in a
 real headless Chromium: load it, run a turn, and see the panel's answers side by side, the
 judge's analysis as five lists, the final answer streaming in, and the timeline.
-Saves docs/playground.png (the README shows it)."""
+Saves a screenshot in .run/playground.png; with UPDATE_DOCS=1 in the environment it writes
+docs/playground.png, the picture the README shows (a normal run leaves the tree unchanged)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -20,7 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 KEYS = ["consensus", "contradictions", "partial_coverage", "unique_insights", "blind_spots"]
-SCREENSHOT = ROOT / "docs" / "playground.png"
+SCREENSHOT = ROOT / ("docs" if os.environ.get("UPDATE_DOCS") == "1" else ".run") / "playground.png"
 
 
 @pytest.fixture(scope="module")
