@@ -187,7 +187,8 @@ impl Stream {
                     if !as_root {
                         // The answer must reach the root even if this stream is
                         // gone by then (see `Host::route_answers_to_root`).
-                        self.host().route_answers_to_root(self.shared.root_context_id);
+                        self.host()
+                            .route_answers_to_root(self.shared.root_context_id);
                     }
                     let headers: Vec<(&str, &str)> = c
                         .headers

@@ -322,9 +322,17 @@ fn answers_between_the_streams_end_and_its_deletion_start_nothing() {
     for d in &panel {
         r.answer(d.token, "late");
     }
-    assert_eq!(r.dispatched().len(), panel.len(), "no judge for a gone client");
+    assert_eq!(
+        r.dispatched().len(),
+        panel.len(),
+        "no judge for a gone client"
+    );
     assert!(r.host.sent.borrow().is_empty());
-    assert_eq!(r.host.metric("fusion_active_runs"), 0, "the last end freed the slot");
+    assert_eq!(
+        r.host.metric("fusion_active_runs"),
+        0,
+        "the last end freed the slot"
+    );
     // Deleting the stream then changes nothing.
     r.filter = r.root.filter(STREAM + 1).unwrap();
     assert_eq!(r.host.metric("fusion_active_runs"), 0);
