@@ -32,17 +32,23 @@ pub struct Stream {
     /// Why a request that asked for fusion went on without it (`x-fusion-skipped`).
     skipped: Option<Refusal>,
     turn: Option<Box<Turn>>,
-    /// Host callout token -> engine call id.
+    /// Callouts in flight: host token -> engine call id. A token leaves when
+    /// its call has ended (answered, failed or timed out).
     tokens: BTreeMap<u32, u32>,
     /// Size of the buffered request body, replaced when the request resumes.
     body_size: usize,
-    /// This stream holds one of the worker's `max_concurrent_runs` slots.
+    /// This stream holds one of the worker's `max_concurrent_runs` slots: from
+    /// the run's start until its answer is out and `tokens` is empty.
     holds_slot: bool,
+    /// The stream is over (client answered or gone): callout answers are only
+    /// counted; nothing new starts for it.
+    over: bool,
     /// Size of the route's response body buffered so far (a non-stream final answer).
     response_size: usize,
     /// Bytes this run sent upstream and buffered from answers (released with the slot).
     held_bytes: u64,
-    /// When the latest callout dispatched has ended for sure (its timeout).
+    /// When the latest callout dispatched has ended for sure (its timeout):
+    /// bounds how long a gone run waits for an answer a host would lose.
     calls_end_ms: u64,
 }
 
@@ -63,6 +69,7 @@ impl FusionFilter {
                 tokens: BTreeMap::new(),
                 body_size: 0,
                 holds_slot: false,
+                over: false,
                 response_size: 0,
                 held_bytes: 0,
                 calls_end_ms: 0,
@@ -86,6 +93,9 @@ impl FusionFilter {
 impl StreamHandle for RefCell<Stream> {
     fn on_timer(&self, now_ms: u64) {
         if let Ok(mut s) = self.try_borrow_mut() {
+            if s.over {
+                return;
+            }
             let commands = s
                 .turn
                 .as_mut()
@@ -174,6 +184,12 @@ impl Stream {
         while let Some(command) = queue.pop_front() {
             match command {
                 Command::Dispatch(c) => {
+                    if !as_root {
+                        // The answer must reach the root even if this stream is
+                        // gone by then (see `Host::route_answers_to_root`).
+                        self.host()
+                            .route_answers_to_root(self.shared.root_context_id);
+                    }
                     let headers: Vec<(&str, &str)> = c
                         .headers
                         .iter()
@@ -193,9 +209,7 @@ impl Stream {
                             self.calls_end_ms = self
                                 .calls_end_ms
                                 .max(self.now_ms().saturating_add(c.timeout_ms));
-                            if as_root {
-                                self.shared.register_root_token(token, self.me());
-                            }
+                            self.shared.register_root_token(token, self.me());
                         }
                         Err(status) => {
                             log::warn!(
@@ -211,7 +225,7 @@ impl Stream {
                 }
                 Command::Reply(reply) => {
                     // Stragglers still running keep the slot until they end.
-                    if !self.turn.as_ref().is_some_and(|t| t.pending_calls() > 0) {
+                    if self.tokens.is_empty() {
                         self.release_slot();
                     }
                     self.publish_state(false);
@@ -266,17 +280,12 @@ impl Stream {
         }
     }
 
-    /// The stream ends: a run whose callouts still run keeps its slot and
-    /// bytes until they have ended (their timeouts), so a client that leaves
-    /// does not free capacity the gateway is still spending.
+    /// The stream is over: a run whose callouts still run keeps its slot and
+    /// bytes until the root has seen the last one end (`Drop` hands them over),
+    /// so a client that leaves does not free capacity the gateway still spends.
     fn end_run_slot(&mut self) {
-        let pending = self.turn.as_ref().is_some_and(|t| t.pending_calls() > 0);
-        let now = self.now_ms();
-        if self.holds_slot && pending && self.calls_end_ms > now {
-            self.holds_slot = false;
-            self.shared
-                .lease_slot(self.calls_end_ms, std::mem::take(&mut self.held_bytes));
-        } else {
+        self.over = true;
+        if self.tokens.is_empty() {
             self.release_slot();
         }
     }
@@ -291,6 +300,12 @@ impl Stream {
         let Some(id) = self.tokens.remove(&token) else {
             return;
         };
+        if !as_root {
+            // Answered to the stream (a host that ignored the routing to the root).
+            if let Ok(mut tokens) = self.shared.root_tokens.try_borrow_mut() {
+                tokens.remove(&token);
+            }
+        }
         let status = if num_headers == 0 {
             None
         } else {
@@ -307,6 +322,14 @@ impl Stream {
         if self.holds_slot {
             self.held_bytes = self.held_bytes.saturating_add(buffered);
             self.shared.take_bytes(buffered);
+        }
+        if self.over {
+            // Nothing new starts for a stream that is over; this call's end
+            // may free the slot.
+            if self.tokens.is_empty() {
+                self.release_slot();
+            }
+            return;
         }
         let body = if oversize {
             Vec::new()
@@ -325,11 +348,11 @@ impl Stream {
         let commands = turn.on_call_result(id, result, now);
         self.run(commands, as_root);
         // A run that answered keeps its slot until its last straggler ended.
-        if self
-            .turn
-            .as_ref()
-            .is_some_and(|t| t.is_done() && t.pending_calls() == 0)
-            && !self.turn.as_ref().is_some_and(|t| t.relays_response())
+        if self.tokens.is_empty()
+            && self
+                .turn
+                .as_ref()
+                .is_some_and(|t| t.is_done() && !t.relays_response())
         {
             self.release_slot();
         }
@@ -451,7 +474,7 @@ impl Stream {
             }
             return Action::Continue;
         }
-        shared.expire_leases(self.now_ms());
+        shared.expire_gone(self.now_ms());
         let at_capacity = admit::at_capacity(&shared.config, shared.active_runs.get())
             || admit::over_bytes_in_flight(&shared.config, shared.bytes_in_flight.get());
         let now = self.now_ms();
@@ -673,13 +696,36 @@ impl Stream {
         if self.shared.config.log.runs {
             log::info!("{}", turn.log_line(true));
         }
-        if turn.pending_calls() > 0 {
+        if !self.tokens.is_empty() {
             log::info!(
-                "fusion: run {} ended with {} callouts in flight; their answers are dropped",
+                "fusion: run {} ended with {} callouts in flight; it holds its slot until they end",
                 turn.run_id(),
-                turn.pending_calls()
+                self.tokens.len()
             );
         }
+    }
+}
+
+/// How long past its callouts' timeout a gone run waits for the root to see
+/// their end before its slot is freed anyway (only a host that loses an
+/// answer gets there: Envoy delivers every end, timeouts included).
+const LOST_ANSWER_MARGIN_MS: u64 = 10_000;
+
+impl Drop for Stream {
+    /// The host deleted the stream: callouts still in flight go on (Envoy
+    /// cannot cancel them) and keep the run's slot until the root sees them end.
+    fn drop(&mut self) {
+        if !self.holds_slot {
+            return;
+        }
+        self.holds_slot = false;
+        let tokens: Vec<u32> = self.tokens.keys().copied().collect();
+        self.shared.hand_over(
+            self.context_id,
+            &tokens,
+            std::mem::take(&mut self.held_bytes),
+            self.calls_end_ms.saturating_add(LOST_ANSWER_MARGIN_MS),
+        );
     }
 }
 
@@ -694,6 +740,13 @@ impl Context for FusionFilter {
         self.with((), |s| {
             s.on_call_response(token, num_headers, body_size, false)
         });
+    }
+
+    /// The host is done with the stream (the client may be gone): nothing new
+    /// starts for it from here on.
+    fn on_done(&mut self) -> bool {
+        self.with((), |s| s.over = true);
+        true
     }
 }
 

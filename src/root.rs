@@ -37,6 +37,12 @@ impl FusionRoot {
         Some(FusionFilter::new(context_id, shared))
     }
 
+    /// What the root shares with its streams (tests read the slot accounting).
+    #[cfg(test)]
+    pub fn shared(&self) -> Option<Rc<Shared>> {
+        self.shared.clone()
+    }
+
     fn enter(&self, context_id: u32) {
         if let Err(status) = self.host.set_effective_context(context_id) {
             log::warn!("fusion: entering context {context_id} failed: {status:?}");
@@ -59,8 +65,11 @@ impl Context for FusionRoot {
             .ok()
             .and_then(|mut t| t.remove(&token))
             .and_then(|w| w.upgrade());
-        if let Some(stream) = stream {
-            stream.on_root_call_response(token, num_headers, body_size);
+        match stream {
+            Some(stream) => stream.on_root_call_response(token, num_headers, body_size),
+            // The stream is gone: this callout's end may free its run's slot.
+            // Its answer starts nothing (the run's turn went with the stream).
+            None => shared.gone_call_ended(token),
         }
     }
 }
@@ -138,6 +147,10 @@ impl RootContext for FusionRoot {
             }
         }
     }
+
+    /// `Host::route_answers_to_root` enters here with a reserved queue id; the
+    /// filter uses no shared queue.
+    fn on_queue_ready(&mut self, _queue_id: u32) {}
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(self.filter(context_id)?))

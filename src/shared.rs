@@ -28,21 +28,22 @@ pub struct Shared {
     pub metrics: Metrics,
     pub host: Rc<dyn Host>,
     pub root_context_id: u32,
-    /// Fusion runs in flight on this worker, counting runs whose client left
-    /// while their callouts still run (see `leases`).
+    /// Fusion runs holding a slot on this worker: a run holds it from its
+    /// start until its answer is out and its last callout has ended, so runs
+    /// whose client left while their callouts still run count (`gone`).
     pub active_runs: Cell<usize>,
     /// Request bytes sent and answer bytes buffered by those runs
     /// (`limits.max_bytes_in_flight`).
     pub bytes_in_flight: Cell<u64>,
-    /// Slots (and bytes) of runs whose stream ended with callouts in flight:
-    /// held until the latest of those callouts' timeouts, when the call has
-    /// ended for sure (proxy-wasm cannot cancel a callout, and its answer no
-    /// longer reaches a deleted stream). (until ms, bytes).
-    pub leases: RefCell<Vec<(u64, u64)>>,
+    /// Callouts whose answers come to the root (all of them under Envoy):
+    /// token -> the stream that dispatched it.
+    pub root_tokens: RefCell<BTreeMap<u32, StreamRef>>,
+    /// Runs whose stream is gone while callouts still run: Envoy cannot
+    /// cancel a callout (the root owns them all), so the run keeps its slot
+    /// and bytes until the root has seen the last one end.
+    pub gone: RefCell<GoneRuns>,
     /// (deadline ms, stream context id) -> the stream waiting for it.
     pub timers: RefCell<BTreeMap<(u64, u32), StreamRef>>,
-    /// Callouts dispatched from the tick (the root's context): token -> stream.
-    pub root_tokens: RefCell<BTreeMap<u32, StreamRef>>,
     pub ticking: Cell<bool>,
 }
 
@@ -55,9 +56,9 @@ impl Shared {
             root_context_id: root,
             active_runs: Cell::new(0),
             bytes_in_flight: Cell::new(0),
-            leases: RefCell::new(Vec::new()),
-            timers: RefCell::new(BTreeMap::new()),
             root_tokens: RefCell::new(BTreeMap::new()),
+            gone: RefCell::new(GoneRuns::default()),
+            timers: RefCell::new(BTreeMap::new()),
             ticking: Cell::new(false),
         }
     }
@@ -83,7 +84,8 @@ impl Shared {
         }
     }
 
-    /// A callout dispatched while running as the root: its answer comes to the root.
+    /// A callout whose answer comes to the root (dispatched as the root, or
+    /// after `Host::route_answers_to_root`).
     pub fn register_root_token(&self, token: u32, stream: StreamRef) {
         if let Ok(mut tokens) = self.root_tokens.try_borrow_mut() {
             tokens.insert(token, stream);
@@ -116,29 +118,106 @@ impl Shared {
             .set(self.bytes_in_flight.get().saturating_sub(bytes));
     }
 
-    /// A run's stream ended with callouts in flight: its slot and bytes stay
-    /// taken until `until_ms`, the latest of those callouts' timeouts.
-    pub fn lease_slot(&self, until_ms: u64, bytes: u64) {
-        match self.leases.try_borrow_mut() {
-            Ok(mut leases) => leases.push((until_ms, bytes)),
+    /// A run's stream is gone while `tokens` (root-owned callouts) still
+    /// run: its slot and `bytes` stay taken until the root saw them all end.
+    /// `until_ms` bounds the wait (the callouts' timeout plus a margin) in
+    /// case an answer never comes back (a host that drops it).
+    pub fn hand_over(&self, run: u32, tokens: &[u32], bytes: u64, until_ms: u64) {
+        if tokens.is_empty() {
+            self.release_slot(bytes);
+            return;
+        }
+        match self.gone.try_borrow_mut() {
+            Ok(mut gone) => gone.add(run, tokens, bytes, until_ms),
             Err(_) => self.release_slot(bytes),
         }
     }
 
-    /// Releases the leases whose callouts have ended by `now_ms` (asked before
-    /// every admission decision, so a freed slot is seen when it matters).
-    pub fn expire_leases(&self, now_ms: u64) {
-        let expired: Vec<(u64, u64)> = match self.leases.try_borrow_mut() {
-            Ok(mut leases) => {
-                let (done, kept): (Vec<_>, Vec<_>) =
-                    leases.drain(..).partition(|(until, _)| *until <= now_ms);
-                *leases = kept;
-                done
-            }
-            Err(_) => Vec::new(),
+    /// A root-owned callout ended (answered, failed or timed out) after its
+    /// stream was gone: the last one frees its run's slot and bytes.
+    pub fn gone_call_ended(&self, token: u32) {
+        let freed = match self.gone.try_borrow_mut() {
+            Ok(mut gone) => gone.call_ended(token),
+            Err(_) => None,
         };
-        for (_, bytes) in expired {
+        if let Some(bytes) = freed {
             self.release_slot(bytes);
         }
+    }
+
+    /// Frees the gone runs whose callouts should have ended long ago
+    /// (`until_ms`): only a host that lost an answer gets here.
+    pub fn expire_gone(&self, now_ms: u64) {
+        let expired = match self.gone.try_borrow_mut() {
+            Ok(mut gone) => gone.expire(now_ms),
+            Err(_) => Vec::new(),
+        };
+        for (run, bytes) in expired {
+            log::warn!("fusion: run of stream {run} never saw its last callouts end; slot freed at their deadline");
+            self.release_slot(bytes);
+        }
+    }
+}
+
+/// Slots held for runs whose stream is gone, until their callouts end.
+#[derive(Default)]
+pub struct GoneRuns {
+    /// token -> run (the stream's context id).
+    calls: BTreeMap<u32, u32>,
+    /// run -> what it holds.
+    runs: BTreeMap<u32, GoneRun>,
+}
+
+struct GoneRun {
+    calls: usize,
+    bytes: u64,
+    until_ms: u64,
+}
+
+impl GoneRuns {
+    fn add(&mut self, run: u32, tokens: &[u32], bytes: u64, until_ms: u64) {
+        for &token in tokens {
+            self.calls.insert(token, run);
+        }
+        self.runs.insert(
+            run,
+            GoneRun {
+                calls: tokens.len(),
+                bytes,
+                until_ms,
+            },
+        );
+    }
+
+    /// Counts the end of `token`; the bytes of its run when that was the last.
+    fn call_ended(&mut self, token: u32) -> Option<u64> {
+        let run = self.calls.remove(&token)?;
+        let left = self.runs.get_mut(&run).map(|r| {
+            r.calls = r.calls.saturating_sub(1);
+            r.calls
+        })?;
+        if left > 0 {
+            return None;
+        }
+        self.runs.remove(&run).map(|r| r.bytes)
+    }
+
+    fn expire(&mut self, now_ms: u64) -> Vec<(u32, u64)> {
+        let due: Vec<u32> = self
+            .runs
+            .iter()
+            .filter(|(_, r)| r.until_ms <= now_ms)
+            .map(|(run, _)| *run)
+            .collect();
+        self.calls.retain(|_, run| !due.contains(run));
+        due.into_iter()
+            .filter_map(|run| self.runs.remove(&run).map(|r| (run, r.bytes)))
+            .collect()
+    }
+
+    /// Runs waiting for their callouts.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.runs.len()
     }
 }

@@ -64,8 +64,14 @@ impl Rig {
         self.host.dispatched.borrow().clone()
     }
 
-    /// Answers callout `token` with a Chat completion, to the stream or the root.
-    fn answer(&mut self, token: u32, text: &str, to_root: bool) {
+    /// Answers callout `token` with a Chat completion, to the context the SDK
+    /// registered it to (the root, after `route_answers_to_root`).
+    fn answer(&mut self, token: u32, text: &str) {
+        let owner = self
+            .dispatched()
+            .iter()
+            .find(|d| d.token == token)
+            .map(|d| d.owner);
         let body = json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                           "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
         .to_string();
@@ -73,7 +79,7 @@ impl Rig {
             .set_header(MapType::HttpCallResponseHeaders, ":status", "200");
         self.host
             .set_body(BufferType::HttpCallResponseBody, body.as_bytes());
-        if to_root {
+        if owner == Some(ROOT) {
             self.root.on_http_call_response(token, 1, body.len(), 0);
         } else {
             self.filter.on_http_call_response(token, 1, body.len(), 0);
@@ -119,14 +125,14 @@ fn an_alias_run_answers_locally_and_counts_the_run() {
     assert_eq!(panel.len(), 3);
     assert_eq!(r.host.metric("fusion_active_runs"), 1);
     for d in &panel {
-        r.answer(d.token, "blue", false);
+        r.answer(d.token, "blue");
     }
     let judge = r.dispatched()[3].clone();
     assert_eq!(model_of(&judge), "mock-judge");
-    r.answer(judge.token, &analysis(), false);
+    r.answer(judge.token, &analysis());
     let outer = r.dispatched()[4].clone();
     assert_eq!(model_of(&outer), "mock-outer");
-    r.answer(outer.token, "The sky is blue.", false);
+    r.answer(outer.token, "The sky is blue.");
     let (status, v) = r.sent_json();
     assert_eq!(status, 200);
     assert_eq!(v["choices"][0]["message"]["content"], "The sky is blue.");
@@ -150,8 +156,8 @@ fn the_grace_timer_runs_on_the_root_and_its_callout_answers_through_the_root() {
     r.headers();
     r.body(&chat("fusion"));
     let panel = r.dispatched();
-    r.answer(panel[0].token, "a", false);
-    r.answer(panel[1].token, "b", false);
+    r.answer(panel[0].token, "a");
+    r.answer(panel[1].token, "b");
     // The quorum answered: the root ticks until the grace period ends.
     assert!(r.host.tick_period.get().is_some_and(|p| !p.is_zero()));
     assert_eq!(
@@ -169,10 +175,11 @@ fn the_grace_timer_runs_on_the_root_and_its_callout_answers_through_the_root() {
     assert_eq!(judge.context, STREAM, "dispatched as the stream");
     assert_eq!(r.host.tick_period.get(), Some(std::time::Duration::ZERO));
     // Dispatched from the tick: the host answers the root, which routes it on.
-    r.answer(judge.token, &analysis(), true);
+    assert_eq!(judge.owner, ROOT);
+    r.answer(judge.token, &analysis());
     let outer = r.dispatched()[4].clone();
     assert_eq!(model_of(&outer), "mock-outer");
-    r.answer(outer.token, "done", true);
+    r.answer(outer.token, "done");
     let (status, v) = r.sent_json();
     assert_eq!(status, 200);
     assert_eq!(v["fusion"]["panel"][2]["status"], "late");
@@ -237,8 +244,145 @@ fn a_client_gone_before_the_answer_is_counted_as_such() {
     assert_eq!(r.host.metric("fusion_active_runs"), 1);
     // An answer after the stream ended is dropped quietly.
     let token = r.dispatched()[0].token;
-    r.answer(token, "late", false);
+    r.answer(token, "late");
     assert!(r.host.sent.borrow().is_empty());
+}
+
+/// Answers callout `token` with a failure (what Envoy delivers on a timeout
+/// or reset: no headers), to the root.
+fn fail_to_root(r: &mut Rig, token: u32) {
+    r.root.on_http_call_response(token, 0, 0, 0);
+}
+
+#[test]
+fn every_stream_callout_answers_to_the_root() {
+    let mut r = rig("");
+    r.headers();
+    r.body(&chat("fusion"));
+    let panel = r.dispatched();
+    assert!(!panel.is_empty());
+    for d in &panel {
+        assert_eq!(d.owner, ROOT, "its end reaches the root");
+    }
+}
+
+#[test]
+fn a_gone_run_holds_its_slot_exactly_until_its_last_callout_ends() {
+    let config = fusion_core::config::DEFAULT_CONFIG.replacen(
+        '{',
+        r#"{"limits": {"max_concurrent_runs": 1, "tool_timeout_ms": 60000},"#,
+        1,
+    );
+    let mut r = rig(&config);
+    r.headers();
+    r.body(&chat("fusion"));
+    let panel = r.dispatched();
+    assert!(panel.len() >= 2, "{panel:?}");
+    r.host.now.set(1_500);
+    r.filter.on_done();
+    r.filter.on_log();
+    // The client left; the host deletes the stream.
+    r.filter = r.root.filter(STREAM + 1).unwrap();
+    assert_eq!(r.host.metric("fusion_active_runs"), 1);
+    // All but one member answer (or time out): the slot is still taken.
+    r.answer(panel[0].token, "late");
+    for d in &panel[1..panel.len() - 1] {
+        fail_to_root(&mut r, d.token);
+    }
+    assert_eq!(r.host.metric("fusion_active_runs"), 1);
+    r.headers();
+    r.body(&chat("fusion"));
+    assert_eq!(r.sent_json().0, 429, "the worker is still full");
+    // The last callout ends, long before its timeout: the slot is free at once.
+    r.host.sent.borrow_mut().clear();
+    let before = r.dispatched().len();
+    fail_to_root(&mut r, panel[panel.len() - 1].token);
+    assert_eq!(r.host.metric("fusion_active_runs"), 0);
+    assert_eq!(
+        r.dispatched().len(),
+        before,
+        "nothing new (judge, outer round) starts for a gone client"
+    );
+    r.filter = r.root.filter(STREAM + 2).unwrap();
+    r.headers();
+    r.body(&chat("fusion"));
+    assert!(r.host.sent.borrow().is_empty(), "the run started");
+    assert_eq!(r.host.metric("fusion_active_runs"), 1);
+}
+
+#[test]
+fn answers_between_the_streams_end_and_its_deletion_start_nothing() {
+    let mut r = rig("");
+    r.headers();
+    r.body(&chat("fusion"));
+    let panel = r.dispatched();
+    r.filter.on_done();
+    r.filter.on_log();
+    // The stream still exists: answers reach it, are counted, start nothing.
+    for d in &panel {
+        r.answer(d.token, "late");
+    }
+    assert_eq!(
+        r.dispatched().len(),
+        panel.len(),
+        "no judge for a gone client"
+    );
+    assert!(r.host.sent.borrow().is_empty());
+    assert_eq!(
+        r.host.metric("fusion_active_runs"),
+        0,
+        "the last end freed the slot"
+    );
+    // Deleting the stream then changes nothing.
+    r.filter = r.root.filter(STREAM + 1).unwrap();
+    assert_eq!(r.host.metric("fusion_active_runs"), 0);
+}
+
+#[test]
+fn a_gone_run_frees_its_bytes_in_flight_with_its_slot() {
+    let mut r = rig("");
+    r.headers();
+    r.body(&chat("fusion"));
+    let panel = r.dispatched();
+    let shared = r.root.shared().unwrap();
+    let sent: usize = panel.iter().map(|d| d.body.len()).sum();
+    assert_eq!(shared.bytes_in_flight.get(), sent as u64);
+    r.filter.on_log();
+    r.filter = r.root.filter(STREAM + 1).unwrap();
+    assert_eq!(shared.gone.borrow().len(), 1);
+    assert_eq!(shared.bytes_in_flight.get(), sent as u64, "still held");
+    for d in &panel {
+        fail_to_root(&mut r, d.token);
+    }
+    assert_eq!(shared.gone.borrow().len(), 0);
+    assert_eq!(shared.bytes_in_flight.get(), 0);
+    assert_eq!(r.host.metric("fusion_active_runs"), 0);
+}
+
+#[test]
+fn a_gone_run_whose_answer_is_lost_is_freed_past_its_deadline() {
+    let config = fusion_core::config::DEFAULT_CONFIG.replacen(
+        '{',
+        r#"{"limits": {"max_concurrent_runs": 1, "tool_timeout_ms": 5000},"#,
+        1,
+    );
+    let mut r = rig(&config);
+    r.headers();
+    r.body(&chat("fusion"));
+    r.filter.on_log();
+    r.filter = r.root.filter(STREAM + 1).unwrap();
+    // No answer ever comes (a host that loses them): the slot waits for the
+    // callouts' timeout plus the margin, then admission frees it.
+    r.host.now.set(1_000 + 5_000 + 9_999);
+    r.headers();
+    r.body(&chat("fusion"));
+    assert_eq!(r.sent_json().0, 429);
+    r.host.sent.borrow_mut().clear();
+    r.host.now.set(1_000 + 5_000 + 10_000);
+    r.filter = r.root.filter(STREAM + 2).unwrap();
+    r.headers();
+    r.body(&chat("fusion"));
+    assert!(r.host.sent.borrow().is_empty(), "the run started");
 }
 
 /// Runs an alias request through panel and judge until the final answer goes up the route.
@@ -264,9 +408,9 @@ fn rig_relaying() -> Rig {
     .to_string();
     r.body(body.as_bytes());
     let member = r.dispatched()[0].clone();
-    r.answer(member.token, "blue", false);
+    r.answer(member.token, "blue");
     let judge = r.dispatched()[1].clone();
-    r.answer(judge.token, &analysis(), false);
+    r.answer(judge.token, &analysis());
     assert_eq!(r.host.resumed.get(), 1);
     r
 }
@@ -327,33 +471,6 @@ fn relayed_provider_error_is_answered_in_the_api_shape_and_counted() {
 }
 
 #[test]
-fn a_gone_clients_callouts_hold_its_slot_until_their_timeout() {
-    let config = fusion_core::config::DEFAULT_CONFIG.replacen(
-        '{',
-        r#"{"limits": {"max_concurrent_runs": 1, "tool_timeout_ms": 5000},"#,
-        1,
-    );
-    let mut r = rig(&config);
-    r.headers();
-    r.body(&chat("fusion"));
-    r.host.now.set(1_500);
-    r.filter.on_log();
-    // Another client while the first run's panel still runs: the worker is full.
-    r.filter = r.root.filter(STREAM + 1).unwrap();
-    r.headers();
-    r.body(&chat("fusion"));
-    assert_eq!(r.sent_json().0, 429);
-    // Past the callouts' timeout the slot is free again.
-    r.host.sent.borrow_mut().clear();
-    r.host.now.set(6_001);
-    r.filter = r.root.filter(STREAM + 2).unwrap();
-    r.headers();
-    r.body(&chat("fusion"));
-    assert!(r.host.sent.borrow().is_empty(), "the run started");
-    assert_eq!(r.host.metric("fusion_active_runs"), 1);
-}
-
-#[test]
 fn request_trailers_end_the_body_like_end_of_stream() {
     let mut r = rig("");
     r.headers();
@@ -390,9 +507,9 @@ fn response_trailers_complete_a_relayed_answer() {
     .to_string();
     r.body(body.as_bytes());
     let member = r.dispatched()[0].clone();
-    r.answer(member.token, "blue", false);
+    r.answer(member.token, "blue");
     let judge = r.dispatched()[1].clone();
-    r.answer(judge.token, &analysis(), false);
+    r.answer(judge.token, &analysis());
     // The final answer streams up the route.
     assert_eq!(r.host.resumed.get(), 1);
     let res = MapType::HttpResponseHeaders;
@@ -469,12 +586,12 @@ fn a_finished_run_publishes_filter_state_for_access_logs() {
     r.headers();
     r.body(&chat("fusion"));
     for d in &r.dispatched() {
-        r.answer(d.token, "blue", false);
+        r.answer(d.token, "blue");
     }
     let judge = r.dispatched()[3].clone();
-    r.answer(judge.token, &analysis(), false);
+    r.answer(judge.token, &analysis());
     let outer = r.dispatched()[4].clone();
-    r.answer(outer.token, "The sky is blue.", false);
+    r.answer(outer.token, "The sky is blue.");
     r.filter.on_log();
     let props = r.host.properties.borrow();
     let get = |k: &str| String::from_utf8(props.get(k).cloned().unwrap_or_default()).unwrap();
@@ -496,12 +613,12 @@ fn a_refused_filter_state_write_does_not_stop_the_answer() {
     r.headers();
     r.body(&chat("fusion"));
     for d in &r.dispatched() {
-        r.answer(d.token, "blue", false);
+        r.answer(d.token, "blue");
     }
     let judge = r.dispatched()[3].clone();
-    r.answer(judge.token, &analysis(), false);
+    r.answer(judge.token, &analysis());
     let outer = r.dispatched()[4].clone();
-    r.answer(outer.token, "fine", false);
+    r.answer(outer.token, "fine");
     assert_eq!(r.sent_json().0, 200);
     assert!(r.host.refused.borrow().contains(&Op::SetProperty));
 }

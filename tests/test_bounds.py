@@ -2,6 +2,9 @@
 fusion decided on the parsed value, refusal paths that send what a callout
 would, no client tool that collides with the filter's, unique run ids."""
 
+import re
+import time
+
 import httpx
 import pytest
 
@@ -151,3 +154,113 @@ def test_a_turn_sends_at_most_max_upstream_calls(one_slot, mock):
     panel = r.json()["fusion"]["panel"]
     assert [m.get("failure_reason") for m in panel][2] == "over_budget", panel
     assert len(mock.calls()) == 2
+
+
+# --- Slots held by what the gateway started (issue 16) -------------------------------------
+#
+# Envoy makes every callout on the filter's root context (proxy-wasm-cpp-host's
+# http_call), so a client that leaves cancels none of them: they run until they are
+# answered or time out. A run must hold its slot exactly that long.
+
+MEMBERS = ("mock-a", "mock-b", "mock-c")
+MEMBER_LATENCY_S = 2.5
+
+
+@pytest.fixture(scope="module")
+def two_slots(mock):
+    config = demo_fusion_config()
+    # A long timeout: a slot freed at the callouts' deadline would still be taken
+    # long after the members answered.
+    config.setdefault("limits", {}).update({"max_concurrent_runs": 2, "tool_timeout_ms": 30000})
+    e = Envoy(mock, name="two-slots", fusion_config=config, concurrency=1)
+    yield e
+    e.stop()
+
+
+def slot_stats(envoy) -> dict:
+    """One snapshot of the member cluster's requests and the filter's run gauge."""
+    text = envoy.stats()
+
+    def read(pattern: str) -> int:
+        m = re.search(pattern, text, re.M)
+        return int(float(m.group(1))) if m else 0
+
+    cluster = '{envoy_cluster_name="mock"}'
+    return {
+        "active": read(rf"^envoy_cluster_upstream_rq_active{re.escape(cluster)} (\S+)"),
+        "cancelled": read(rf"^envoy_cluster_upstream_rq_cancelled{re.escape(cluster)} (\S+)"),
+        "total": read(rf"^envoy_cluster_upstream_rq_total{re.escape(cluster)} (\S+)"),
+        "runs": read(r"^fusion_active_runs(?:\{\})? (\S+)"),
+    }
+
+
+def leave_mid_panel(envoy) -> None:
+    """A fusion client that disconnects while its panel runs."""
+    with pytest.raises(httpx.ReadTimeout):
+        envoy.post(CHAT, {"model": "fusion", "messages": USER}, timeout=0.4)
+
+
+def test_gone_clients_hold_their_slots_exactly_until_their_callouts_end(two_slots, mock):
+    mock.script({m: f"latency={int(MEMBER_LATENCY_S * 1000)}" for m in MEMBERS})
+    start = slot_stats(two_slots)
+    leave_mid_panel(two_slots)
+    leave_mid_panel(two_slots)
+    # Both clients are gone; their 6 member calls still run and are paid.
+    mid = slot_stats(two_slots)
+    assert mid["active"] == 2 * len(MEMBERS), mid
+    assert mid["runs"] == 2, mid
+    assert mid["cancelled"] == start["cancelled"], "Envoy cancels no callout of a gone stream"
+    # The worker is full: a third run is refused while that work is in flight.
+    r = two_slots.post(CHAT, {"model": "fusion", "messages": USER})
+    assert r.status_code == 429, r.text
+    assert "limits.max_concurrent_runs" in r.json()["error"]["message"]
+    # Over time the gauge follows what is really in flight: a run holds its slot
+    # while any of its calls runs, and not past its last one.
+    samples = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        s = slot_stats(two_slots)
+        samples.append(s)
+        if s["active"] == 0 and s["runs"] == 0:
+            break
+        time.sleep(0.05)
+    end = samples[-1]
+    assert end["active"] == 0 and end["runs"] == 0, samples[-5:]
+    n = len(MEMBERS)
+    for s in samples:
+        # A run's calls start and end together (same latency): the runs holding a
+        # slot are the runs with calls in flight, give or take the one run whose
+        # calls end between Envoy's two counters' updates.
+        assert abs(s["runs"] * n - s["active"]) <= n, samples
+    assert end["cancelled"] == start["cancelled"], end
+    # Only the 6 member calls went up: no judge, no outer round for a gone client.
+    assert end["total"] - start["total"] == 2 * len(MEMBERS), (start, end)
+    called = models_called(mock)
+    assert sorted(called) == sorted(list(MEMBERS) * 2), called
+    # The slots are really free: the next run is admitted at once, long before
+    # the callouts' 30 s timeout.
+    mock.script({m: "latency=0" for m in MEMBERS})
+    r = two_slots.post(CHAT, {"model": "fusion", "messages": USER})
+    assert r.status_code == 200, r.text
+    assert "fusion" in r.json()
+
+
+def test_a_gone_clients_slot_is_taken_until_its_last_member_ends(two_slots, mock):
+    """One slow member keeps the gone run's slot; its end frees it at once."""
+    mock.script({"mock-a": "latency=300", "mock-b": "latency=300", "mock-c": "latency=2500"})
+    leave_mid_panel(two_slots)
+    leave_mid_panel(two_slots)
+    time.sleep(0.8)  # the fast members have answered; mock-c still runs for both
+    s = slot_stats(two_slots)
+    assert s["active"] == 2 and s["runs"] == 2, s
+    r = two_slots.post(CHAT, {"model": "fusion", "messages": USER})
+    assert r.status_code == 429, r.text
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and slot_stats(two_slots)["active"] > 0:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    assert slot_stats(two_slots)["runs"] == 0
+    assert "mock-judge" not in models_called(mock)
+    mock.script({m: "latency=0" for m in MEMBERS})
+    r = two_slots.post(CHAT, {"model": "fusion", "messages": USER})
+    assert r.status_code == 200, r.text

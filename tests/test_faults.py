@@ -369,10 +369,12 @@ def test_many_client_disconnects_mid_run(faults, mock):
     time.sleep(1.0)
     after = memory(faults)
     assert gauge(faults, "fusion_client_disconnects_total") - disconnects_before >= 190
-    # Issue 16: a gone client's run keeps its slot until its callouts have ended for
-    # sure (their timeout; proxy-wasm cannot cancel them nor see their end once the
-    # stream is gone), so disconnecting clients cannot start unbounded work.
-    assert 0 < gauge(faults, "fusion_active_runs") <= 240
+    # Issue 16: a gone client's run holds its slot until its last callout has ended
+    # (Envoy cancels none; here they answer after 300 ms), then frees it at once.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and gauge(faults, "fusion_active_runs") > 0:
+        time.sleep(0.1)
+    assert gauge(faults, "fusion_active_runs") == 0
     grew = {k: after[k] - before[k] for k in after}
     print(f"\n200 disconnects: memory before {before}, after {after}")
     assert grew["allocated"] < 16 << 20 and grew["rss"] < 32 << 20, grew

@@ -281,6 +281,40 @@ pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
     check(unsafe { proxy_record_metric(id, value) })
 }
 
+/// A reserved queue id: the root's `on_queue_ready` ignores it.
+#[cfg(target_arch = "wasm32")]
+const ROOT_ENTRY_QUEUE: u32 = u32::MAX;
+
+#[cfg(target_arch = "wasm32")]
+extern "C" {
+    /// The SDK's own entry point for the root's queue callback (proxy-wasm
+    /// 0.2.5 defines it `#[no_mangle]` in this module; linked, not imported).
+    fn proxy_on_queue_ready(context_id: u32, queue_id: u32);
+}
+
+/// Makes the root the SDK's active context until the current callback returns.
+///
+/// Envoy makes every callout on the root's context (proxy-wasm-cpp-host's
+/// `http_call` uses `contextOrEffectiveContext()->root_context()`): a stream's
+/// end never cancels one, and Envoy always delivers its end (answer, failure,
+/// timeout) as `proxy_on_http_call_response` to the root. The SDK then routes
+/// that answer by the context that was active when it registered the token
+/// and drops it silently when that stream is gone. Entering the root's
+/// dispatcher entry point sets the SDK's active context to the root, so the
+/// tokens dispatched next in this callback are registered to the root, which
+/// sees every callout's end. Must not be called from a root callback (the SDK
+/// holds the root mutably there; the root is active then anyway).
+pub fn enter_root_dispatcher(root_context_id: u32) {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: an SDK function of this module, called with plain values outside
+    // any root callback (the caller's contract).
+    unsafe {
+        proxy_on_queue_ready(root_context_id, ROOT_ENTRY_QUEUE);
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = root_context_id;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

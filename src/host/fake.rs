@@ -17,6 +17,9 @@ pub struct Dispatched {
     pub body: Vec<u8>,
     /// The context that was effective when it was dispatched.
     pub context: u32,
+    /// The context the answer goes to (the SDK's active one): the root after
+    /// `route_answers_to_root`, else the effective context.
+    pub owner: u32,
 }
 
 /// One local reply the filter sent.
@@ -48,6 +51,8 @@ pub struct FakeHost {
     pub sent: RefCell<Vec<Sent>>,
     pub resumed: Cell<u32>,
     pub effective: Cell<u32>,
+    /// Set by `route_answers_to_root` (the SDK's active context).
+    pub active_root: Cell<Option<u32>>,
     pub tick_period: Cell<Option<Duration>>,
     pub metrics: RefCell<BTreeMap<String, u32>>,
     pub metric_values: RefCell<BTreeMap<u32, i64>>,
@@ -213,8 +218,12 @@ impl Host for FakeHost {
             headers: owned(headers),
             body: body.to_vec(),
             context: self.effective.get(),
+            owner: self.active_root.get().unwrap_or(self.effective.get()),
         });
         Ok(token)
+    }
+    fn route_answers_to_root(&self, root_context_id: u32) {
+        self.active_root.set(Some(root_context_id));
     }
     fn set_effective_context(&self, context_id: u32) -> Result<(), Status> {
         self.effective.set(context_id);

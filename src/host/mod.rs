@@ -46,6 +46,11 @@ pub trait Host {
         body: &[u8],
         timeout: Duration,
     ) -> Result<u32, Status>;
+    /// Makes the root the owner of the callouts dispatched next in the current
+    /// stream callback: their answers (and timeouts) reach the root's
+    /// `on_http_call_response` even after the stream is gone. Never called
+    /// from a root callback.
+    fn route_answers_to_root(&self, root_context_id: u32);
     fn set_effective_context(&self, context_id: u32) -> Result<(), Status>;
     fn set_tick_period(&self, period: Duration) -> Result<(), Status>;
     fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status>;
@@ -120,6 +125,9 @@ impl Host for AbiHost {
             Vec::new(),
             Duration::from_millis(u64::from(millis_u32(timeout))),
         )
+    }
+    fn route_answers_to_root(&self, root_context_id: u32) {
+        abi::enter_root_dispatcher(root_context_id);
     }
     fn set_effective_context(&self, context_id: u32) -> Result<(), Status> {
         abi::set_effective_context(context_id)
