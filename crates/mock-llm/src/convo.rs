@@ -375,6 +375,11 @@ fn plain(convo: &Convo, script: &Script, model: &str) -> String {
     }
     out.push_str(" about ");
     out.push_str(&snippet);
+    if let Some(n) = script.bytes {
+        // Filler after the fixed words: the answer still starts as every plain answer does.
+        const FILL: &str = " lorem";
+        out.push_str(&FILL.repeat(n.saturating_sub(out.len()) / FILL.len()));
+    }
     out
 }
 

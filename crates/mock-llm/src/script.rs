@@ -32,6 +32,9 @@ pub struct Script {
     pub fusion_calls: usize,
     /// `words=N`: make the plain answer about N words long.
     pub words: Option<usize>,
+    /// `bytes=N`: pad the plain answer with filler to about N bytes (cheap at any size:
+    /// `bytes=67108864,slow_body=60000` is a 64 MiB answer dripped over a minute).
+    pub bytes: Option<usize>,
     /// `slow_body=MS`: send the headers at once, then drip the body over MS milliseconds.
     pub slow_body_ms: u64,
     /// `sse`: answer with an SSE stream even when the request did not ask for one.
@@ -94,6 +97,7 @@ impl Script {
                 ("fusion_calls", Some(v)) => v.parse().map(|n| s.fusion_calls = n).is_ok(),
                 ("status", Some(v)) => v.parse().map(|c| s.status = Some(c)).is_ok(),
                 ("words", Some(v)) => v.parse().map(|n| s.words = Some(n)).is_ok(),
+                ("bytes", Some(v)) => v.parse().map(|n| s.bytes = Some(n)).is_ok(),
                 ("call", Some(v)) if !v.is_empty() => {
                     s.call = Some(v.to_string());
                     true
@@ -157,7 +161,7 @@ mod tests {
     #[test]
     fn parses_all_directives() {
         let s = Script::parse(
-            "m1:latency=250,chunk_delay=5,status=429,malformed,reset,hang,empty,prose,fenced,nocall,call=get_weather,words=40,slow_body=900,sse,cut,garbage,cached=7,reasoning=9",
+            "m1:latency=250,chunk_delay=5,status=429,malformed,reset,hang,empty,prose,fenced,nocall,call=get_weather,words=40,bytes=4096,slow_body=900,sse,cut,garbage,cached=7,reasoning=9",
         );
         assert_eq!(s.base, "m1");
         assert_eq!(s.latency_ms, 250);
@@ -167,6 +171,7 @@ mod tests {
         assert!(s.prose && s.fenced && s.nocall);
         assert_eq!(s.call.as_deref(), Some("get_weather"));
         assert_eq!(s.words, Some(40));
+        assert_eq!(s.bytes, Some(4096));
         assert_eq!(s.slow_body_ms, 900);
         assert!(s.sse && s.cut && s.garbage);
         assert_eq!((s.cached, s.reasoning), (7, 9));

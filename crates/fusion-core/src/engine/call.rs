@@ -140,6 +140,8 @@ pub fn classify(api: Api, result: &CallResult) -> Result<Reply, Failure> {
     match result.status {
         None => Err(Failure::Unreachable),
         Some(504) => Err(Failure::Timeout),
+        // Envoy's reply when the answer passed the gateway's response cap as it arrived.
+        Some(s) if wire::failure::is_response_cap(s, &result.body) => Err(Failure::TooLarge),
         // Envoy's own reply when the connection failed or was reset before headers.
         Some(503) if is_envoy_connect_failure(&result.body) => Err(Failure::Unreachable),
         Some(s) if !(200..300).contains(&s) => Err(provider_failure(s, &result.body)),

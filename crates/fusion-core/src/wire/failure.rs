@@ -33,6 +33,16 @@ impl ProviderFailure {
     }
 }
 
+/// The start of the body Envoy answers in place of a callout answer that passed the
+/// gateway's response cap (envoy/demo.yaml, listener `callouts`: a local reply mapped
+/// to 502 with this body). It names the filter's own reason, `response_too_large`.
+pub const RESPONSE_CAP_MARKER: &[u8] = b"response_too_large:";
+
+/// Whether a callout's answer is Envoy's reply for an answer past the response cap.
+pub fn is_response_cap(status: u16, body: &[u8]) -> bool {
+    status == 502 && body.starts_with(RESPONSE_CAP_MARKER)
+}
+
 /// The provider error's class from its status and body (JSON in OpenAI's,
 /// Anthropic's or OpenRouter's error shape, or anything else).
 pub fn classify_error(status: u16, body: &[u8]) -> ProviderFailure {
@@ -139,6 +149,15 @@ mod tests {
 
     fn unsupported(name: &str) -> ProviderFailure {
         UnsupportedParameter(Some(name.into()))
+    }
+
+    #[test]
+    fn the_response_cap_reply_is_recognised_by_status_and_marker() {
+        let body = b"response_too_large: the answer passed the gateway's response cap";
+        assert!(is_response_cap(502, body));
+        assert!(!is_response_cap(500, body));
+        assert!(!is_response_cap(502, b"upstream connect error or disconnect/reset before headers"));
+        assert!(!is_response_cap(502, br#"{"error":{"message":"response_too_large:"}}"#));
     }
 
     #[test]

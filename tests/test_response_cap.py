@@ -1,0 +1,161 @@
+"""Issue 16: an answer past `limits.max_response_bytes` is cut off as it arrives, not
+after Envoy buffered it.
+
+A callout (`dispatch_http_call`) reaches the filter once, with the whole body, so Envoy
+must do the cutting. The shipped configurations cap a callout's answer twice at
+`limits.max_response_bytes`:
+- Envoy's async HTTP client resets a call whose body passes the runtime value
+  `http.async_response_buffer_limit` (32 MiB by default): every shipped configuration;
+- demo and providers send the callouts through the internal listener `callouts`, whose
+  Lua filter holds each answer up to the listener's buffer limit and answers 502
+  `response_too_large: ...` past it, which the filter reports as `response_too_large`.
+
+Through the shipped demo (envoy/demo.yaml) in the real Envoy: one member answers 64 MiB
+over a minute; the run answers well before that member would have finished, and Envoy's
+allocated memory (admin /memory) never grows by more than a few MiB over the cap. The
+same with the async-client limit alone (the callouts sent straight to the mock's
+cluster, as the Istio and Envoy Gateway configurations do): the member fails
+`unreachable`, the Wasm host reporting the reset like a cut connection."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+import yaml
+
+from harness import ROOT, Envoy, demo_fusion_config
+
+RUNTIME_KEY = "http.async_response_buffer_limit"
+DEMO_FUSION = demo_fusion_config()
+MIB = 1 << 20
+HUGE = 64 * MIB
+DRIP_S = 60
+# What Envoy may hold beyond the cap: the read that crosses it (the mock writes 3.2 MiB
+# pieces) and allocator noise.
+SLACK = 4 * MIB
+
+
+def shipped(template) -> dict:
+    """A shipped Envoy configuration, parsed (placeholders filled with dummies)."""
+    text = (ROOT / template).read_text()
+    for key in ("LISTEN_PORT", "ADMIN_PORT", "MOCK_PORT", "WASM_PATH"):
+        text = text.replace("{{" + key + "}}", "1")
+    return yaml.safe_load(text)
+
+
+def fusion_config(cfg: dict) -> dict:
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    plugin = next(f for f in hcm["http_filters"] if f["name"] == "fusion")["typed_config"]["config"]
+    return json.loads(plugin["configuration"]["value"])
+
+
+def max_response_bytes(cfg: dict) -> int:
+    return fusion_config(cfg)["limits"].get("max_response_bytes", 4 * MIB)
+
+
+def runtime_limit(cfg: dict) -> int | None:
+    for layer in cfg.get("layered_runtime", {}).get("layers", []):
+        if RUNTIME_KEY in layer.get("static_layer", {}):
+            return int(layer["static_layer"][RUNTIME_KEY])
+    return None
+
+
+SHIPPED = ["envoy/demo.yaml", "envoy/providers.yaml"]
+
+
+@pytest.mark.parametrize("template", SHIPPED)
+def test_shipped_async_client_limit_is_max_response_bytes(template):
+    cfg = shipped(template)
+    assert runtime_limit(cfg) == max_response_bytes(cfg)
+
+
+@pytest.mark.parametrize("template", SHIPPED)
+def test_shipped_callouts_listener_caps_answers_at_max_response_bytes(template):
+    cfg = shipped(template)
+    [listener] = [la for la in cfg["static_resources"]["listeners"] if la["name"] == "callouts"]
+    assert listener["per_connection_buffer_limit_bytes"] == max_response_bytes(cfg)
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    [mapper] = hcm["local_reply_config"]["mappers"]
+    assert mapper["status_code"] == 502 and mapper["body"]["inline_string"].startswith("response_too_large:")
+    # Every upstream of the filter goes through it.
+    assert {u["cluster"] for u in fusion_config(cfg)["upstreams"].values()} == {"callouts"}
+
+
+def test_envoy_gateway_bootstrap_caps_callout_answers():
+    docs = list(yaml.safe_load_all((ROOT / "deploy/envoy-gateway/gateway.yaml").read_text()))
+    [proxy] = [d for d in docs if d and d["kind"] == "EnvoyProxy"]
+    boot = yaml.safe_load(proxy["spec"]["bootstrap"]["value"])
+    layers = boot["layered_runtime"]["layers"]
+    assert [int(la["static_layer"][RUNTIME_KEY]) for la in layers if RUNTIME_KEY in la.get("static_layer", {})] == [
+        max_response_bytes(shipped("envoy/providers.yaml"))]
+
+
+def allocated(envoy: Envoy) -> int:
+    return int(httpx.get(f"{envoy.admin}/memory", timeout=5).json()["allocated"])
+
+
+def huge_member_run(mock, name: str, fusion_config: dict | None = None) -> dict:
+    """One fusion run through the shipped demo where mock-a drips 64 MiB over a minute:
+    the response, its duration and Envoy's peak allocated bytes over the baseline."""
+    e = Envoy(mock, name=name, fusion_config=fusion_config)
+    try:
+        # A first run warms the VM and the connection pools up.
+        warm = e.post("/v1/chat/completions", {"model": "fusion", "messages": [{"role": "user", "content": "hi"}]})
+        assert warm.status_code == 200, warm.text[:300]
+        mock.reset()
+        mock.script({"mock-a": f"bytes={HUGE},slow_body={DRIP_S * 1000}"})
+        base = allocated(e)
+        out: dict = {}
+
+        def run():
+            start = time.monotonic()
+            out["response"] = e.post("/v1/chat/completions", {
+                "model": "fusion", "messages": [{"role": "user", "content": "Is the sky blue?"}]}, timeout=DRIP_S + 30)
+            out["elapsed"] = time.monotonic() - start
+
+        t = threading.Thread(target=run)
+        t.start()
+        peak = base
+        while t.is_alive():
+            peak = max(peak, allocated(e))
+            time.sleep(0.1)
+        t.join()
+        peak = max(peak, allocated(e))
+        return {"growth": peak - base, **out}
+    finally:
+        e.stop()
+        mock.reset()
+
+
+def assert_cut_off_early(run: dict, cap: int) -> dict:
+    """The run answered, the huge member failed within seconds, Envoy held about the cap."""
+    r = run["response"]
+    assert r.status_code == 200, r.text[:300]
+    panel = {m["model"]: m for m in r.json()["fusion"]["panel"]}
+    assert panel["mock-b"]["status"] == panel["mock-c"]["status"] == "ok", panel
+    assert panel["mock-a"]["status"] == "failed", panel["mock-a"]
+    # The member would need DRIP_S seconds; it fails once the cap is passed (a few seconds).
+    assert run["elapsed"] < DRIP_S / 3, f"the run took {run['elapsed']:.1f}s"
+    assert run["growth"] < cap + SLACK, (
+        f"Envoy grew by {run['growth'] / MIB:.1f} MiB for a cap of {cap / MIB:.1f} MiB")
+    return panel["mock-a"]
+
+
+def test_huge_answer_is_cut_off_as_it_arrives_and_reported_too_large(mock):
+    cap = max_response_bytes(shipped("envoy/demo.yaml"))
+    member = assert_cut_off_early(huge_member_run(mock, "respcap"), cap)
+    assert member["failure_reason"] == "response_too_large", member
+
+
+def test_async_client_limit_alone_cuts_it_off_too(mock):
+    """Without the `callouts` listener (Istio, Envoy Gateway): the runtime limit alone."""
+    cfg = json.loads(json.dumps(DEMO_FUSION))
+    cfg["upstreams"]["mock"]["cluster"] = "mock"
+    cap = runtime_limit(shipped("envoy/demo.yaml"))
+    member = assert_cut_off_early(huge_member_run(mock, "respcap-runtime", cfg), cap)
+    # The Wasm host reports Envoy's reset as it reports a cut connection.
+    assert member["failure_reason"] == "unreachable", member
