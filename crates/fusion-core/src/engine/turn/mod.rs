@@ -25,7 +25,7 @@ use crate::wire::relay::Relay;
 use crate::wire::state::{self, StatefulRefs};
 use crate::wire::{self, Api, ApiError, ClientRequest, FusionCallView, FUSION_TOOL};
 use ledger::Ledger;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -466,6 +466,8 @@ impl Turn {
                 obj.remove(p);
             }
         }
+        // Each API's own range: a Chat client's temperature 1.5 reaches a Messages upstream as 1.
+        let clamped = call::clamp_to_api(target.upstream.api, &mut body);
         let id = self.next_id;
         let mut callout = call::build_body(
             id,
@@ -486,6 +488,9 @@ impl Turn {
         }
         self.upstream_calls += 1;
         self.upstream_bytes = bytes;
+        if let (false, Some(rec)) = (clamped.is_empty(), self.record_mut(role)) {
+            rec.clamped = clamped;
+        }
         self.next_id += 1;
         self.pending.insert(id, role);
         if patched {
@@ -535,12 +540,7 @@ impl Turn {
             timeout_ms,
             ..sent.callout
         };
-        let record = match role {
-            Role::Panel(i) => self.ledger.panel.get_mut(i),
-            Role::Judge => self.ledger.judge.as_mut(),
-            Role::Outer => self.ledger.outer.last_mut(),
-        };
-        if let Some(rec) = record {
+        if let Some(rec) = self.record_mut(role) {
             rec.retried_without.push(param);
         }
         self.param_retries += 1;
@@ -554,6 +554,15 @@ impl Turn {
             },
         );
         Some(Command::Dispatch(callout))
+    }
+
+    /// The ledger record of the call answering for `role`.
+    fn record_mut(&mut self, role: Role) -> Option<&mut ledger::CallRecord> {
+        match role {
+            Role::Panel(i) => self.ledger.panel.get_mut(i),
+            Role::Judge => self.ledger.judge.as_mut(),
+            Role::Outer => self.ledger.outer.last_mut(),
+        }
     }
 
     /// A same-API panel member or outer round: the client's own body, patched

@@ -202,7 +202,7 @@ impl Turn {
         {
             return None;
         }
-        let body = match self.final_patch(target.model) {
+        let mut body = match self.final_patch(target.model) {
             Some(body) => body,
             // Merge mode, or more than the one fusion exchange: rebuilt, and only
             // without client tools (a rebuilt call cannot carry them all).
@@ -211,6 +211,10 @@ impl Turn {
             }
             None => return None,
         };
+        let clamped = call::clamp_to_api(target.upstream.api, &mut body);
+        if let (false, Some(rec)) = (clamped.is_empty(), self.ledger.outer.last_mut()) {
+            rec.clamped = clamped;
+        }
         let mut headers = vec![(
             self.config.depth_header.clone(),
             self.depth_header().1.to_string(),
