@@ -81,20 +81,26 @@ fn result(v: Value) -> CallResult {
 }
 
 fn chat_text(text: &str, prompt: u64, completion: u64) -> CallResult {
-    result(json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                  "usage": {"prompt_tokens": prompt, "completion_tokens": completion}}))
+    result(
+        json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                  "usage": {"prompt_tokens": prompt, "completion_tokens": completion}}),
+    )
 }
 
 fn chat_fusion_call(id: &str) -> CallResult {
-    result(json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": null,
+    result(
+        json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": null,
         "tool_calls": [{"id": id, "type": "function", "function": {"name": "fusion", "arguments": "{}"}}]},
-        "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 5, "completion_tokens": 5}}))
+        "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 5, "completion_tokens": 5}}),
+    )
 }
 
 fn messages_fusion_call(id: &str) -> CallResult {
-    result(json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+    result(
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
         "content": [{"type": "tool_use", "id": id, "name": "fusion", "input": {}}],
-        "stop_reason": "tool_use", "usage": {"input_tokens": 5, "output_tokens": 5}}))
+        "stop_reason": "tool_use", "usage": {"input_tokens": 5, "output_tokens": 5}}),
+    )
 }
 
 fn analysis() -> String {
@@ -173,14 +179,18 @@ fn chat_rounds_after_fusion_no_longer_offer_it_and_a_looping_model_ends_the_turn
 #[test]
 fn chat_alias_after_fusion_sends_no_tools_at_all() {
     let c = config_with("");
-    let body = json!({"model": "fusion", "messages": [{"role": "user", "content": "Is tea healthy?"}]});
+    let body =
+        json!({"model": "fusion", "messages": [{"role": "user", "content": "Is tea healthy?"}]});
     let (mut turn, panel) = run(&c, Api::Chat, &body);
     let outer = body_of(&answer_panel_and_judge(&mut turn, &panel));
     assert!(outer.get("tools").is_none(), "{outer}");
     assert!(outer.get("tool_choice").is_none(), "{outer}");
     // The fusion exchange is still there for the model to read.
     let messages = outer["messages"].as_array().unwrap();
-    assert_eq!(messages[messages.len() - 2]["tool_calls"][0]["function"]["name"], "fusion");
+    assert_eq!(
+        messages[messages.len() - 2]["tool_calls"][0]["function"]["name"],
+        "fusion"
+    );
 }
 
 #[test]
@@ -189,7 +199,8 @@ fn messages_rounds_after_fusion_keep_the_declaration_anthropic_requires() {
     let body = json!({"model": "claude-outer", "max_tokens": 100,
         "messages": [{"role": "user", "content": "Is tea healthy?"}], "tools": [{"type": "fusion"}]});
     let (mut turn, first) = run(&c, Api::Messages, &body);
-    let panel = dispatches(turn.on_call_result(first[0].id, messages_fusion_call("toolu_1"), 1_500));
+    let panel =
+        dispatches(turn.on_call_result(first[0].id, messages_fusion_call("toolu_1"), 1_500));
     let second = body_of(&answer_panel_and_judge(&mut turn, &panel));
     assert_eq!(tool_names(&second), ["fusion"], "{second}");
     assert_eq!(second["tool_choice"]["type"], "none", "{second}");
@@ -235,8 +246,15 @@ fn temperature_is_clamped_to_each_apis_range_and_reported() {
     let c = Rc::new(Config::parse(text.as_bytes(), &|_| None).unwrap());
     let body = json!({"model": "fusion", "messages": [{"role": "user", "content": "hi"}], "temperature": 1.5});
     let (turn, panel) = run(&c, Api::Chat, &body);
-    let temps: Vec<Value> = panel.iter().map(|c| body_of(c)["temperature"].clone()).collect();
-    assert_eq!(temps, [json!(1.5), json!(1.0)], "Chat keeps 1.5, Messages gets its maximum");
+    let temps: Vec<Value> = panel
+        .iter()
+        .map(|c| body_of(c)["temperature"].clone())
+        .collect();
+    assert_eq!(
+        temps,
+        [json!(1.5), json!(1.0)],
+        "Chat keeps 1.5, Messages gets its maximum"
+    );
     let report = turn.report();
     assert!(report["panel"][0].get("clamped").is_none(), "{report}");
     assert_eq!(

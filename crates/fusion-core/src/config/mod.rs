@@ -670,8 +670,16 @@ fn check_preset(
         }
         // A provider tool the member's API cannot take would fail that member on every run.
         let api = config.resolve(&m.model).map(|t| t.upstream.api);
-        let own = m.tools.iter().enumerate().map(|(j, t)| (format!("{at}panel[{i}].tools[{j}]"), t));
-        let shared = config.member_tools.iter().enumerate().map(|(j, t)| (format!("member_tools[{j}]"), t));
+        let own = m
+            .tools
+            .iter()
+            .enumerate()
+            .map(|(j, t)| (format!("{at}panel[{i}].tools[{j}]"), t));
+        let shared = config
+            .member_tools
+            .iter()
+            .enumerate()
+            .map(|(j, t)| (format!("member_tools[{j}]"), t));
         for (field, tool) in own.chain(shared) {
             let ty = tool.get("type").and_then(Value::as_str).unwrap_or_default();
             if let Some(api) = api.filter(|api| !provider_tool_fits(*api, ty)) {
@@ -792,7 +800,10 @@ mod provider_tool_tests {
     #[test]
     fn provider_tools_fit_their_api() {
         assert!(provider_tool_fits(Api::Responses, "web_search"));
-        assert!(provider_tool_fits(Api::Responses, "web_search_preview_2025_03_11"));
+        assert!(provider_tool_fits(
+            Api::Responses,
+            "web_search_preview_2025_03_11"
+        ));
         assert!(!provider_tool_fits(Api::Responses, "web_search_20250305"));
         assert!(provider_tool_fits(Api::Messages, "web_search_20250305"));
         assert!(!provider_tool_fits(Api::Messages, "code_interpreter"));

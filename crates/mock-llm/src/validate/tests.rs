@@ -422,8 +422,11 @@ fn messages_tool_use_pairing_and_thinking() {
     let mut declared = msgs(json!([user("q"), tool_use, result]));
     declared["tools"] = json!([{"name": "f", "input_schema": {"type": "object"}}]);
     ok(Api::Messages, declared.clone());
-    assert!(refused(Api::Messages, msgs(json!([user("q"), tool_use, result])))
-        .contains("Requests which include `tool_use` or `tool_result` blocks must define tools."));
+    assert!(
+        refused(Api::Messages, msgs(json!([user("q"), tool_use, result]))).contains(
+            "Requests which include `tool_use` or `tool_result` blocks must define tools."
+        )
+    );
     assert!(refused(
         Api::Messages,
         msgs(json!([user("q"), tool_use, user("no result")]))
