@@ -75,8 +75,12 @@ def test_preset_selects_panel_and_quorum(envoy, mock):
 
 @pytest.fixture(scope="module")
 def tooled(mock):
-    """Envoy whose panel members get provider tools: one member its own, all the shared ones."""
+    """Envoy whose panel members (on a Responses upstream, which takes OpenAI's
+    built-in tools) get provider tools: one member its own, all the shared ones."""
     config = demo_fusion_config()
+    config["upstreams"]["responses"] = {"cluster": "mock", "authority": "mock", "api": "responses"}
+    config["routes"] = [{"prefix": m, "upstream": "responses"} for m in ("mock-a", "mock-b", "mock-c")] \
+        + config["routes"]
     config["panel"][0]["tools"] = [{"type": "web_search", "search_context_size": "low"}]
     config["member_tools"] = [{"type": "code_interpreter"}]
     e = Envoy(mock, name="tooled", fusion_config=config)
@@ -84,10 +88,6 @@ def tooled(mock):
     e.stop()
 
 
-@pytest.mark.xfail(strict=True, raises=StopIteration, reason=(
-    "issue 13 (strict mock): the Responses tools `web_search` and `code_interpreter` reach members on a "
-    "Chat Completions upstream, which refuses tool types other than function and custom; every member "
-    "fails with http_400 and no judge is called"))
 def test_member_tools_are_forwarded(tooled, mock):
     r = tooled.post(CHAT, {"model": "fusion", "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200, r.text
@@ -181,6 +181,10 @@ INVALID = [
     ("preset unrouted", with_(["routes"], [{"prefix": "mock-", "upstream": "mock"}], with_(["presets"], {"x": {"panel": [{"model": "gpt-x"}]}})), "presets.x.panel[0].model"),
     ("missing key env", with_(["upstreams", "mock", "auth"], {"type": "bearer", "env": "FUSION_TEST_UNSET_KEY"}), "upstreams.mock.auth.env"),
     ("member tool without type", with_(["member_tools"], [{"name": "x"}]), "member_tools[0]"),
+    # A Responses built-in tool on a Chat Completions upstream fails that member on every run.
+    ("member tool its API refuses", with_(["member_tools"], [{"type": "web_search"}]), "member_tools[0]"),
+    ("own tool its API refuses", with_(["panel"], [{"model": "mock-a", "tools": [{"type": "code_interpreter"}]}]),
+     "panel[0].tools[0]"),
     ("bad overload policy", with_(["limits", "on_overload"], "explode"), "explode"),
     ("zero concurrent runs", with_(["limits", "max_concurrent_runs"], 0), "limits.max_concurrent_runs"),
 ]

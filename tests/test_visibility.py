@@ -113,10 +113,13 @@ WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters":
 def test_a_truncated_run_says_which_budget(mock):
     config = demo_fusion_config()
     config["limits"] = {**config["limits"], "max_rounds": 2}
+    # On a Messages upstream the spent fusion tool stays declared (Anthropic requires it).
+    config["upstreams"]["anthropic"] = {"cluster": "mock", "authority": "mock", "api": "messages"}
+    config["routes"] = [{"prefix": "claude-", "upstream": "anthropic"}] + config["routes"]
     e = Envoy(mock, name="visibility-rounds", fusion_config=config)
     try:
         # The outer model keeps calling fusion: the second round is the last.
-        body = {"model": "mock-outer:fusion_calls=5",
+        body = {"model": "claude-outer:fusion_calls=5",
                 "messages": [{"role": "user", "content": "Q"}],
                 "tools": [{"type": "fusion"}, WEATHER]}
         r = e.post(CHAT, body)

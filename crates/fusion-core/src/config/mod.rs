@@ -615,6 +615,21 @@ fn check_provider_tool(field: &str, tool: &Value) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Whether an upstream speaking `api` takes a provider tool of type `ty`:
+/// Chat Completions only function and custom tools; Anthropic's server tools
+/// carry a version date (`web_search_20250305`), which OpenAI's Responses tools
+/// (`web_search`, `code_interpreter`, `web_search_preview_2025_03_11`) never do.
+fn provider_tool_fits(api: Api, ty: &str) -> bool {
+    let dated = ty
+        .rsplit_once('_')
+        .is_some_and(|(_, d)| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()));
+    match api {
+        Api::Chat => matches!(ty, "function" | "custom"),
+        Api::Responses => !dated,
+        Api::Messages => ty == "custom" || dated,
+    }
+}
+
 /// A panel, judge and synthesizer every route serves, within the limits. Only the
 /// top level may leave the panel empty: requests then must name their own.
 fn check_preset(
@@ -652,6 +667,31 @@ fn check_preset(
         models.push((format!("{at}panel[{i}].model"), m.model.as_str()));
         for (j, tool) in m.tools.iter().enumerate() {
             check_provider_tool(&format!("{at}panel[{i}].tools[{j}]"), tool)?;
+        }
+        // A provider tool the member's API cannot take would fail that member on every run.
+        let api = config.resolve(&m.model).map(|t| t.upstream.api);
+        let own = m
+            .tools
+            .iter()
+            .enumerate()
+            .map(|(j, t)| (format!("{at}panel[{i}].tools[{j}]"), t));
+        let shared = config
+            .member_tools
+            .iter()
+            .enumerate()
+            .map(|(j, t)| (format!("member_tools[{j}]"), t));
+        for (field, tool) in own.chain(shared) {
+            let ty = tool.get("type").and_then(Value::as_str).unwrap_or_default();
+            if let Some(api) = api.filter(|api| !provider_tool_fits(*api, ty)) {
+                return Err(err(
+                    field,
+                    format!(
+                        "tool type `{ty}` is not one the {} API of member `{}` takes",
+                        api.name(),
+                        m.model
+                    ),
+                ));
+            }
         }
     }
     if let Some(s) = &preset.synthesizer {
@@ -750,5 +790,34 @@ mod tests {
         );
         let e = Config::parse(text.as_bytes(), &no_env).unwrap_err();
         assert_eq!(e.field, "upstreams.mock.auth.env");
+    }
+}
+
+#[cfg(test)]
+mod provider_tool_tests {
+    use super::*;
+
+    #[test]
+    fn provider_tools_fit_their_api() {
+        assert!(provider_tool_fits(Api::Responses, "web_search"));
+        assert!(provider_tool_fits(
+            Api::Responses,
+            "web_search_preview_2025_03_11"
+        ));
+        assert!(!provider_tool_fits(Api::Responses, "web_search_20250305"));
+        assert!(provider_tool_fits(Api::Messages, "web_search_20250305"));
+        assert!(!provider_tool_fits(Api::Messages, "code_interpreter"));
+        assert!(!provider_tool_fits(Api::Chat, "web_search"));
+        assert!(provider_tool_fits(Api::Chat, "function"));
+    }
+
+    #[test]
+    fn a_member_tool_its_api_refuses_is_a_config_error() {
+        let none = |_: &str| None;
+        let mut raw: Value = serde_json::from_str(DEFAULT_CONFIG).unwrap();
+        raw["member_tools"] = serde_json::json!([{"type": "web_search"}]);
+        let e = Config::parse(raw.to_string().as_bytes(), &none).unwrap_err();
+        assert!(e.to_string().contains("member_tools[0]"), "{e}");
+        assert!(e.to_string().contains("chat"), "{e}");
     }
 }

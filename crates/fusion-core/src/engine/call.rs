@@ -222,3 +222,50 @@ pub fn build_body(
         timeout_ms,
     }
 }
+
+/// A parameter lowered (or raised) into the range the target API takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clamped {
+    pub param: &'static str,
+    pub asked: f64,
+    pub sent: f64,
+}
+
+/// The range an API takes for a sampling parameter: Anthropic's Messages API
+/// takes `temperature` 0 to 1, OpenAI's Chat and Responses 0 to 2; `top_p` is
+/// 0 to 1 everywhere.
+pub fn param_range(api: Api, param: &str) -> Option<(f64, f64)> {
+    match (param, api) {
+        ("temperature", Api::Messages) => Some((0.0, 1.0)),
+        ("temperature", Api::Chat | Api::Responses) => Some((0.0, 2.0)),
+        ("top_p", _) => Some((0.0, 1.0)),
+        _ => None,
+    }
+}
+
+/// Clamps the body's sampling parameters into `api`'s ranges: a value the
+/// client's own API accepts (a Chat client's `temperature: 1.5`) reaches an
+/// upstream of another API (a Messages member) as that API's nearest value
+/// instead of a 400 there. Values outside every API's range never get here
+/// (refused with a 400 before any call, docs/configuration.md). Returns what
+/// changed, for the call's report entry.
+pub fn clamp_to_api(api: Api, body: &mut serde_json::Value) -> Vec<Clamped> {
+    let mut out = Vec::new();
+    let Some(obj) = body.as_object_mut() else {
+        return out;
+    };
+    for param in ["temperature", "top_p"] {
+        let (Some(asked), Some((lo, hi))) = (
+            obj.get(param).and_then(serde_json::Value::as_f64),
+            param_range(api, param),
+        ) else {
+            continue;
+        };
+        let sent = asked.clamp(lo, hi);
+        if sent != asked {
+            obj.insert(param.to_string(), serde_json::json!(sent));
+            out.push(Clamped { param, asked, sent });
+        }
+    }
+    out
+}

@@ -28,6 +28,21 @@ pub fn tool_def() -> ToolDef {
     }
 }
 
+/// Characters of the question the filter's own fusion call (alias, forced
+/// fusion) carries: the panel answers the conversation, not this argument, and
+/// every later outer round resends the call, so a 1 MB question is not copied
+/// into it.
+pub const QUESTION_PREVIEW_CHARS: usize = 200;
+
+/// The arguments of the fusion call the filter makes itself.
+pub fn forced_arguments(question: &str) -> String {
+    let mut preview: String = question.chars().take(QUESTION_PREVIEW_CHARS).collect();
+    if preview.len() < question.len() {
+        preview.push('…');
+    }
+    json!({ "question": preview }).to_string()
+}
+
 /// A panel member's answer or failure, as the tool result lists it.
 pub struct MemberOutcome<'a> {
     pub model: &'a str,

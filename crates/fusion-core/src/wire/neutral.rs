@@ -298,8 +298,14 @@ impl Price {
         if usage.total() == 0 {
             return Some(0.0);
         }
-        price.map(|p| p.cost(usage))
+        price.map(|p| round_cost(p.cost(usage)))
     }
+}
+
+/// A cost as reports write it: rounded to 10 decimal places (a ten-thousandth
+/// of a micro-dollar), so sums print `0.004048`, not `0.0040479999999999995`.
+pub fn round_cost(cost: f64) -> f64 {
+    (cost * 1e10).round() / 1e10 + 0.0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

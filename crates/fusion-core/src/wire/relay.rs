@@ -256,7 +256,7 @@ impl Relay {
         if let Some(f) = fusion.as_object_mut() {
             f.insert("usage".into(), self.total().report_json());
             let cost = match (self.final_call.prior_cost, call_cost) {
-                (Some(a), Some(b)) => json!(a + b),
+                (Some(a), Some(b)) => json!(super::neutral::round_cost(a + b)),
                 _ => Value::Null,
             };
             f.insert("cost".into(), cost);

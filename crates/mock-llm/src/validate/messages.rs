@@ -100,6 +100,13 @@ pub fn check(obj: &Map<String, Value>, ctx: &Ctx<'_>) -> Result<(), Invalid> {
         .get("tool_choice")
         .and_then(|c| str_of(c, "type"))
         .is_some_and(|t| t != "none" && t != "auto");
+    // Anthropic reads tool blocks only against declared tools (a client that
+    // drops `tools` once it is done calling them gets this 400).
+    if !has_tools && history_has_tool_blocks(messages) {
+        return Err(Invalid::new(
+            "Requests which include `tool_use` or `tool_result` blocks must define tools.",
+        ));
+    }
     if forces_tool && !has_tools {
         return Err(Invalid::new(
             "tool_choice: a tool choice that requires tool use may only be specified while providing tools.",
@@ -455,6 +462,15 @@ fn check_thinking_turn(turns: &[Turn<'_>]) -> Result<(), Invalid> {
         )));
     }
     Ok(())
+}
+
+/// Whether any message carries a `tool_use` or `tool_result` block.
+fn history_has_tool_blocks(messages: &[Value]) -> bool {
+    messages
+        .iter()
+        .filter_map(|m| m.get("content").and_then(Value::as_array))
+        .flatten()
+        .any(|b| matches!(str_of(b, "type"), Some("tool_use" | "tool_result")))
 }
 
 fn check_tools(obj: &Map<String, Value>) -> Result<(), Invalid> {

@@ -419,7 +419,14 @@ fn messages_blocks_images_and_documents() {
 fn messages_tool_use_pairing_and_thinking() {
     let tool_use = json!({"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}]});
     let result = json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "r"}]});
-    ok(Api::Messages, msgs(json!([user("q"), tool_use, result])));
+    let mut declared = msgs(json!([user("q"), tool_use, result]));
+    declared["tools"] = json!([{"name": "f", "input_schema": {"type": "object"}}]);
+    ok(Api::Messages, declared.clone());
+    assert!(
+        refused(Api::Messages, msgs(json!([user("q"), tool_use, result]))).contains(
+            "Requests which include `tool_use` or `tool_result` blocks must define tools."
+        )
+    );
     assert!(refused(
         Api::Messages,
         msgs(json!([user("q"), tool_use, user("no result")]))
@@ -427,7 +434,7 @@ fn messages_tool_use_pairing_and_thinking() {
     .contains("`tool_use` ids were found without `tool_result` blocks immediately after: toolu_1"));
     assert!(refused(Api::Messages, msgs(json!([user("q"), result])))
         .contains("unexpected `tool_use_id` found in `tool_result` blocks: toolu_1"));
-    let mut thinking = msgs(json!([user("q"), tool_use, result]));
+    let mut thinking = declared;
     thinking["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
     assert!(refused(Api::Messages, thinking.clone())
         .contains("a final `assistant` message must start with a thinking block"));

@@ -47,6 +47,9 @@ pub(super) struct CallRecord {
     pub(super) usage: Usage,
     /// Optional parameters the provider refused; the call was sent again without them.
     pub(super) retried_without: Vec<String>,
+    /// Parameters brought into the range of the model's API (e.g. a Chat
+    /// client's `temperature: 1.5` sent to a Messages upstream as 1).
+    pub(super) clamped: Vec<call::Clamped>,
 }
 
 impl CallRecord {
@@ -58,6 +61,7 @@ impl CallRecord {
             latency_ms: 0,
             usage: Usage::default(),
             retried_without: Vec::new(),
+            clamped: Vec::new(),
         }
     }
 
@@ -119,6 +123,14 @@ impl CallRecord {
         if let (false, Some(obj)) = (self.retried_without.is_empty(), v.as_object_mut()) {
             obj.insert("retried_without".into(), json!(self.retried_without));
         }
+        if let (false, Some(obj)) = (self.clamped.is_empty(), v.as_object_mut()) {
+            let clamped: Vec<Value> = self
+                .clamped
+                .iter()
+                .map(|c| json!({"param": c.param, "asked": c.asked, "sent": c.sent}))
+                .collect();
+            obj.insert("clamped".into(), Value::Array(clamped));
+        }
         v
     }
 }
@@ -151,8 +163,8 @@ impl Ledger {
     /// The run's cost: the sum over its calls, `None` when one is unpriced.
     pub(super) fn cost(&self, config: &Config) -> Option<f64> {
         let sum: Option<f64> = self.calls().map(|r| r.cost(config)).sum();
-        // An empty float sum is -0.0.
-        sum.map(|c| c + 0.0)
+        // Rounded as each call's cost is (an empty float sum is -0.0, which this makes 0).
+        sum.map(crate::wire::neutral::round_cost)
     }
 
     /// Models whose calls used tokens and have no price.

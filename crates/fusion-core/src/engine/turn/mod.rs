@@ -25,7 +25,7 @@ use crate::wire::relay::Relay;
 use crate::wire::state::{self, StatefulRefs};
 use crate::wire::{self, Api, ApiError, ClientRequest, FusionCallView, FUSION_TOOL};
 use ledger::Ledger;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -159,6 +159,8 @@ pub struct Turn {
     /// The error status and message a failed turn answered with.
     error: Option<(u16, String)>,
     cap_hits: u32,
+    /// Outer rounds that answered a fusion call with the cap (at most one).
+    capped_rounds: u32,
     /// The final answer's text, kept only for a log that includes text.
     answer_text: Option<String>,
 }
@@ -277,6 +279,7 @@ impl Turn {
             truncated_by: None,
             error: None,
             cap_hits: 0,
+            capped_rounds: 0,
             answer_text: None,
         };
         let commands = if mode == Mode::Auto {
@@ -285,11 +288,21 @@ impl Turn {
             let call = ToolCall {
                 id: format!("call_fusion_{}", short_id(&turn.run_id)),
                 name: FUSION_TOOL.to_string(),
-                arguments: json!({"question": turn.req.conversation.last_user_text()}).to_string(),
+                arguments: fusion_tool::forced_arguments(&turn.req.conversation.last_user_text()),
             };
             turn.start_fusion(call, now_ms)
         };
         Ok((turn, commands))
+    }
+
+    /// Whether an outer round to an `api` upstream declares the fusion tool.
+    /// Once fusion ran, the tool is spent: OpenAI's APIs take the fusion call in
+    /// the history without its declaration, so it is no longer offered and the
+    /// model cannot loop on it; Anthropic refuses `tool_use` history without
+    /// `tools`, so there it stays declared (with `tool_choice: none` when the
+    /// client has no tools, and one capped round at most, see `on_outer_answer`).
+    fn offers_fusion(&self, api: Api) -> bool {
+        self.invocations == 0 || api == Api::Messages
     }
 
     /// Calls dispatched and not yet answered.
@@ -406,7 +419,9 @@ impl Turn {
         let mut choice = ToolChoice::Auto;
         if with_tools && self.mode != Mode::Merge {
             tools = self.req.tools.clone();
-            tools.push(fusion_tool::tool_def());
+            if self.offers_fusion(target.upstream.api) {
+                tools.push(fusion_tool::tool_def());
+            }
             choice = self.outer_tool_choice();
         }
         let patched = self.patched_body(
@@ -451,6 +466,8 @@ impl Turn {
                 obj.remove(p);
             }
         }
+        // Each API's own range: a Chat client's temperature 1.5 reaches a Messages upstream as 1.
+        let clamped = call::clamp_to_api(target.upstream.api, &mut body);
         let id = self.next_id;
         let mut callout = call::build_body(
             id,
@@ -471,6 +488,9 @@ impl Turn {
         }
         self.upstream_calls += 1;
         self.upstream_bytes = bytes;
+        if let (false, Some(rec)) = (clamped.is_empty(), self.record_mut(role)) {
+            rec.clamped = clamped;
+        }
         self.next_id += 1;
         self.pending.insert(id, role);
         if patched {
@@ -520,12 +540,7 @@ impl Turn {
             timeout_ms,
             ..sent.callout
         };
-        let record = match role {
-            Role::Panel(i) => self.ledger.panel.get_mut(i),
-            Role::Judge => self.ledger.judge.as_mut(),
-            Role::Outer => self.ledger.outer.last_mut(),
-        };
-        if let Some(rec) = record {
+        if let Some(rec) = self.record_mut(role) {
             rec.retried_without.push(param);
         }
         self.param_retries += 1;
@@ -539,6 +554,15 @@ impl Turn {
             },
         );
         Some(Command::Dispatch(callout))
+    }
+
+    /// The ledger record of the call answering for `role`.
+    fn record_mut(&mut self, role: Role) -> Option<&mut ledger::CallRecord> {
+        match role {
+            Role::Panel(i) => self.ledger.panel.get_mut(i),
+            Role::Judge => self.ledger.judge.as_mut(),
+            Role::Outer => self.ledger.outer.last_mut(),
+        }
     }
 
     /// A same-API panel member or outer round: the client's own body, patched
@@ -582,7 +606,9 @@ impl Turn {
                 };
                 let mut extra = Vec::new();
                 if with_tools && self.mode != Mode::Merge {
-                    extra.push(patch::tool_entry(api, &fusion_tool::tool_def()));
+                    if self.offers_fusion(api) {
+                        extra.push(patch::tool_entry(api, &fusion_tool::tool_def()));
+                    }
                     let has_tools = !self.req.tools.is_empty() || !extra.is_empty();
                     if has_tools {
                         let written = patch::settings(api, params, Some(choice));

@@ -62,7 +62,14 @@ impl Turn {
             }
             return self.finish_truncated(Budget::Turn);
         }
-        // One invocation per turn: a further call is answered by the cap, and the turn goes on.
+        // One invocation per turn: a further call is answered by the cap, and the
+        // turn goes on for one round; a model that calls fusion again after that
+        // would only loop (each round resends the whole conversation): the turn
+        // ends there, truncated.
+        if self.capped_rounds > 0 {
+            return self.finish_truncated(Budget::Rounds);
+        }
+        self.capped_rounds += 1;
         self.cap_hits += fusion_calls.len() as u32;
         self.history.push(Message::Assistant {
             text: std::mem::take(&mut self.last_text),
@@ -195,7 +202,7 @@ impl Turn {
         {
             return None;
         }
-        let body = match self.final_patch(target.model) {
+        let mut body = match self.final_patch(target.model) {
             Some(body) => body,
             // Merge mode, or more than the one fusion exchange: rebuilt, and only
             // without client tools (a rebuilt call cannot carry them all).
@@ -204,6 +211,10 @@ impl Turn {
             }
             None => return None,
         };
+        let clamped = call::clamp_to_api(target.upstream.api, &mut body);
+        if let (false, Some(rec)) = (clamped.is_empty(), self.ledger.outer.last_mut()) {
+            rec.clamped = clamped;
+        }
         let mut headers = vec![(
             self.config.depth_header.clone(),
             self.depth_header().1.to_string(),
@@ -273,12 +284,17 @@ impl Turn {
             }
             _ => return None,
         };
-        // The history holds the fusion call: providers want the tool declared.
-        let extra_tools = [patch::tool_entry(self.api, &fusion_tool::tool_def())];
+        // The history holds the fusion call: Anthropic wants the tool declared;
+        // OpenAI's APIs take the history without it (see `offers_fusion`).
+        let extra_tools: Vec<Value> = if self.offers_fusion(self.api) {
+            vec![patch::tool_entry(self.api, &fusion_tool::tool_def())]
+        } else {
+            Vec::new()
+        };
         // The one invocation is spent: without client tools, text only; with
         // them, the client's own choice (one naming fusion is dropped by the patch).
         let mut set = Vec::new();
-        if self.req.tools.is_empty() {
+        if self.req.tools.is_empty() && !extra_tools.is_empty() {
             let none = match self.api {
                 Api::Messages => wire::messages::tool_choice_none(),
                 Api::Chat | Api::Responses => json!("none"),
@@ -298,8 +314,8 @@ impl Turn {
 
     /// The final call rebuilt from the neutral conversation.
     fn final_rebuilt(&self, model: &str, conversation: &Conversation, params: &GenParams) -> Value {
-        // The history holds fusion tool calls: some providers need the tool declared.
-        let tools = if self.mode == Mode::Merge {
+        // The history holds fusion tool calls: Anthropic needs the tool declared.
+        let tools = if self.mode == Mode::Merge || !self.offers_fusion(self.api) {
             Vec::new()
         } else {
             vec![fusion_tool::tool_def()]
