@@ -196,7 +196,8 @@ def prometheus_after_a_run(envoy):
     assert r.status_code == 200, r.text[:300]
     # Histograms appear after Envoy's stats flush (every 5 s).
     deadline = time.time() + 15
-    while "fusion_run_duration_seconds_count" not in (text := envoy.stats()):
+    while not re.search(r'^fusion_run_duration_seconds_count\{mode="alias",outcome="ok"\} [1-9]',
+                        text := envoy.stats(), re.M):
         assert time.time() < deadline, "no run-time histogram after 15 s"
         time.sleep(0.5)
     return text
