@@ -491,7 +491,8 @@ fn a_finished_run_publishes_filter_state_for_access_logs() {
     for key in ["fusion_run_seconds", "fusion_panel_wait_seconds"] {
         let v = get(key);
         assert!(
-            v.parse::<f64>().is_ok_and(|s| s >= 0.0) && v.split_once('.').is_some_and(|(_, f)| f.len() == 3),
+            v.parse::<f64>().is_ok_and(|s| s >= 0.0)
+                && v.split_once('.').is_some_and(|(_, f)| f.len() == 3),
             "{key}={v:?}"
         );
     }

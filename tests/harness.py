@@ -97,6 +97,11 @@ def envoy_version() -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
+def has_stats_access_logger() -> bool:
+    """Whether this Envoy records the duration histograms (the shipped stats access logger)."""
+    return envoy_version() >= STATS_ACCESS_LOGGER_SINCE
+
+
 def without_stats_access_loggers(text: str) -> str:
     """The configuration less its `envoy.access_loggers.stats` entries (each a YAML list
     item, up to the next line at its indentation or less)."""

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from harness import Envoy, demo_fusion_config
+from harness import Envoy, demo_fusion_config, has_stats_access_logger
 
 CHAT = "/v1/chat/completions"
 PRICES = demo_fusion_config()["prices"]
@@ -84,6 +84,9 @@ def test_counters_after_scripted_runs(fresh, mock):
     assert value(s, "fusion_active_runs") == 0
     # Histograms reach the admin endpoint at Envoy's stats flush (every 5 s by default).
     # The durations (seconds, recorded by the shipped stats access logger) carry mode and outcome.
+    assert value(s, "fusion_cost_micros_total") > 0
+    if not has_stats_access_logger():
+        return  # Envoy 1.36: no stats access logger, no duration histograms (docs/observability.md)
     deadline = time.time() + 12
     while total(s, "fusion_run_duration_seconds_count") < 5 and time.time() < deadline:
         time.sleep(0.5)
@@ -95,7 +98,6 @@ def test_counters_after_scripted_runs(fresh, mock):
     assert total(s, "fusion_panel_wait_seconds_count") == 5
     # Seconds, not milliseconds: five runs against the local mock take well under 30 s.
     assert 0 < total(s, "fusion_run_duration_seconds_sum") < 30
-    assert value(s, "fusion_cost_micros_total") > 0
 
 
 def run_log_lines(envoy, request_id):
