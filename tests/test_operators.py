@@ -16,6 +16,7 @@ import time
 
 import httpx
 import pytest
+import yaml
 
 from harness import ROOT, Envoy, demo_fusion_config, has_stats_access_logger
 
@@ -249,6 +250,40 @@ def test_durations_are_in_seconds_with_labels_and_the_shipped_buckets(prometheus
     assert les == ["0.25", "0.5", "1", "2", "4", "8", "15", "30", "60", "120", "300", "+Inf"], les
     # No Wasm histogram in milliseconds is left.
     assert "milliseconds" not in fusion_families(text)
+
+
+def shipped_duration_loggers() -> dict[str, list]:
+    """The stats access loggers (duration histograms) of every shipped configuration."""
+    def hcm_loggers(cfg: dict) -> list:
+        hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        return [a for a in hcm.get("access_log", []) if a["name"] == "envoy.access_loggers.stats"]
+
+    out = {}
+    for name in ("demo.yaml", "providers.yaml"):
+        text = re.sub(r"\{\{[A-Z_]+\}\}", "0", (ROOT / "envoy" / name).read_text())  # the placeholders
+        out[name] = hcm_loggers(yaml.safe_load(text))
+    for doc in yaml.safe_load_all((ROOT / "deploy" / "istio" / "envoyfilter.yaml").read_text()):
+        for patch in (doc or {}).get("spec", {}).get("configPatches", []):
+            if patch["applyTo"] == "NETWORK_FILTER":
+                out["istio envoyfilter.yaml"] = patch["patch"]["value"]["typed_config"].get("access_log", [])
+    for doc in yaml.safe_load_all((ROOT / "deploy" / "envoy-gateway" / "envoypatchpolicy.yaml").read_text()):
+        if doc and doc["kind"] == "EnvoyPatchPolicy":
+            out["envoy-gateway envoypatchpolicy.yaml"] = [
+                p["operation"]["value"] for p in doc["spec"]["jsonPatches"]
+                if p["operation"]["path"].endswith("/access_log/-")]
+    return out
+
+
+def test_every_shipped_config_records_the_durations_the_same_way():
+    loggers = shipped_duration_loggers()
+    demo = loggers["demo.yaml"]
+    names = [h["stat"]["name"] for lg in demo for h in lg["typed_config"]["histograms"]]
+    assert names == ["fusion_run_duration_seconds", "fusion_panel_wait_seconds"], names
+    for lg in demo:
+        assert lg["typed_config"]["stat_prefix"] == "wasmcustom"
+        assert all(h["unit"] == "Percent" for h in lg["typed_config"]["histograms"])
+    for where, found in loggers.items():
+        assert found == demo, where
 
 
 # ---------------------------------------------------------------- providers guide
