@@ -115,7 +115,7 @@ setup_clients() {
   want=$(sha256sum tests/clients/package-lock.json | cut -d' ' -f1)
   have=$(cat tests/clients/node_modules/.lock-sha256 2>/dev/null || true)
   if [ "$want" != "$have" ]; then
-    say "npm ci in tests/clients (ai, @ai-sdk/openai, @ai-sdk/anthropic, @anthropic-ai/claude-code, @openai/codex)"
+    say "npm ci in tests/clients (ai, @ai-sdk/openai, @ai-sdk/anthropic, @anthropic-ai/claude-code, @openai/codex, openai, @anthropic-ai/sdk)"
     # The wheel's bin/npm is a copy that cannot find its cli.js: run npm-cli.js itself.
     (cd tests/clients && PATH="$node_bin:$PATH" "$node_bin/node" "$node_bin/../lib/node_modules/npm/bin/npm-cli.js" \
       ci --no-audit --no-fund --loglevel=error)

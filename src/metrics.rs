@@ -2,6 +2,18 @@
 //! name in Istio's tag convention (`mode=.=alias;.;outcome=.=ok;.;fusion_runs_total`):
 //! the `stats_tags` shipped in envoy/demo.yaml, and Istio's own for the tags
 //! listed in `extraStatTags`, turn them into Prometheus labels.
+//!
+//! Durations are not Wasm histograms: proxy-wasm records whole numbers into a
+//! histogram Envoy creates with no unit, and Envoy writes such values out as
+//! they are, so a histogram could be in milliseconds (not Prometheus' base
+//! unit) or in whole seconds (everything under a second lost). Instead the
+//! filter publishes each run's durations as filter state in decimal seconds
+//! (`wasm.fusion_run_seconds`, `wasm.fusion_panel_wait_seconds`), and Envoy's
+//! stats access logger, configured in the shipped configs, records them into
+//! `Percent` histograms: Envoy stores those as millionths and divides by a
+//! million when it writes them out, so `/stats/prometheus` shows
+//! `fusion_run_duration_seconds` in seconds, to the microsecond
+//! (docs/observability.md).
 
 use crate::host::{Host, MetricType};
 use fusion_core::engine::{Budget, FailureClass, Mode, Outcome, RunStats};
@@ -21,8 +33,16 @@ pub struct Metrics {
     overloaded: Option<u32>,
     active_runs: Option<u32>,
     cost_micros: Option<u32>,
-    run_duration: Option<u32>,
-    panel_wait: Option<u32>,
+}
+
+/// Filter state (`wasm.<name>`) the shipped stats access logger records into
+/// the duration histograms: the run's wall time and the wait for its panel.
+pub const RUN_SECONDS: &str = "fusion_run_seconds";
+pub const PANEL_WAIT_SECONDS: &str = "fusion_panel_wait_seconds";
+
+/// Milliseconds as decimal seconds: 1234 -> "1.234", 7 -> "0.007".
+pub fn seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
 fn define(host: &dyn Host, kind: MetricType, name: &str) -> Option<u32> {
@@ -79,11 +99,10 @@ fn add(host: &dyn Host, id: Option<u32>, n: i64) {
     }
 }
 
-fn record(host: &dyn Host, id: Option<u32>, value: u64) {
-    if let Some(id) = id {
-        if let Err(status) = host.record_metric(id, value) {
-            log::debug!("fusion: metric {id} not recorded: {status:?}");
-        }
+/// A filter state write the host refuses loses that duration; the request goes on.
+fn publish(host: &dyn Host, name: &str, ms: u64) {
+    if let Err(status) = host.set_property(&[name], seconds(ms).as_bytes()) {
+        log::debug!("fusion: setting filter state {name} refused: {status:?}");
     }
 }
 
@@ -132,20 +151,11 @@ impl Metrics {
             overloaded: counter(host, "fusion_overloaded_total"),
             active_runs: define(host, MetricType::Gauge, "fusion_active_runs"),
             cost_micros: counter(host, "fusion_cost_micros_total"),
-            run_duration: define(
-                host,
-                MetricType::Histogram,
-                "fusion_run_duration_milliseconds",
-            ),
-            panel_wait: define(
-                host,
-                MetricType::Histogram,
-                "fusion_panel_wait_milliseconds",
-            ),
         }
     }
 
-    /// Counts one finished run.
+    /// Counts one finished run, and publishes its durations for the
+    /// stats access logger (called from `on_log`, before Envoy's access logs).
     pub fn run_ended(&self, host: &dyn Host, s: &RunStats) {
         add(host, self.runs.get(&(s.mode, s.outcome)).copied(), 1);
         add(host, self.panel_calls, s.panel_calls as i64);
@@ -166,9 +176,9 @@ impl Metrics {
         if let Some(cost) = s.cost {
             add(host, self.cost_micros, (cost * 1_000_000.0).round() as i64);
         }
-        record(host, self.run_duration, s.wall_ms);
+        publish(host, RUN_SECONDS, s.wall_ms);
         if let Some(wait) = s.panel_wait_ms {
-            record(host, self.panel_wait, wait);
+            publish(host, PANEL_WAIT_SECONDS, wait);
         }
     }
 
@@ -182,5 +192,19 @@ impl Metrics {
 
     pub fn active_runs(&self, host: &dyn Host, delta: i64) {
         add(host, self.active_runs, delta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds;
+
+    #[test]
+    fn milliseconds_become_decimal_seconds() {
+        assert_eq!(seconds(0), "0.000");
+        assert_eq!(seconds(7), "0.007");
+        assert_eq!(seconds(1234), "1.234");
+        assert_eq!(seconds(120_000), "120.000");
+        assert_eq!(seconds(u64::MAX), "18446744073709551.615");
     }
 }

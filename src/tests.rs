@@ -604,6 +604,15 @@ fn a_finished_run_publishes_filter_state_for_access_logs() {
     assert_eq!(get("fusion_outcome"), "ok");
     assert_eq!(get("fusion_panel"), "ok=3,failed=0,late=0");
     assert!(get("fusion_cost").parse::<f64>().is_ok() || get("fusion_cost") == "null");
+    // The durations the shipped stats access logger records, in decimal seconds.
+    for key in ["fusion_run_seconds", "fusion_panel_wait_seconds"] {
+        let v = get(key);
+        assert!(
+            v.parse::<f64>().is_ok_and(|s| s >= 0.0)
+                && v.split_once('.').is_some_and(|(_, f)| f.len() == 3),
+            "{key}={v:?}"
+        );
+    }
 }
 
 #[test]

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from harness import ENVOY, ROOT, RUN_DIR, WASM, Envoy, free_port, render
+from harness import ENVOY, ROOT, RUN_DIR, WASM, Envoy, free_port, has_stats_access_logger, render
 
 ENVOY_DIR = ROOT / "envoy"
 ISTIO_DIR = ROOT / "deploy" / "istio"
@@ -776,6 +776,8 @@ def test_envoyfilter_config_runs_fusion_through_the_gateway(mock):
         assert r.status_code == 503, r.text
         assert set(r.json()["error"]) == {"message", "type", "param", "code"}, r.text
         assert_no_key_in(e.log_text())
+        # The NETWORK_FILTER MERGE appended the stats access loggers: durations in seconds.
+        assert_duration_recorded(e, runs=2)
     finally:
         e.stop()
 
@@ -1293,6 +1295,10 @@ def envoy_gateway_template(mock_port: int, name: str) -> Path:
             {"name": f"{listener_name}/llm_example_com", "domains": [listener["hostname"]], "routes": routes}]},
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+        # Envoy Gateway's default access log (to stdout) that the EnvoyPatchPolicy appends to.
+        "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": "/dev/stdout"}}],
     }
     buffer = quantity(eg_one("ClientTrafficPolicy", docs)["spec"]["connection"]["bufferLimit"])
     generated = {
@@ -1355,8 +1361,23 @@ def test_envoy_patch_policy_config_runs_fusion_through_the_gateway(mock):
         assert r.status_code == 503, r.text
         assert r.json()["type"] == "error" and r.json()["error"]["type"] == "api_error", r.text
         assert_no_key_in(e.log_text())
+        # The third patch: the fusion run's duration in seconds (Envoy 1.37 or later).
+        assert_duration_recorded(e, runs=1)
     finally:
         e.stop()
+
+
+def assert_duration_recorded(e, runs: int) -> None:
+    """The shipped stats access loggers recorded `runs` fusion runs (mode alias, outcome ok)
+    in the seconds histogram, whose name and labels need no stats_tags."""
+    if not has_stats_access_logger():
+        return  # Envoy 1.36: no stats access logger, the configs go without it
+    pattern = r'^fusion_run_duration_seconds_count\{mode="alias",outcome="ok"\} (\d+)$'
+    deadline = time.time() + 15
+    while not ((m := re.search(pattern, e.stats(), re.M)) and int(m.group(1)) >= runs):
+        assert time.time() < deadline, "no duration histogram after 15 s"
+        time.sleep(0.5)
+    assert int(m.group(1)) == runs
 
 
 def test_oci_image_is_tagged_and_annotated_with_the_crate_version(tmp_path):

@@ -12,4 +12,4 @@ def test_samples_match_a_real_run():
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen-docs-samples.py"), "--check"],
                        cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.strip() == "7 samples up to date"
+    assert r.stdout.strip() == "8 samples up to date"

@@ -95,7 +95,6 @@ imports! {
         name_size: usize,
         return_id: *mut u32,
     ) -> u32;
-    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
 }
 
@@ -274,11 +273,6 @@ pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, Status> {
 pub fn increment_metric(id: u32, offset: i64) -> Result<(), Status> {
     // SAFETY: plain value arguments.
     check(unsafe { proxy_increment_metric(id, offset) })
-}
-
-pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
-    // SAFETY: plain value arguments.
-    check(unsafe { proxy_record_metric(id, value) })
 }
 
 /// A reserved queue id: the root's `on_queue_ready` ignores it.

@@ -242,8 +242,4 @@ impl Host for FakeHost {
         *self.metric_values.borrow_mut().entry(id).or_insert(0) += offset;
         Ok(())
     }
-    fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
-        self.metric_values.borrow_mut().insert(id, value as i64);
-        Ok(())
-    }
 }

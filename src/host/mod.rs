@@ -55,7 +55,6 @@ pub trait Host {
     fn set_tick_period(&self, period: Duration) -> Result<(), Status>;
     fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status>;
     fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status>;
-    fn record_metric(&self, id: u32, value: u64) -> Result<(), Status>;
 }
 
 /// Envoy, through [`abi`].
@@ -140,8 +139,5 @@ impl Host for AbiHost {
     }
     fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status> {
         abi::increment_metric(id, offset)
-    }
-    fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
-        abi::record_metric(id, value)
     }
 }
