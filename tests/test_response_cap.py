@@ -104,16 +104,18 @@ def allocated(envoy: Envoy) -> int:
     return int(httpx.get(f"{envoy.admin}/memory", timeout=5).json()["allocated"])
 
 
-def huge_member_run(mock, name: str, fusion_config: dict | None = None) -> dict:
-    """One fusion run through the shipped demo where mock-a drips 64 MiB over a minute:
-    the response, its duration and Envoy's peak allocated bytes over the baseline."""
-    e = Envoy(mock, name=name, fusion_config=fusion_config)
+def huge_member_run(mock, name: str, fusion_config: dict | None = None, huge: str = "mock-a",
+                    **envoy_args) -> dict:
+    """One fusion run through a shipped config (the demo unless `template` is given) where
+    the member `huge` (the name the mock sees) drips 64 MiB over a minute: the response,
+    its duration and Envoy's peak allocated bytes over the baseline."""
+    e = Envoy(mock, name=name, fusion_config=fusion_config, **envoy_args)
     try:
         # A first run warms the VM and the connection pools up.
         warm = e.post("/v1/chat/completions", {"model": "fusion", "messages": [{"role": "user", "content": "hi"}]})
         assert warm.status_code == 200, warm.text[:300]
         mock.reset()
-        mock.script({"mock-a": f"bytes={HUGE},slow_body={DRIP_S * 1000}"})
+        mock.script({huge: f"bytes={HUGE},slow_body={DRIP_S * 1000}"})
         base = allocated(e)
         out: dict = {}
 
@@ -131,24 +133,26 @@ def huge_member_run(mock, name: str, fusion_config: dict | None = None) -> dict:
             time.sleep(0.1)
         t.join()
         peak = max(peak, allocated(e))
-        return {"growth": peak - base, **out}
+        return {"growth": peak - base, "calls": mock.calls(), **out}
     finally:
         e.stop()
         mock.reset()
 
 
-def assert_cut_off_early(run: dict, cap: int) -> dict:
-    """The run answered, the huge member failed within seconds, Envoy held about the cap."""
+def assert_cut_off_early(run: dict, cap: int, huge: str = "mock-a") -> dict:
+    """The run answered, the huge member failed within seconds, the others answered,
+    and Envoy held about the cap."""
     r = run["response"]
     assert r.status_code == 200, r.text[:300]
     panel = {m["model"]: m for m in r.json()["fusion"]["panel"]}
-    assert panel["mock-b"]["status"] == panel["mock-c"]["status"] == "ok", panel
-    assert panel["mock-a"]["status"] == "failed", panel["mock-a"]
+    [member] = [m for name, m in panel.items() if name.endswith(huge)]
+    assert member["status"] == "failed", member
+    assert all(m["status"] == "ok" for m in panel.values() if m is not member), panel
     # The member would need DRIP_S seconds; it fails once the cap is passed (a few seconds).
     assert run["elapsed"] < DRIP_S / 3, f"the run took {run['elapsed']:.1f}s"
     assert run["growth"] < cap + SLACK, (
         f"Envoy grew by {run['growth'] / MIB:.1f} MiB for a cap of {cap / MIB:.1f} MiB")
-    return panel["mock-a"]
+    return member
 
 
 def test_huge_answer_through_callouts_is_cut_off_and_reported_too_large(mock):
@@ -167,3 +171,33 @@ def test_shipped_demo_cuts_a_huge_answer_off_with_the_async_client_limit(mock):
     member = assert_cut_off_early(huge_member_run(mock, "respcap-runtime"), cap)
     # The Wasm host reports Envoy's reset as it reports a cut connection.
     assert member["failure_reason"] == "unreachable", member
+
+
+def providers_on_loopback_but_callouts(mock_port: int):
+    """providers.yaml with every provider cluster pointed at the mock (no TLS); the
+    internal `callouts` cluster stays, so member-only providers go through the listener."""
+    def transform(text: str) -> str:
+        cfg = yaml.safe_load(text)
+        cfg["static_resources"]["clusters"] = [
+            c if c["name"] == "callouts" else {
+                "name": c["name"], "connect_timeout": "1s", "type": "STATIC",
+                "load_assignment": {"cluster_name": c["name"], "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": mock_port}}}}]}]}}
+            for c in cfg["static_resources"]["clusters"]]
+        return yaml.safe_dump(cfg, sort_keys=False)
+    return transform
+
+
+def test_providers_member_through_callouts_is_reported_too_large(mock):
+    """providers.yaml: the Anthropic member goes through `callouts`, routed there by its
+    authority to the `anthropic` cluster."""
+    keys = {var: f"sk-fake-{var.lower()}" for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY")}
+    cap = max_response_bytes(shipped("envoy/providers.yaml"))
+    run = huge_member_run(mock, "respcap-providers", huge="claude-sonnet-4-5", template=ROOT / "envoy/providers.yaml",
+                          env=keys, transform=providers_on_loopback_but_callouts(mock.port))
+    member = assert_cut_off_early(run, cap, huge="claude-sonnet-4-5")
+    assert member["failure_reason"] == "response_too_large", member
+    hosts = {c["model"]: c["headers"]["host"] for c in run["calls"]}
+    assert hosts["claude-sonnet-4-5"] == "api.anthropic.com"
+    assert hosts["google/gemini-2.5-pro"] == "openrouter.ai"
+    assert hosts["meta-llama/Llama-3.1-8B-Instruct"] == "vllm"
