@@ -156,8 +156,14 @@ mod tests {
         let body = b"response_too_large: the answer passed the gateway's response cap";
         assert!(is_response_cap(502, body));
         assert!(!is_response_cap(500, body));
-        assert!(!is_response_cap(502, b"upstream connect error or disconnect/reset before headers"));
-        assert!(!is_response_cap(502, br#"{"error":{"message":"response_too_large:"}}"#));
+        assert!(!is_response_cap(
+            502,
+            b"upstream connect error or disconnect/reset before headers"
+        ));
+        assert!(!is_response_cap(
+            502,
+            br#"{"error":{"message":"response_too_large:"}}"#
+        ));
     }
 
     #[test]
