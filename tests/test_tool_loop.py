@@ -73,8 +73,10 @@ def test_forcing_tool_choice_skips_the_decision_round(envoy, mock):
         assert seen[3:] == ["mock-judge", "mock-outer"]
         body = r.json()
         assert body["fusion"]["mode"] == "forced" and body["fusion"]["rounds"] == 1
-        # After the one invocation the model is asked for text.
-        assert mock.calls("chat")[-1]["body"]["tool_choice"] == "none"
+        # After the one invocation the model is asked for text: the spent tool is not
+        # declared, and without client tools the round carries no tools at all.
+        last = mock.calls("chat")[-1]["body"]
+        assert "tools" not in last and "tool_choice" not in last, last
 
 
 def test_openrouter_spelling_sets_the_panel(envoy, mock):
@@ -238,7 +240,7 @@ def test_round_budget_truncates(tight, mock):
     body = r.json()
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["fusion"]["rounds"] == 2
-    assert models(mock).count("claude-outer:fusion_calls=5") == 2
+    assert [c["model"] for c in mock.calls("messages")].count("claude-outer:fusion_calls=5") == 2
 
 
 # --- depth ---------------------------------------------------------------------
