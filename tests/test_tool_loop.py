@@ -73,10 +73,8 @@ def test_forcing_tool_choice_skips_the_decision_round(envoy, mock):
         assert seen[3:] == ["mock-judge", "mock-outer"]
         body = r.json()
         assert body["fusion"]["mode"] == "forced" and body["fusion"]["rounds"] == 1
-        # After the one invocation the model is asked for text: the spent tool is not
-        # declared, and without client tools the round carries no tools at all.
-        last = mock.calls("chat")[-1]["body"]
-        assert "tools" not in last and "tool_choice" not in last, last
+        # After the one invocation the model is asked for text.
+        assert mock.calls("chat")[-1]["body"]["tool_choice"] == "none"
 
 
 def test_openrouter_spelling_sets_the_panel(envoy, mock):

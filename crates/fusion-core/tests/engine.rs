@@ -178,9 +178,7 @@ fn forced_turn_panel_then_judge_then_outer() {
     assert_eq!(result["status"], "ok");
     assert_eq!(result["analysis"]["unique_insights"][0], "Rayleigh");
     assert_eq!(result["responses"].as_array().unwrap().len(), 3);
-    // The one invocation is spent: a Chat round no longer declares the tool,
-    // and without client tools it carries none (so no `tool_choice` either).
-    assert!(ob.get("tools").is_none() && ob.get("tool_choice").is_none(), "{ob}");
+    assert_eq!(ob["tool_choice"], "none", "the one invocation is spent");
 
     let (status, v) =
         reply_json(turn.on_call_result(outer[0].id, ok("The sky is blue.", 100, 5), 1_500));
@@ -364,7 +362,7 @@ fn streaming_final_answer_goes_up_the_route() {
     let b: Value = serde_json::from_slice(&resume.body).unwrap();
     assert_eq!(b["stream"], true);
     assert_eq!(b["model"], "mock-outer");
-    assert!(b.get("tools").is_none() && b.get("tool_choice").is_none(), "{b}");
+    assert_eq!(b["tool_choice"], "none");
     // Usage is always asked for: the report needs the final call's.
     assert_eq!(b["stream_options"], json!({"include_usage": true}));
     assert!(resume
