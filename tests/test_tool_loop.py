@@ -238,7 +238,7 @@ def test_round_budget_truncates(tight, mock):
     body = r.json()
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["fusion"]["rounds"] == 2
-    assert models(mock).count("claude-outer:fusion_calls=5") == 2
+    assert [c["model"] for c in mock.calls("messages")].count("claude-outer:fusion_calls=5") == 2
 
 
 # --- depth ---------------------------------------------------------------------

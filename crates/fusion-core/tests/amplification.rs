@@ -177,14 +177,17 @@ fn chat_rounds_after_fusion_no_longer_offer_it_and_a_looping_model_ends_the_turn
 }
 
 #[test]
-fn chat_alias_after_fusion_sends_no_tools_at_all() {
+fn chat_alias_after_fusion_asks_for_text() {
     let c = config_with("");
-    let body =
-        json!({"model": "fusion", "messages": [{"role": "user", "content": "Is tea healthy?"}]});
+    let body = json!({"model": "fusion", "messages": [{"role": "user", "content": "Is tea healthy?"}],
+                      "parallel_tool_calls": false});
     let (mut turn, panel) = run(&c, Api::Chat, &body);
     let outer = body_of(&answer_panel_and_judge(&mut turn, &panel));
-    assert!(outer.get("tools").is_none(), "{outer}");
-    assert!(outer.get("tool_choice").is_none(), "{outer}");
+    // Without client tools the spent tool stays declared and no tool may be
+    // called: the client's tool-only fields stay valid.
+    assert_eq!(tool_names(&outer), ["fusion"], "{outer}");
+    assert_eq!(outer["tool_choice"], "none", "{outer}");
+    assert_eq!(outer["parallel_tool_calls"], false, "{outer}");
     // The fusion exchange is still there for the model to read.
     let messages = outer["messages"].as_array().unwrap();
     assert_eq!(

@@ -389,6 +389,8 @@ mod tests {
     fn config() -> Config {
         let text = crate::config::DEFAULT_CONFIG
             .replace(r#""prefix": """#, r#""prefix": "mock-""#)
+            // OpenAI's built-in tools need a Responses upstream (config refuses them on Chat).
+            .replace(r#""api": "chat""#, r#""api": "responses""#)
             .replace(
                 r#""judge": {"model": "mock-judge"},"#,
                 r#""judge": {"model": "mock-judge"},

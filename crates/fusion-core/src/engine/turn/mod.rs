@@ -296,13 +296,16 @@ impl Turn {
     }
 
     /// Whether an outer round to an `api` upstream declares the fusion tool.
-    /// Once fusion ran, the tool is spent: OpenAI's APIs take the fusion call in
-    /// the history without its declaration, so it is no longer offered and the
-    /// model cannot loop on it; Anthropic refuses `tool_use` history without
-    /// `tools`, so there it stays declared (with `tool_choice: none` when the
-    /// client has no tools, and one capped round at most, see `on_outer_answer`).
+    /// Once fusion ran, the tool is spent. Without client tools the round asks
+    /// for text (`tool_choice: none`) and the declaration stays, which keeps the
+    /// client's tool-only fields (`parallel_tool_calls`) valid. With client
+    /// tools the model may call tools: OpenAI's APIs take the fusion call in the
+    /// history without its declaration, so there it is no longer offered and the
+    /// model cannot loop on it; Anthropic refuses `tool_use` history without its
+    /// tools and has no `tool_choice` that excludes one, so there it stays (one
+    /// capped round at most, see `on_outer_answer`).
     fn offers_fusion(&self, api: Api) -> bool {
-        self.invocations == 0 || api == Api::Messages
+        self.invocations == 0 || api == Api::Messages || self.req.tools.is_empty()
     }
 
     /// Calls dispatched and not yet answered.

@@ -286,6 +286,7 @@ impl Turn {
         };
         // The history holds the fusion call: Anthropic wants the tool declared;
         // OpenAI's APIs take the history without it (see `offers_fusion`).
+        // Without client tools it stays, with `tool_choice: none`.
         let extra_tools: Vec<Value> = if self.offers_fusion(self.api) {
             vec![patch::tool_entry(self.api, &fusion_tool::tool_def())]
         } else {
