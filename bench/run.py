@@ -641,6 +641,18 @@ def upstream_cx(envoy: Envoy) -> int | None:
         return None
 
 
+def cluster_failures(envoy: Envoy) -> dict:
+    """The mock cluster's connection failures and overflows so far (why a callout was
+    unreachable: connect timeouts, refused connects, circuit breakers)."""
+    try:
+        text = httpx.get(f"{envoy.admin}/stats?filter=^cluster\\.mock\\.(upstream_cx_connect_timeout|"
+                         "upstream_cx_connect_fail|upstream_cx_overflow|upstream_rq_pending_overflow)$",
+                         timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    return {m[1]: int(m[2]) for m in re.finditer(r"cluster\.mock\.(\w+): (\d+)", text)}
+
+
 def admin_memory(envoy: Envoy) -> dict:
     try:
         mem = httpx.get(f"{envoy.admin}/memory", timeout=5).json()
@@ -706,12 +718,14 @@ def part4(mock: Mock, cfg: dict) -> dict:
 
             sampler = threading.Thread(target=sample, daemon=True)
             peak_cx_before = upstream_cx(envoy)
+            fails0 = cluster_failures(envoy)
             cpu0 = (cpu_s(pid), cpu_s(mock.proc.pid), time.process_time())
             sampler.start()
             turns, wall = asyncio.run(_burst(envoy.port, n, forced_body))
             cpu1 = (cpu_s(pid), cpu_s(mock.proc.pid), time.process_time())
             peak_admin = admin_memory(envoy)
             peak_cx = upstream_cx(envoy)
+            fails1 = cluster_failures(envoy)
             stop.set()
             sampler.join()
             by = calls_by_marker(mock)
@@ -728,6 +742,7 @@ def part4(mock: Mock, cfg: dict) -> dict:
                 "gaps_ms": {k: gap(k) for k in ("to_first_call", "panel_to_judge", "judge_to_final", "final_to_client")},
                 "cpu_s": {"envoy": cpu1[0] - cpu0[0], "mock": cpu1[1] - cpu0[1], "client": cpu1[2] - cpu0[2]},
                 "upstream_cx": {"end": peak_cx, "after": upstream_cx(envoy)},
+                "cluster_failures": {k: v - fails0.get(k, 0) for k, v in fails1.items()},
                 "ok": sum(t["ok"] for t in turns),
                 "complete": sum(t["complete"] for t in turns),
                 "statuses": {str(s): sum(1 for t in turns if t["status"] == s)
@@ -747,7 +762,8 @@ def part4(mock: Mock, cfg: dict) -> dict:
                 f"wall {wall:.0f} ms vs one turn's critical path {fmt(one.get('critical_ms'), '.0f')} ms "
                 f"(x{fmt(burst['wall_over_critical'], '.3f')}); RSS {before['rss_kb'] / 1024:.1f} -> peak "
                 f"{peak['rss_kb'] / 1024:.1f} -> {pause} s after {after['rss_kb'] / 1024:.1f} MiB; "
-                f"Envoy CPU {burst['cpu_s']['envoy']:.2f} s, mock {burst['cpu_s']['mock']:.2f} s")
+                f"Envoy CPU {burst['cpu_s']['envoy']:.2f} s, mock {burst['cpu_s']['mock']:.2f} s; mock cluster: "
+                + ", ".join(f"{k} {v}" for k, v in burst["cluster_failures"].items()))
         return {
             **out,
             "turns": n,
