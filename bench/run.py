@@ -47,6 +47,8 @@ DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "fusion-vs-critical-path.svg"
 RESULTS = RUN_DIR / "bench-results.json"
 WRK_LUA = ROOT / "bench" / "wrk-body.lua"
+# Issue 19's memory and burst findings (measured once, with their commands), kept after part 6.
+MEMORY_FINDINGS = ROOT / "bench" / "memory-findings.md"
 COMMAND = "make bench"
 
 PANEL = ["mock-a", "mock-b", "mock-c"]
@@ -1472,6 +1474,8 @@ def write_doc(r: dict) -> None:
             "3 members, judge, final answer), not only the filter's.",
             "",
         ]
+    if p4 or p6:
+        L += [line for line in MEMORY_FINDINGS.read_text().splitlines() if not line.startswith("<!--")] + [""]
     p7 = r.get("part7")
     if p7:
         L += [
