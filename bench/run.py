@@ -47,6 +47,8 @@ DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "fusion-vs-critical-path.svg"
 RESULTS = RUN_DIR / "bench-results.json"
 WRK_LUA = ROOT / "bench" / "wrk-body.lua"
+# Issue 19's memory and burst findings (measured once, with their commands), kept after part 6.
+MEMORY_FINDINGS = ROOT / "bench" / "memory-findings.md"
 COMMAND = "make bench"
 
 PANEL = ["mock-a", "mock-b", "mock-c"]
@@ -632,6 +634,39 @@ def rss_kb(pid: int) -> int:
         return 0
 
 
+def memory_breakdown(pid: int, envoy: Envoy) -> dict:
+    """Where an Envoy's resident memory is, in kB: its tcmalloc heap (admin `/memory`:
+    live allocations, free pages still mapped, thread/per-CPU caches), the wasm VMs'
+    linear memories (V8 maps each as a read-write region followed by a guard region of
+    gigabytes), V8's code space (anonymous rwx) and the binary's pages."""
+    out = {"wasm_memories": 0, "wasm_memory_kb": 0, "code_space_kb": 0, "file_kb": 0, "anon_kb": 0}
+    maps: list[dict] = []
+    try:
+        for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+            m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$", line)
+            if m:
+                maps.append({"start": int(m[1], 16), "end": int(m[2], 16), "perms": m[3], "name": m[4], "rss": 0})
+            elif line.startswith("Rss:") and maps:
+                maps[-1]["rss"] = int(line.split()[1])
+    except OSError:
+        return {}
+    for i, mp in enumerate(maps):
+        nxt = maps[i + 1] if i + 1 < len(maps) else None
+        anon = not mp["name"] or mp["name"].startswith("[")
+        out["anon_kb" if anon else "file_kb"] += mp["rss"]
+        if anon and mp["perms"] == "rwxp":
+            out["code_space_kb"] += mp["rss"]
+        if (anon and mp["perms"] == "rw-p" and nxt and nxt["perms"] == "---p" and nxt["start"] == mp["end"]
+                and nxt["end"] - nxt["start"] >= 2**30):
+            out["wasm_memories"] += 1
+            out["wasm_memory_kb"] += mp["rss"]
+    mem = admin_memory(envoy)
+    for key in ("allocated", "pageheap_free", "total_thread_cache", "heap_size", "pageheap_unmapped"):
+        if key in mem:
+            out[f"heap_{key}_kb"] = mem[key] // 1024
+    return out
+
+
 def upstream_cx(envoy: Envoy) -> int | None:
     try:
         text = httpx.get(f"{envoy.admin}/stats?filter=^cluster\\.mock\\.upstream_cx_active$", timeout=5).text
@@ -639,6 +674,18 @@ def upstream_cx(envoy: Envoy) -> int | None:
         return int(m.group(1)) if m else None
     except httpx.HTTPError:
         return None
+
+
+def cluster_failures(envoy: Envoy) -> dict:
+    """The mock cluster's connection failures and overflows so far (why a callout was
+    unreachable: connect timeouts, refused connects, circuit breakers)."""
+    try:
+        text = httpx.get(f"{envoy.admin}/stats?filter=^cluster\\.mock\\.(upstream_cx_connect_timeout|"
+                         "upstream_cx_connect_fail|upstream_cx_overflow|upstream_rq_pending_overflow)$",
+                         timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    return {m[1]: int(m[2]) for m in re.finditer(r"cluster\.mock\.(\w+): (\d+)", text)}
 
 
 def admin_memory(envoy: Envoy) -> dict:
@@ -687,7 +734,8 @@ def part4(mock: Mock, cfg: dict) -> dict:
         by = calls_by_marker(mock)
         one = path_of(single[0], by.get("one-0", []))
         time.sleep(1)
-        before = {"rss_kb": rss_kb(pid), "admin": admin_memory(envoy), "cx": upstream_cx(envoy)}
+        before = {"rss_kb": rss_kb(pid), "admin": admin_memory(envoy), "cx": upstream_cx(envoy),
+                  "breakdown": memory_breakdown(pid, envoy)}
         bursts = []
         # Burst 1 opens Envoy's connections to the mock; burst 2 follows before their
         # 2 s idle timeout and reuses them; after the last, the pool drains before
@@ -706,12 +754,14 @@ def part4(mock: Mock, cfg: dict) -> dict:
 
             sampler = threading.Thread(target=sample, daemon=True)
             peak_cx_before = upstream_cx(envoy)
+            fails0 = cluster_failures(envoy)
             cpu0 = (cpu_s(pid), cpu_s(mock.proc.pid), time.process_time())
             sampler.start()
             turns, wall = asyncio.run(_burst(envoy.port, n, forced_body))
             cpu1 = (cpu_s(pid), cpu_s(mock.proc.pid), time.process_time())
             peak_admin = admin_memory(envoy)
             peak_cx = upstream_cx(envoy)
+            fails1 = cluster_failures(envoy)
             stop.set()
             sampler.join()
             by = calls_by_marker(mock)
@@ -719,7 +769,7 @@ def part4(mock: Mock, cfg: dict) -> dict:
             rows = [path_of(t, by.get(t["marker"], [])) for t in turns]
             measured = [r["critical_ms"] for r in rows if r.get("critical_ms") is not None]
             time.sleep(pause)
-            after = {"rss_kb": rss_kb(pid), "admin": admin_memory(envoy)}
+            after = {"rss_kb": rss_kb(pid), "admin": admin_memory(envoy), "breakdown": memory_breakdown(pid, envoy)}
             good = [r for r in rows if r.get("critical_ms") is not None]
             gap = lambda k: (pct([r["gaps"][k] for r in good], 50), max((r["gaps"][k] for r in good), default=float("nan")))  # noqa: E731
             burst = {
@@ -728,6 +778,7 @@ def part4(mock: Mock, cfg: dict) -> dict:
                 "gaps_ms": {k: gap(k) for k in ("to_first_call", "panel_to_judge", "judge_to_final", "final_to_client")},
                 "cpu_s": {"envoy": cpu1[0] - cpu0[0], "mock": cpu1[1] - cpu0[1], "client": cpu1[2] - cpu0[2]},
                 "upstream_cx": {"end": peak_cx, "after": upstream_cx(envoy)},
+                "cluster_failures": {k: v - fails0.get(k, 0) for k, v in fails1.items()},
                 "ok": sum(t["ok"] for t in turns),
                 "complete": sum(t["complete"] for t in turns),
                 "statuses": {str(s): sum(1 for t in turns if t["status"] == s)
@@ -741,19 +792,22 @@ def part4(mock: Mock, cfg: dict) -> dict:
                 "rss_kb": {"peak": peak["rss_kb"], "after": after["rss_kb"]},
                 "admin_allocated": {"peak": peak_admin.get("allocated"), "after": after["admin"].get("allocated")},
                 "admin_heap": {"peak": peak_admin.get("heap_size"), "after": after["admin"].get("heap_size")},
+                "breakdown_after": after["breakdown"],
             }
             bursts.append(burst)
             log(f"  burst {b + 1}: {burst['ok']}/{n} ok ({burst['complete']} with every member and the analysis); "
                 f"wall {wall:.0f} ms vs one turn's critical path {fmt(one.get('critical_ms'), '.0f')} ms "
                 f"(x{fmt(burst['wall_over_critical'], '.3f')}); RSS {before['rss_kb'] / 1024:.1f} -> peak "
                 f"{peak['rss_kb'] / 1024:.1f} -> {pause} s after {after['rss_kb'] / 1024:.1f} MiB; "
-                f"Envoy CPU {burst['cpu_s']['envoy']:.2f} s, mock {burst['cpu_s']['mock']:.2f} s")
+                f"Envoy CPU {burst['cpu_s']['envoy']:.2f} s, mock {burst['cpu_s']['mock']:.2f} s; mock cluster: "
+                + ", ".join(f"{k} {v}" for k, v in burst["cluster_failures"].items()))
         return {
             **out,
             "turns": n,
             "one_turn_critical_ms": one.get("critical_ms"),
             "one_turn_e2e_ms": one.get("e2e_ms"),
             "rss_before_kb": before["rss_kb"],
+            "breakdown_before": before["breakdown"],
             "upstream_cx_before": before["cx"],
             "admin_before": {"allocated": before["admin"].get("allocated"), "heap_size": before["admin"].get("heap_size")},
             "bursts": bursts,
@@ -822,6 +876,7 @@ def idle_rss(mock: Mock, cfg: dict) -> dict:
         "filter": dict(),
     }
     out: dict[str, list[int]] = {n: [] for n in sides}
+    breakdown: dict[str, dict] = {}
     req_get = build_request("GET", "/bench/echo")
     req_post = build_request("POST", "/v1/chat/completions", chat_body(2048), {"content-type": "application/json"})
     for rep in range(cfg["rss_reps"]):
@@ -839,11 +894,12 @@ def idle_rss(mock: Mock, cfg: dict) -> dict:
             time.sleep(cfg["rss_settle_s"])
             for name, e in envoys.items():
                 out[name].append(rss_kb(e.proc.pid))
+                breakdown[name] = memory_breakdown(e.proc.pid, e)
         finally:
             for e in envoys.values():
                 e.stop()
     med = {n: statistics.median(v) for n, v in out.items()}
-    return {"runs_kb": out, "median_kb": med,
+    return {"runs_kb": out, "median_kb": med, "breakdown_kb": breakdown,
             "filter_over_noop_kb": med["filter"] - med["noop"],
             "noop_over_plain_kb": med["noop"] - med["plain"],
             "filter_over_plain_kb": med["filter"] - med["plain"]}
@@ -1036,6 +1092,35 @@ def nums(values: list) -> str:
 
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**not met**")
+
+
+BREAKDOWN_ROWS = [
+    ("tcmalloc heap: live allocations", "heap_allocated_kb"),
+    ("tcmalloc heap: free pages kept mapped", "heap_pageheap_free_kb"),
+    ("tcmalloc heap: thread and per-CPU caches", "heap_total_thread_cache_kb"),
+    ("wasm linear memory (all VMs)", "wasm_memory_kb"),
+    ("V8 code space (anonymous rwx)", "code_space_kb"),
+    ("anonymous, total", "anon_kb"),
+    ("file-backed (the Envoy binary's pages)", "file_kb"),
+]
+
+
+def breakdown_table(b: dict) -> list[str]:
+    """Part 6's idle Envoys side by side, memory_breakdown() of the last round."""
+    if not all(b.get(n) for n in ("plain", "noop", "filter")):
+        return []
+    def mib(n: str, key: str) -> str:
+        v = b[n].get(key)
+        return "" if v is None else f"{v / 1024:.1f}"
+    def diff(key: str) -> str:
+        a, z = b["filter"].get(key), b["noop"].get(key)
+        return "" if a is None or z is None else f"{(a - z) / 1024:+.1f}"
+    rows = ["Where it is (MiB; the last round; admin `/memory` and /proc/PID/smaps, `memory_breakdown` in bench/run.py):", "",
+            "| | plain | no-op | filter | filter - no-op |", "|---|---|---|---|---|"]
+    rows += [f"| {label} | {mib('plain', k)} | {mib('noop', k)} | {mib('filter', k)} | {diff(k)} |" for label, k in BREAKDOWN_ROWS]
+    rows += ["", f"Wasm VMs (linear memories): plain {b['plain'].get('wasm_memories')}, no-op {b['noop'].get('wasm_memories')}, "
+             f"filter {b['filter'].get('wasm_memories')}.", ""]
+    return rows
 
 
 def write_doc(r: dict) -> None:
@@ -1321,6 +1406,15 @@ def write_doc(r: dict) -> None:
             row("Envoy connections to the mock at the end / after", lambda b: f"{b['upstream_cx']['end']} / {b['upstream_cx']['after']}"),
             row("admin `/memory` heap_size at the end / after",
                 lambda b: f"{mib(b['admin_heap']['peak'])} / {mib(b['admin_heap']['after'])}"),
+            row("after: wasm linear memory, all VMs (before the load)",
+                lambda b: f"{(b.get('breakdown_after') or {}).get('wasm_memory_kb', 0) / 1024:.1f} MiB "
+                f"({(p4.get('breakdown_before') or {}).get('wasm_memory_kb', 0) / 1024:.1f})"),
+            row("after: tcmalloc live / free pages / caches",
+                lambda b: " / ".join(f"{(b.get('breakdown_after') or {}).get(k, 0) / 1024:.1f}" for k in (
+                    "heap_allocated_kb", "heap_pageheap_free_kb", "heap_total_thread_cache_kb")) + " MiB"),
+            row("mock cluster: connect timeouts / connect failures / overflows",
+                lambda b: " / ".join(str((b.get("cluster_failures") or {}).get(k, "-")) for k in (
+                    "upstream_cx_connect_timeout", "upstream_cx_connect_fail", "upstream_cx_overflow"))),
             "",
             "`/memory` is Envoy's own (tcmalloc) heap; it does not include the wasm VMs' linear memory, "
             "which V8 maps separately and which a wasm module can grow but never shrink.",
@@ -1368,6 +1462,9 @@ def write_doc(r: dict) -> None:
             f"| idle VmRSS | {m['plain'] / 1024:.1f} MiB | {m['noop'] / 1024:.1f} MiB | {m['filter'] / 1024:.1f} MiB "
             f"| **{rss['filter_over_noop_kb'] / 1024:+.1f} MiB** | {rss['noop_over_plain_kb'] / 1024:+.1f} MiB |",
             "",
+        ]
+        L += breakdown_table(rss.get("breakdown_kb") or {})
+        L += [
             f"Envoy CPU per fusion turn: {c['turns']} forced turns (3 members, judge, final answer; mock latency 0), "
             f"4 at a time, on a fresh Envoy running the shipped configuration; its CPU time over the turns from "
             f"/proc ({c['envoy_cpu_s']:.2f} s in {c['wall_s']:.1f} s) minus its idle rate measured just before "
@@ -1377,6 +1474,8 @@ def write_doc(r: dict) -> None:
             "3 members, judge, final answer), not only the filter's.",
             "",
         ]
+    if p4 or p6:
+        L += [line for line in MEMORY_FINDINGS.read_text().splitlines() if not line.startswith("<!--")] + [""]
     p7 = r.get("part7")
     if p7:
         L += [
