@@ -5,16 +5,30 @@
 //! naming an unsupported optional parameter is retried once without it anyway
 //! (docs/configuration.md, "Per-model parameters").
 
-use serde::Deserialize;
+use super::read::{join, list, object, string, unknown_field};
+use super::ConfigError;
+use serde_json::Value;
 
 /// One model's settings.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelSettings {
     /// Top-level request fields never sent to this model (`temperature`,
     /// `top_p`, `seed`, ...): removed from every call the filter makes to it.
-    #[serde(default)]
     pub unsupported_params: Vec<String>,
+}
+
+/// Reads `models.<model>` (raw.rs); the names are checked by [`check`].
+pub(super) fn settings(at: &str, v: Value) -> Result<ModelSettings, ConfigError> {
+    let mut s = ModelSettings::default();
+    for (key, v) in object(at, v)? {
+        match key.as_str() {
+            "unsupported_params" => {
+                s.unsupported_params = list(&join(at, &key), v, string)?;
+            }
+            _ => return Err(unknown_field(at, &key, &["unsupported_params"])),
+        }
+    }
+    Ok(s)
 }
 
 /// The optional parameters the filter may remove from a call: sampling and
