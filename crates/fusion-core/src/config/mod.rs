@@ -38,14 +38,14 @@ struct RawConfig {
     synthesizer: Option<String>,
     min_panel_answers: usize,
     panel_grace_ms: u64,
-    presets: BTreeMap<String, RawPreset>,
-    prices: BTreeMap<String, PriceDecl>,
+    presets: Vec<(String, RawPreset)>,
+    prices: Vec<(String, PriceDecl)>,
     log: LogConfig,
     depth_header: String,
     max_depth: u32,
     limits: Limits,
     models: BTreeMap<String, ModelSettings>,
-    upstreams: BTreeMap<String, RawUpstream>,
+    upstreams: Vec<(String, RawUpstream)>,
     routes: Vec<RawRoute>,
 }
 
@@ -399,8 +399,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     {
         return Err(err("depth_header", "must be a lowercase HTTP header name"));
     }
-    let mut upstreams = Vec::with_capacity(raw.upstreams.len());
-    let mut index = BTreeMap::new();
+    let mut upstreams: Vec<Upstream> = Vec::with_capacity(raw.upstreams.len());
     for (name, u) in raw.upstreams {
         let field = format!("upstreams.{name}");
         if u.cluster.is_empty() {
@@ -421,7 +420,6 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 value: secret(&field, &var, env)?,
             },
         };
-        index.insert(name.clone(), upstreams.len());
         upstreams.push(Upstream {
             authority: u.authority.unwrap_or_else(|| u.cluster.clone()),
             path: u.path.unwrap_or_else(|| u.api.default_path().to_string()),
@@ -433,7 +431,8 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     }
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.into_iter().enumerate() {
-        let upstream = *index.get(&r.upstream).ok_or_else(|| {
+        let upstream = upstreams.iter().position(|u| u.name == r.upstream);
+        let upstream = upstream.ok_or_else(|| {
             err(
                 format!("routes[{i}].upstream"),
                 format!("`{}` is not a configured upstream", r.upstream),
@@ -474,7 +473,8 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         };
         presets.insert(name, preset);
     }
-    for (model, price) in &raw.prices {
+    let mut prices = BTreeMap::new();
+    for (model, price) in raw.prices {
         let values = [
             Some(price.input_per_mtok),
             Some(price.output_per_mtok),
@@ -486,6 +486,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 "prices must be finite and not negative",
             ));
         }
+        prices.insert(model, Price::from(price));
     }
     for (i, tool) in raw.member_tools.iter().enumerate() {
         check_provider_tool(&format!("member_tools[{i}]"), tool)?;
@@ -497,7 +498,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         defaults,
         presets,
         member_tools: raw.member_tools,
-        prices: raw.prices.into_iter().map(|(m, p)| (m, p.into())).collect(),
+        prices,
         log: raw.log,
         depth_header: raw.depth_header,
         max_depth: raw.max_depth,

@@ -5,7 +5,7 @@
 //! naming an unsupported optional parameter is retried once without it anyway
 //! (docs/configuration.md, "Per-model parameters").
 
-use super::read::{join, list, object, string, unknown_field};
+use super::read::{entries, join, list, object, string, unknown_field};
 use super::ConfigError;
 use serde_json::Value;
 
@@ -17,8 +17,19 @@ pub struct ModelSettings {
     pub unsupported_params: Vec<String>,
 }
 
-/// Reads `models.<model>` (raw.rs); the names are checked by [`check`].
-pub(super) fn settings(at: &str, v: Value) -> Result<ModelSettings, ConfigError> {
+/// Reads `models` (raw.rs); the names are checked by [`check`].
+pub(super) fn read(
+    field: &str,
+    v: Value,
+) -> Result<std::collections::BTreeMap<String, ModelSettings>, ConfigError> {
+    let mut models = std::collections::BTreeMap::new();
+    for (model, settings) in entries(field, v, settings)? {
+        models.insert(model, settings);
+    }
+    Ok(models)
+}
+
+fn settings(at: &str, v: Value) -> Result<ModelSettings, ConfigError> {
     let mut s = ModelSettings::default();
     for (key, v) in object(at, v)? {
         match key.as_str() {

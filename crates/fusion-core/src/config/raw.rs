@@ -6,7 +6,7 @@
 //! reported after the object's other entries. Defaults are those of the types.
 
 use super::read::{
-    any, boolean, join, list, map, missing_field, number, object, optional, required, string, u32_,
+    any, boolean, entries, join, list, missing_field, number, object, optional, required, string, u32_,
     u64_, unknown_field, usize_, variant,
 };
 use super::{
@@ -49,14 +49,14 @@ pub(super) fn config(v: Value) -> Result<RawConfig, ConfigError> {
         synthesizer: None,
         min_panel_answers: 0,
         panel_grace_ms: 0,
-        presets: Default::default(),
-        prices: Default::default(),
+        presets: Vec::new(),
+        prices: Vec::new(),
         log: LogConfig::default(),
         depth_header: "x-fusion-depth".to_string(),
         max_depth: 1,
         limits: Limits::default(),
         models: Default::default(),
-        upstreams: Default::default(),
+        upstreams: Vec::new(),
         routes: Vec::new(),
     };
     let (mut outer_model, mut judge, mut upstreams, mut routes) = (None, None, None, None);
@@ -71,14 +71,14 @@ pub(super) fn config(v: Value) -> Result<RawConfig, ConfigError> {
             "synthesizer" => c.synthesizer = optional(f, v, string)?,
             "min_panel_answers" => c.min_panel_answers = usize_(f, v)?,
             "panel_grace_ms" => c.panel_grace_ms = u64_(f, v)?,
-            "presets" => c.presets = map(f, v, preset)?,
-            "prices" => c.prices = map(f, v, price)?,
+            "presets" => c.presets = entries(f, v, preset)?,
+            "prices" => c.prices = entries(f, v, price)?,
             "log" => c.log = log(f, v)?,
             "depth_header" => c.depth_header = string(f, v)?,
             "max_depth" => c.max_depth = u32_(f, v)?,
             "limits" => c.limits = limits(f, v)?,
-            "models" => c.models = map(f, v, models::settings)?,
-            "upstreams" => upstreams = Some(map(f, v, upstream)?),
+            "models" => c.models = models::read(f, v)?,
+            "upstreams" => upstreams = Some(entries(f, v, upstream)?),
             "routes" => routes = Some(list(f, v, route)?),
             _ => return Err(unknown_field("", f, CONFIG_FIELDS)),
         }

@@ -9,7 +9,6 @@
 
 use super::{err, ConfigError};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// `parent.key`, or `key` at the top level.
 pub(super) fn join(parent: &str, key: &str) -> String {
@@ -171,29 +170,31 @@ pub(super) fn list<T>(
     v: Value,
     item: fn(&str, Value) -> Result<T, ConfigError>,
 ) -> Result<Vec<T>, ConfigError> {
-    match v {
-        Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| item(&format!("{field}[{i}]"), v))
-            .collect(),
-        other => Err(invalid_type(field, &other, "a sequence")),
+    let Value::Array(items) = v else {
+        return Err(invalid_type(field, &v, "a sequence"));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, v) in items.into_iter().enumerate() {
+        out.push(item(&format!("{field}[{i}]"), v)?);
     }
+    Ok(out)
 }
 
-/// A map by name; `entry` reads each value under `field.name`.
-pub(super) fn map<T>(
+/// The entries of a map by name, in the document's order; `entry` reads each
+/// value under `field.name`. (A `Vec`, not a `BTreeMap`: every map type costs
+/// its own copy of the B-tree code in the module.)
+pub(super) fn entries<T>(
     field: &str,
     v: Value,
     entry: fn(&str, Value) -> Result<T, ConfigError>,
-) -> Result<BTreeMap<String, T>, ConfigError> {
-    object(field, v)?
-        .into_iter()
-        .map(|(k, v)| {
-            let value = entry(&join(field, &k), v)?;
-            Ok((k, value))
-        })
-        .collect()
+) -> Result<Vec<(String, T)>, ConfigError> {
+    let map = object(field, v)?;
+    let mut out = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let value = entry(&join(field, &k), v)?;
+        out.push((k, value));
+    }
+    Ok(out)
 }
 
 /// Any JSON value, kept as it is (provider tools).
