@@ -7,6 +7,7 @@
 
 pub mod limits;
 mod models;
+mod named;
 mod raw;
 mod read;
 mod struct_pb;
@@ -15,8 +16,8 @@ use crate::prescan::Prescan;
 pub use crate::wire::neutral::Price;
 use crate::wire::Api;
 pub use models::{is_optional, ModelSettings};
+pub use named::Named;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::fmt;
 
 pub const DEFAULT_CONFIG: &str = r#"{
@@ -44,7 +45,7 @@ struct RawConfig {
     depth_header: String,
     max_depth: u32,
     limits: Limits,
-    models: BTreeMap<String, ModelSettings>,
+    models: Named<ModelSettings>,
     upstreams: Vec<(String, RawUpstream)>,
     routes: Vec<RawRoute>,
 }
@@ -260,16 +261,16 @@ pub struct Config {
     pub outer_model: String,
     /// The default panel, judge, synthesizer and quorum.
     pub defaults: Preset,
-    pub presets: BTreeMap<String, Preset>,
+    pub presets: Named<Preset>,
     /// Provider tools sent to every panel member.
     pub member_tools: Vec<Value>,
-    pub prices: BTreeMap<String, Price>,
+    pub prices: Named<Price>,
     pub log: LogConfig,
     pub depth_header: String,
     pub max_depth: u32,
     pub limits: Limits,
     /// Per-model settings (`models`), by the model name requests use.
-    pub models: BTreeMap<String, ModelSettings>,
+    pub models: Named<ModelSettings>,
     upstreams: Vec<Upstream>,
     routes: Vec<Route>,
     /// The body pre-scan for these aliases, built once here.
@@ -457,7 +458,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             grace_ms: raw.panel_grace_ms,
         },
     };
-    let mut presets = BTreeMap::new();
+    let mut presets = Named::default();
     for (name, p) in raw.presets {
         if name.is_empty() {
             return Err(err("presets", "a preset needs a non-empty name"));
@@ -473,7 +474,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         };
         presets.insert(name, preset);
     }
-    let mut prices = BTreeMap::new();
+    let mut prices = Named::default();
     for (model, price) in raw.prices {
         let values = [
             Some(price.input_per_mtok),
@@ -839,7 +840,7 @@ mod tests {
         );
         let c = Config::parse(text.as_bytes(), &no_env).unwrap();
         assert_eq!(c.defaults.synthesizer, None);
-        let p = &c.presets["p"];
+        let p = c.presets.get("p").unwrap();
         assert_eq!((p.panel.len(), p.judge.as_str()), (3, "mock-judge"));
         assert_eq!(c.limits.on_overload, Overload::PassThrough);
         assert_eq!(

@@ -6,7 +6,7 @@
 //! (docs/configuration.md, "Per-model parameters").
 
 use super::read::{entries, join, list, object, string, unknown_field};
-use super::ConfigError;
+use super::{ConfigError, Named};
 use serde_json::Value;
 
 /// One model's settings.
@@ -18,11 +18,8 @@ pub struct ModelSettings {
 }
 
 /// Reads `models` (raw.rs); the names are checked by [`check`].
-pub(super) fn read(
-    field: &str,
-    v: Value,
-) -> Result<std::collections::BTreeMap<String, ModelSettings>, ConfigError> {
-    let mut models = std::collections::BTreeMap::new();
+pub(super) fn read(field: &str, v: Value) -> Result<Named<ModelSettings>, ConfigError> {
+    let mut models = Named::default();
     for (model, settings) in entries(field, v, settings)? {
         models.insert(model, settings);
     }
@@ -73,9 +70,7 @@ pub fn is_optional(name: &str) -> bool {
 }
 
 /// Checks the declared names: each must be one of [`OPTIONAL_PARAMS`].
-pub fn check(
-    models: &std::collections::BTreeMap<String, ModelSettings>,
-) -> Result<(), (String, String)> {
+pub fn check(models: &Named<ModelSettings>) -> Result<(), (String, String)> {
     for (model, settings) in models {
         for (i, p) in settings.unsupported_params.iter().enumerate() {
             if !is_optional(p) {

@@ -6,8 +6,8 @@
 //! reported after the object's other entries. Defaults are those of the types.
 
 use super::read::{
-    any, boolean, entries, join, list, missing_field, number, object, optional, required, string, u32_,
-    u64_, unknown_field, usize_, variant,
+    any, boolean, entries, join, list, missing_field, number, object, optional, required, string,
+    u32_, u64_, unknown_field, usize_, variant,
 };
 use super::{
     models, ConfigError, JudgeSpec, Limits, LogConfig, Overload, PanelMember, PriceDecl, RawAuth,
