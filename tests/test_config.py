@@ -181,7 +181,7 @@ INVALID = [
     ("preset unrouted", with_(["routes"], [{"prefix": "mock-", "upstream": "mock"}], with_(["presets"], {"x": {"panel": [{"model": "gpt-x"}]}})), "presets.x.panel[0].model"),
     ("missing key env", with_(["upstreams", "mock", "auth"], {"type": "bearer", "env": "FUSION_TEST_UNSET_KEY"}), "upstreams.mock.auth.env"),
     ("member tool without type", with_(["member_tools"], [{"name": "x"}]), "member_tools[0]"),
-    ("bad overload policy", with_(["limits", "on_overload"], "explode"), "explode"),
+    ("bad overload policy", with_(["limits", "on_overload"], "explode"), "limits.on_overload"),
     ("zero concurrent runs", with_(["limits", "max_concurrent_runs"], 0), "limits.max_concurrent_runs"),
 ]
 
