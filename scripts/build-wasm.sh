@@ -35,6 +35,12 @@ if [ "${WASM_OPT:-1}" != 0 ] && command -v wasm-opt >/dev/null; then
     "$built" -o "$out.tmp"; then
     mv "$out.tmp" "$out"
     echo "built $out ($(stat -c %s "$out") bytes; $(stat -c %s "$built") before wasm-opt -Oz)"
+    # Issue 19's budget for the shipped module (bench/run.py MODULE_TARGET_BYTES reports it too).
+    if [ "$out" = dist/fusion.wasm ]; then
+      size=$(stat -c %s "$out")
+      if [ "$size" -le 500000 ]; then verdict=within; else verdict="OVER by $((size - 500000)) bytes"; fi
+      echo "module size $size bytes; target <= 500000: $verdict"
+    fi
   else
     rm -f "$out.tmp"
     cp "$built" "$out"

@@ -185,7 +185,7 @@ INVALID = [
     ("member tool its API refuses", with_(["member_tools"], [{"type": "web_search"}]), "member_tools[0]"),
     ("own tool its API refuses", with_(["panel"], [{"model": "mock-a", "tools": [{"type": "code_interpreter"}]}]),
      "panel[0].tools[0]"),
-    ("bad overload policy", with_(["limits", "on_overload"], "explode"), "explode"),
+    ("bad overload policy", with_(["limits", "on_overload"], "explode"), "limits.on_overload"),
     ("zero concurrent runs", with_(["limits", "max_concurrent_runs"], 0), "limits.max_concurrent_runs"),
 ]
 

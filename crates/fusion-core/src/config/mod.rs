@@ -7,15 +7,17 @@
 
 pub mod limits;
 mod models;
+mod named;
+mod raw;
+mod read;
 mod struct_pb;
 
 use crate::prescan::Prescan;
 pub use crate::wire::neutral::Price;
 use crate::wire::Api;
 pub use models::{is_optional, ModelSettings};
-use serde::Deserialize;
+pub use named::Named;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::fmt;
 
 pub const DEFAULT_CONFIG: &str = r#"{
@@ -27,68 +29,43 @@ pub const DEFAULT_CONFIG: &str = r#"{
   "routes": [{"prefix": "", "upstream": "mock"}]
 }"#;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The configuration as written, before it is checked and compiled (read.rs reads it).
 struct RawConfig {
-    #[serde(default = "default_aliases")]
     aliases: Vec<String>,
     outer_model: String,
-    #[serde(default)]
     panel: Vec<PanelMember>,
-    #[serde(default)]
     member_tools: Vec<Value>,
     judge: JudgeSpec,
-    #[serde(default)]
     synthesizer: Option<String>,
-    #[serde(default)]
     min_panel_answers: usize,
-    #[serde(default)]
     panel_grace_ms: u64,
-    #[serde(default)]
-    presets: BTreeMap<String, RawPreset>,
-    #[serde(default)]
-    prices: BTreeMap<String, PriceDecl>,
-    #[serde(default)]
+    presets: Vec<(String, RawPreset)>,
+    prices: Vec<(String, PriceDecl)>,
     log: LogConfig,
-    #[serde(default = "default_depth_header")]
     depth_header: String,
-    #[serde(default = "default_max_depth")]
     max_depth: u32,
-    #[serde(default)]
     limits: Limits,
-    #[serde(default)]
-    models: BTreeMap<String, ModelSettings>,
-    upstreams: BTreeMap<String, RawUpstream>,
+    models: Named<ModelSettings>,
+    upstreams: Vec<(String, RawUpstream)>,
     routes: Vec<RawRoute>,
 }
 
 /// One panel member; `tools` are provider tools (e.g. web search) sent to this member only.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PanelMember {
     pub model: String,
-    #[serde(default)]
     pub tools: Vec<Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 struct JudgeSpec {
     model: String,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 struct RawPreset {
-    #[serde(default)]
     panel: Option<Vec<PanelMember>>,
-    #[serde(default)]
     judge: Option<JudgeSpec>,
-    #[serde(default)]
     synthesizer: Option<String>,
-    #[serde(default)]
     min_panel_answers: Option<usize>,
-    #[serde(default)]
     panel_grace_ms: Option<u64>,
 }
 
@@ -111,15 +88,10 @@ pub struct Preset {
 }
 
 /// A price as the configuration writes it; compiled into [`Price`].
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 struct PriceDecl {
-    #[serde(deserialize_with = "number")]
     input_per_mtok: f64,
-    #[serde(deserialize_with = "number")]
     output_per_mtok: f64,
     /// Cached input tokens; the input price when absent.
-    #[serde(default, deserialize_with = "optional_number")]
     cached_input_per_mtok: Option<f64>,
 }
 
@@ -133,32 +105,8 @@ impl From<PriceDecl> for Price {
     }
 }
 
-/// A number, or a string holding one: Envoy's YAML loader turns YAML floats
-/// (`2.5`) into strings on their way into a `google.protobuf.Struct`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumberOrText {
-    Number(f64),
-    Text(String),
-}
-
-fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    match NumberOrText::deserialize(d)? {
-        NumberOrText::Number(n) => Ok(n),
-        NumberOrText::Text(t) => t
-            .trim()
-            .parse()
-            .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a number"))),
-    }
-}
-
-fn optional_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    number(d).map(Some)
-}
-
 /// The per-run JSON log line.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogConfig {
     /// One info line per fusion run.
     pub runs: bool,
@@ -176,8 +124,7 @@ impl Default for LogConfig {
 }
 
 /// What happens to a fusion request when the worker already runs `max_concurrent_runs`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overload {
     /// Answer 429 in the client's API shape.
     #[default]
@@ -187,8 +134,7 @@ pub enum Overload {
 }
 
 /// Bounds on what one request can consume; every one is enforced.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub max_panel: usize,
     pub max_rounds: u32,
@@ -234,52 +180,35 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawUpstream {
     cluster: String,
-    #[serde(default)]
     authority: Option<String>,
     api: Api,
-    #[serde(default)]
     path: Option<String>,
-    #[serde(default)]
     auth: RawAuth,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+/// `auth`, tagged by its `type`.
 enum RawAuth {
-    #[default]
     None,
     /// `authorization: Bearer $env`
-    Bearer { env: String },
+    Bearer {
+        env: String,
+    },
     /// `<header>: $env`, e.g. Anthropic's `x-api-key`.
-    Header { name: String, env: String },
+    Header {
+        name: String,
+        env: String,
+    },
     /// Forward the client's own `authorization` and `x-api-key` headers.
     Forward,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRoute {
-    #[serde(default)]
     prefix: Option<String>,
-    #[serde(default)]
     models: Vec<String>,
-    #[serde(default)]
     strip_prefix: bool,
     upstream: String,
-}
-
-fn default_aliases() -> Vec<String> {
-    vec!["fusion".to_string()]
-}
-fn default_depth_header() -> String {
-    "x-fusion-depth".to_string()
-}
-fn default_max_depth() -> u32 {
-    1
 }
 
 /// How a call to an upstream authenticates. The secret is never printed.
@@ -332,16 +261,16 @@ pub struct Config {
     pub outer_model: String,
     /// The default panel, judge, synthesizer and quorum.
     pub defaults: Preset,
-    pub presets: BTreeMap<String, Preset>,
+    pub presets: Named<Preset>,
     /// Provider tools sent to every panel member.
     pub member_tools: Vec<Value>,
-    pub prices: BTreeMap<String, Price>,
+    pub prices: Named<Price>,
     pub log: LogConfig,
     pub depth_header: String,
     pub max_depth: u32,
     pub limits: Limits,
     /// Per-model settings (`models`), by the model name requests use.
-    pub models: BTreeMap<String, ModelSettings>,
+    pub models: Named<ModelSettings>,
     upstreams: Vec<Upstream>,
     routes: Vec<Route>,
     /// The body pre-scan for these aliases, built once here.
@@ -381,9 +310,8 @@ impl Config {
             text
         };
         let first = text.iter().find(|b| !b.is_ascii_whitespace());
-        // Both forms become a `Value` first, so the configuration types' serde code
-        // is instantiated for one deserializer only (about 45 KB less wasm than
-        // also deserializing them straight from the text).
+        // Both forms become a `Value` first; raw.rs reads the settings out of it
+        // by hand (serde's derived code for them was tens of KB of wasm).
         let value: Value = if first == Some(&b'{') {
             serde_json::from_slice(text).map_err(|e| err("(document)", e.to_string()))?
         } else {
@@ -394,16 +322,7 @@ impl Config {
                 )
             })?
         };
-        let raw: Result<RawConfig, _> = serde_json::from_value(value);
-        let raw: RawConfig = raw.map_err(|e| {
-            let msg = e.to_string();
-            // serde names unknown and missing fields in its message; keep it whole.
-            let field = field_in_serde_error(&msg)
-                .unwrap_or("(document)")
-                .to_string();
-            err(field, msg)
-        })?;
-        compile(raw, env)
+        compile(raw::config(value)?, env)
     }
 
     pub fn default_mock() -> Result<Config, ConfigError> {
@@ -454,12 +373,6 @@ impl Config {
     }
 }
 
-fn field_in_serde_error(msg: &str) -> Option<&str> {
-    let start = msg.find('`')? + 1;
-    let len = msg.get(start..)?.find('`')?;
-    msg.get(start..start + len)
-}
-
 fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     if raw.aliases.is_empty() || raw.aliases.iter().any(|a| a.is_empty()) {
         return Err(err(
@@ -487,8 +400,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     {
         return Err(err("depth_header", "must be a lowercase HTTP header name"));
     }
-    let mut upstreams = Vec::with_capacity(raw.upstreams.len());
-    let mut index = BTreeMap::new();
+    let mut upstreams: Vec<Upstream> = Vec::with_capacity(raw.upstreams.len());
     for (name, u) in raw.upstreams {
         let field = format!("upstreams.{name}");
         if u.cluster.is_empty() {
@@ -509,7 +421,6 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 value: secret(&field, &var, env)?,
             },
         };
-        index.insert(name.clone(), upstreams.len());
         upstreams.push(Upstream {
             authority: u.authority.unwrap_or_else(|| u.cluster.clone()),
             path: u.path.unwrap_or_else(|| u.api.default_path().to_string()),
@@ -521,7 +432,8 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     }
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.into_iter().enumerate() {
-        let upstream = *index.get(&r.upstream).ok_or_else(|| {
+        let upstream = upstreams.iter().position(|u| u.name == r.upstream);
+        let upstream = upstream.ok_or_else(|| {
             err(
                 format!("routes[{i}].upstream"),
                 format!("`{}` is not a configured upstream", r.upstream),
@@ -546,7 +458,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             grace_ms: raw.panel_grace_ms,
         },
     };
-    let mut presets = BTreeMap::new();
+    let mut presets = Named::default();
     for (name, p) in raw.presets {
         if name.is_empty() {
             return Err(err("presets", "a preset needs a non-empty name"));
@@ -562,7 +474,8 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         };
         presets.insert(name, preset);
     }
-    for (model, price) in &raw.prices {
+    let mut prices = Named::default();
+    for (model, price) in raw.prices {
         let values = [
             Some(price.input_per_mtok),
             Some(price.output_per_mtok),
@@ -574,6 +487,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 "prices must be finite and not negative",
             ));
         }
+        prices.insert(model, Price::from(price));
     }
     for (i, tool) in raw.member_tools.iter().enumerate() {
         check_provider_tool(&format!("member_tools[{i}]"), tool)?;
@@ -585,7 +499,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         defaults,
         presets,
         member_tools: raw.member_tools,
-        prices: raw.prices.into_iter().map(|(m, p)| (m, p.into())).collect(),
+        prices,
         log: raw.log,
         depth_header: raw.depth_header,
         max_depth: raw.max_depth,
@@ -790,6 +704,213 @@ mod tests {
         );
         let e = Config::parse(text.as_bytes(), &no_env).unwrap_err();
         assert_eq!(e.field, "upstreams.mock.auth.env");
+    }
+
+    fn refused(text: &str) -> ConfigError {
+        match Config::parse(text.as_bytes(), &no_env) {
+            Ok(_) => panic!("accepted {text}"),
+            Err(e) => e,
+        }
+    }
+
+    /// The default document with top-level entries replaced or added.
+    fn with(entries: &str) -> String {
+        let mut doc: Value = serde_json::from_str(DEFAULT_CONFIG).unwrap();
+        let entries: Value = serde_json::from_str(&format!("{{{entries}}}")).unwrap();
+        for (k, v) in entries.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        doc.to_string()
+    }
+
+    #[test]
+    fn every_error_names_the_full_path_of_its_setting() {
+        let cases = [
+            (
+                r#""limits": {"max_panels": 3}"#,
+                "limits.max_panels",
+                "unknown field `max_panels`, expected one of `max_panel`, ",
+            ),
+            (
+                r#""limits": {"max_rounds": "3"}"#,
+                "limits.max_rounds",
+                "invalid type: string \"3\", expected u32",
+            ),
+            (
+                r#""limits": {"max_rounds": 4294967296}"#,
+                "limits.max_rounds",
+                "invalid value: integer `4294967296`, expected u32",
+            ),
+            (
+                r#""limits": {"on_overload": "explode"}"#,
+                "limits.on_overload",
+                "unknown variant `explode`, expected `reject` or `pass_through`",
+            ),
+            (
+                r#""limits": []"#,
+                "limits",
+                "invalid type: sequence, expected an object",
+            ),
+            (
+                r#""log": {"runs": 1}"#,
+                "log.runs",
+                "invalid type: integer `1`, expected a boolean",
+            ),
+            (
+                r#""aliases": ["fusion", 7]"#,
+                "aliases[1]",
+                "invalid type: integer `7`, expected a string",
+            ),
+            (
+                r#""panel": [{"model": "mock-a"}, {"modle": "mock-b"}]"#,
+                "panel[1].modle",
+                "unknown field `modle`, expected `model` or `tools`",
+            ),
+            (
+                r#""panel": [{"tools": []}]"#,
+                "panel[0].model",
+                "missing field `model`",
+            ),
+            (
+                r#""presets": {"p": {"judge": {}}}"#,
+                "presets.p.judge.model",
+                "missing field `model`",
+            ),
+            (
+                r#""presets": {"p": {"min_panel_answers": -1}}"#,
+                "presets.p.min_panel_answers",
+                "invalid value: integer `-1`, expected usize",
+            ),
+            (
+                r#""prices": {"m": {"input_per_mtok": 1}}"#,
+                "prices.m.output_per_mtok",
+                "missing field `output_per_mtok`",
+            ),
+            (
+                r#""prices": {"m": {"input_per_mtok": "x", "output_per_mtok": 1}}"#,
+                "prices.m.input_per_mtok",
+                "`x` is not a number",
+            ),
+            (
+                r#""prices": {"m": {"input_per_mtok": true, "output_per_mtok": 1}}"#,
+                "prices.m.input_per_mtok",
+                "invalid type: boolean `true`, expected a number",
+            ),
+            (
+                r#""models": {"o3": {"unsupported": []}}"#,
+                "models.o3.unsupported",
+                "unknown field `unsupported`, expected `unsupported_params`",
+            ),
+            (
+                r#""upstreams": {"mock": {"cluster": "mock"}}"#,
+                "upstreams.mock.api",
+                "missing field `api`",
+            ),
+            (
+                r#""upstreams": {"mock": {"cluster": "mock", "api": "grpc"}}"#,
+                "upstreams.mock.api",
+                "unknown variant `grpc`, expected one of `chat`, `responses`, `messages`",
+            ),
+            (
+                r#""upstreams": {"mock": {"cluster": "mock", "api": "chat", "auth": {"env": "K"}}}"#,
+                "upstreams.mock.auth.type",
+                "missing field `type`",
+            ),
+            (
+                r#""upstreams": {"mock": {"cluster": "mock", "api": "chat", "auth": {"type": "bearer"}}}"#,
+                "upstreams.mock.auth.env",
+                "missing field `env`",
+            ),
+            (
+                r#""upstreams": {"mock": {"cluster": "mock", "api": "chat", "auth": {"type": "forward", "env": "K"}}}"#,
+                "upstreams.mock.auth.env",
+                "unknown field `env`, expected `type`",
+            ),
+            (
+                r#""upstreams": {"mock": {"cluster": "mock", "api": "chat", "auth": {"type": "bearer", "name": "x", "env": "K"}}}"#,
+                "upstreams.mock.auth.name",
+                "unknown field `name`, expected `type` or `env`",
+            ),
+            (
+                r#""routes": [{"prefix": "", "upstream": "mock", "strip_prefix": "yes"}]"#,
+                "routes[0].strip_prefix",
+                "invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                r#""routes": [{"prefix": ""}]"#,
+                "routes[0].upstream",
+                "missing field `upstream`",
+            ),
+            (
+                r#""max_depth": 2.5"#,
+                "max_depth",
+                "invalid type: floating point `2.5`, expected u32",
+            ),
+            (
+                r#""member_tools": {"type": "web_search"}"#,
+                "member_tools",
+                "invalid type: map, expected a sequence",
+            ),
+        ];
+        for (entry, field, reason) in cases {
+            let e = refused(&with(entry));
+            assert_eq!(e.field, field, "{entry}: {e}");
+            assert!(e.reason.starts_with(reason), "{entry}: {e}");
+        }
+        let e = refused(
+            r#"{"outer_model": "mock-outer", "judge": {"model": "mock-judge"}, "routes": []}"#,
+        );
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            ("upstreams", "missing field `upstreams`")
+        );
+        let e = refused("[1, 2]");
+        assert_eq!(e.field, "(document)");
+    }
+
+    #[test]
+    fn optional_settings_take_null_and_defaults() {
+        let text = with(
+            r#""synthesizer": null, "presets": {"p": {"panel": null, "judge": null, "synthesizer": null,
+               "min_panel_answers": null, "panel_grace_ms": null}},
+               "limits": {"on_overload": "pass_through", "max_rounds": 3},
+               "log": {"include_text": true},
+               "prices": {"mock-a": {"input_per_mtok": " 2.5 ", "output_per_mtok": 10, "cached_input_per_mtok": 0.25}},
+               "models": {"mock-a": {"unsupported_params": ["temperature"]}}"#,
+        );
+        let c = Config::parse(text.as_bytes(), &no_env).unwrap();
+        assert_eq!(c.defaults.synthesizer, None);
+        let p = c.presets.get("p").unwrap();
+        assert_eq!((p.panel.len(), p.judge.as_str()), (3, "mock-judge"));
+        assert_eq!(c.limits.on_overload, Overload::PassThrough);
+        assert_eq!(
+            c.limits,
+            Limits {
+                max_rounds: 3,
+                on_overload: Overload::PassThrough,
+                ..Limits::default()
+            }
+        );
+        assert_eq!(
+            c.log,
+            LogConfig {
+                runs: true,
+                include_text: true
+            }
+        );
+        assert_eq!(
+            c.price("mock-a"),
+            Some(Price {
+                input_per_mtok: 2.5,
+                output_per_mtok: 10.0,
+                cached_input_per_mtok: Some(0.25)
+            })
+        );
+        assert_eq!(c.unsupported_params("mock-a"), ["temperature"]);
+        assert_eq!(
+            (c.depth_header.as_str(), c.max_depth),
+            ("x-fusion-depth", 1)
+        );
     }
 }
 

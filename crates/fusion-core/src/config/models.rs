@@ -5,16 +5,38 @@
 //! naming an unsupported optional parameter is retried once without it anyway
 //! (docs/configuration.md, "Per-model parameters").
 
-use serde::Deserialize;
+use super::read::{entries, join, list, object, string, unknown_field};
+use super::{ConfigError, Named};
+use serde_json::Value;
 
 /// One model's settings.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelSettings {
     /// Top-level request fields never sent to this model (`temperature`,
     /// `top_p`, `seed`, ...): removed from every call the filter makes to it.
-    #[serde(default)]
     pub unsupported_params: Vec<String>,
+}
+
+/// Reads `models` (raw.rs); the names are checked by [`check`].
+pub(super) fn read(field: &str, v: Value) -> Result<Named<ModelSettings>, ConfigError> {
+    let mut models = Named::default();
+    for (model, settings) in entries(field, v, settings)? {
+        models.insert(model, settings);
+    }
+    Ok(models)
+}
+
+fn settings(at: &str, v: Value) -> Result<ModelSettings, ConfigError> {
+    let mut s = ModelSettings::default();
+    for (key, v) in object(at, v)? {
+        match key.as_str() {
+            "unsupported_params" => {
+                s.unsupported_params = list(&join(at, &key), v, string)?;
+            }
+            _ => return Err(unknown_field(at, &key, &["unsupported_params"])),
+        }
+    }
+    Ok(s)
 }
 
 /// The optional parameters the filter may remove from a call: sampling and
@@ -48,9 +70,7 @@ pub fn is_optional(name: &str) -> bool {
 }
 
 /// Checks the declared names: each must be one of [`OPTIONAL_PARAMS`].
-pub fn check(
-    models: &std::collections::BTreeMap<String, ModelSettings>,
-) -> Result<(), (String, String)> {
+pub fn check(models: &Named<ModelSettings>) -> Result<(), (String, String)> {
     for (model, settings) in models {
         for (i, p) in settings.unsupported_params.iter().enumerate() {
             if !is_optional(p) {
