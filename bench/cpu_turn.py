@@ -2,6 +2,10 @@
 """Envoy CPU per forced 3-member fusion turn (mock latency 0, idle subtracted),
 the measurement of `make bench` part 6 alone, for one or more wasm modules side
 by side: the modules take turns, `--reps` rounds, and each round's value is printed.
+Next to it, the same Envoy's CPU per non-fusion Chat request (one downstream and
+one upstream exchange): a fusion turn makes six such exchanges (the client's,
+three members, the judge, the final answer), which Envoy spends CPU on whatever
+the filter does.
 
 Usage: bench/cpu_turn.py [--turns 300] [--reps 3] [MODULE.wasm ...]
 (no module: dist/fusion.wasm). Compare modules run in the same invocation only:
@@ -11,7 +15,9 @@ the machine's load moves the absolute numbers.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import time
 import sys
 from pathlib import Path
 
@@ -21,18 +27,31 @@ import run  # noqa: E402
 from harness import WASM, Envoy, Mock  # noqa: E402
 
 
-def per_turn(mock: Mock, module: Path, turns: int, idle_s: float) -> dict:
-    """run.cpu_per_turn on an Envoy that loads `module`."""
-    original = run.Envoy
+def plain_body(marker: str) -> bytes:
+    """A non-fusion Chat request (one upstream exchange through the same Envoy)."""
+    return json.dumps({"model": "mock-a", "messages": [
+        {"role": "user", "content": f"[bench {marker}] Why is the sky blue?"}]}).encode()
 
-    def envoy_with_module(m, **kw):
-        return original(m, transform=run.with_module(module), **kw)
 
-    run.Envoy = envoy_with_module
-    try:
-        return run.cpu_per_turn(mock, {"idle_cpu_s": idle_s, "cpu_turns": turns})
-    finally:
-        run.Envoy = original
+def cpu_per_request(envoy: Envoy, mock: Mock, make_body, n: int, idle_s: float) -> dict:
+    """Envoy CPU (ms) per request of `make_body`, 4 at a time, idle rate subtracted
+    (run.cpu_per_turn's method)."""
+    pid = envoy.proc.pid
+    run.run_turns(envoy.port, [(f"w-{i}", make_body(f"w-{i}")) for i in range(20)], 4)
+    mock.reset()
+    time.sleep(0.5)
+    c0, t0 = run.cpu_s(pid), time.perf_counter()
+    time.sleep(idle_s)
+    idle_rate = (run.cpu_s(pid) - c0) / (time.perf_counter() - t0)
+    work = [(f"c-{i}", make_body(f"c-{i}")) for i in range(n)]
+    c0, t0 = run.cpu_s(pid), time.perf_counter()
+    done = run.run_turns(envoy.port, work, 4)
+    wall = time.perf_counter() - t0
+    busy = run.cpu_s(pid) - c0
+    mock.reset()
+    ok = sum(t["ok"] for t in done)
+    return {"ms": (busy - idle_rate * wall) * 1000 / max(1, ok), "ok": ok, "n": n,
+            "cpu_s": busy, "wall_s": wall, "idle_ms_per_s": idle_rate * 1000}
 
 
 def main() -> int:
@@ -44,21 +63,29 @@ def main() -> int:
     args = ap.parse_args()
     modules = [m.resolve() for m in args.modules] or [WASM]
     out: dict[Path, list[float]] = {m: [] for m in modules}
+    plain: dict[Path, list[float]] = {m: [] for m in modules}
     mock = Mock()
     try:
         for rep in range(args.reps):
             k = rep % len(modules)
             for m in modules[k:] + modules[:k]:
-                c = per_turn(mock, m, args.turns, args.idle)
-                out[m].append(c["cpu_ms_per_turn"])
-                print(f"rep {rep + 1} {m.name}: {c['cpu_ms_per_turn']:.3f} ms per turn "
-                      f"({c['ok']}/{c['turns']} ok, {c['envoy_cpu_s']:.2f} s CPU in {c['wall_s']:.1f} s, "
-                      f"idle {c['idle_cpu_per_s'] * 1000:.1f} ms/s)", flush=True)
+                envoy = Envoy(mock, name="bench-cpu", transform=run.with_module(m))
+                try:
+                    t = cpu_per_request(envoy, mock, run.forced_body, args.turns, args.idle)
+                    p = cpu_per_request(envoy, mock, plain_body, args.turns, args.idle)
+                finally:
+                    envoy.stop()
+                out[m].append(t["ms"])
+                plain[m].append(p["ms"])
+                print(f"rep {rep + 1} {m.name}: {t['ms']:.3f} ms per fusion turn ({t['ok']}/{t['n']} ok, "
+                      f"{t['cpu_s']:.2f} s CPU in {t['wall_s']:.1f} s, idle {t['idle_ms_per_s']:.1f} ms/s); "
+                      f"{p['ms']:.3f} ms per non-fusion request ({p['ok']}/{p['n']} ok)", flush=True)
     finally:
         mock.stop()
-    for m, v in out.items():
-        print(f"{m.name}: median {statistics.median(v):.3f} ms per turn over {len(v)} runs: "
-              + ", ".join(f"{x:.3f}" for x in v))
+    for m in modules:
+        print(f"{m.name}: median {statistics.median(out[m]):.3f} ms per fusion turn, "
+              f"{statistics.median(plain[m]):.3f} ms per non-fusion request, over {len(out[m])} runs: "
+              + ", ".join(f"{x:.3f}" for x in out[m]))
     return 0
 
 

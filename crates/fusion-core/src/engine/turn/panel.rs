@@ -3,7 +3,7 @@
 
 use super::ledger::{CallRecord, CallStatus};
 use super::{Command, Mode, Phase, Role, Turn};
-use crate::engine::call::{self, CallResult, Failure};
+use crate::engine::call::{CallResult, Failure};
 use crate::engine::fusion_tool::{self, MemberOutcome};
 use crate::engine::{judge, merge};
 use crate::wire::neutral::{GenParams, Message, ToolCall};
@@ -225,7 +225,8 @@ impl Turn {
         });
         self.history.push(Message::ToolResult {
             call_id: call.id,
-            content: String::from_utf8(call::json_bytes(&result)).unwrap_or_default(),
+            // Written straight into the string's buffer (not via `fmt::Write`).
+            content: serde_json::to_string(&result).unwrap_or_default(),
         });
         for c in capped {
             self.history.push(Message::ToolResult {
