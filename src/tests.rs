@@ -460,7 +460,10 @@ fn requests_that_cannot_be_fusion_cost_no_host_call_past_the_deciding_one() {
     r.filter.on_http_response_headers(1, false);
     r.filter.on_log();
     assert_eq!(r.host.clock_reads.get(), 0);
-    assert!(r.host.properties.borrow().is_empty(), "no filter state written");
+    assert!(
+        r.host.properties.borrow().is_empty(),
+        "no filter state written"
+    );
 }
 
 #[test]

@@ -120,9 +120,7 @@ impl Relay {
         match self.api {
             Api::Chat => has(b"usage") || finish_reason_set(event),
             Api::Responses => {
-                has(b"response.completed")
-                    || has(b"response.incomplete")
-                    || has(b"response.failed")
+                has(b"response.completed") || has(b"response.incomplete") || has(b"response.failed")
             }
             Api::Messages => has(b"message_start") || has(b"message_delta") || has(b"message_stop"),
         }
@@ -528,7 +526,12 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000000,\"completion_tokens\"
 
     #[test]
     fn events_read_unparsed_still_find_spaced_and_escaped_markers() {
-        let mut r = Relay::new(Api::Chat, prior(), json!({"run_id": "x"}), FinalCall::default());
+        let mut r = Relay::new(
+            Api::Chat,
+            prior(),
+            json!({"run_id": "x"}),
+            FinalCall::default(),
+        );
         // A finishing chunk with spaces around the colon, a usage key spelled
         // with an escape: both are still read and rewritten.
         let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"finish_reason null\"},\"finish_reason\" : null}]}\n\n\
@@ -549,7 +552,12 @@ data: {\"choices\":[],\"\\u0075sage\":{\"prompt_tokens\":5,\"completion_tokens\"
 
     #[test]
     fn messages_content_deltas_pass_byte_for_byte() {
-        let mut r = Relay::new(Api::Messages, prior(), json!({"run_id": "x"}), FinalCall::default());
+        let mut r = Relay::new(
+            Api::Messages,
+            prior(),
+            json!({"run_id": "x"}),
+            FinalCall::default(),
+        );
         let delta = "event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"usage\"}}\n\n";
         let out = r.chunk(delta.as_bytes(), false);
         assert_eq!(String::from_utf8(out).unwrap(), delta);
