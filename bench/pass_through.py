@@ -2,7 +2,8 @@
 """Pass-through cost of one or more filter modules against the floors (bench/floors),
 the paired-median part of `make bench` part 1 alone: for each filter module, a GET
 against the no-op floor and non-fusion 2 KB / 64 KB Chat POSTs against the body
-floor, alternating request by request on one keep-alive connection per Envoy.
+floor, all in one loop that rotates request by request over one keep-alive
+connection per Envoy; with two or more modules, each one against the one before.
 
 Usage: bench/pass_through.py [--samples 2000] FILTER.wasm ...
 (the floors must be built: dist/floor-noop.wasm, dist/floor-body.wasm; `make bench`
@@ -43,13 +44,18 @@ def main() -> int:
         for m in args.modules:
             envoys[m.name] = Envoy(mock, name=f"pt-{m.stem}", transform=run.with_module(m.resolve()))
         for label, floor, req in workloads:
+            # The floor and every module in one loop, rotating request by request:
+            # each round sees the same machine, so differences within a round are paired.
+            sides = [floor] + [m.name for m in args.modules]
+            lat = run.seq_latency({n: envoys[n].port for n in sides}, req, args.samples, mock)
+            mock.reset()
             for m in args.modules:
-                lat = run.seq_latency({floor: envoys[floor].port, m.name: envoys[m.name].port}, req,
-                                      args.samples, mock)
-                mock.reset()
                 diff = statistics.median(v - b for v, b in zip(lat[m.name], lat[floor]))
                 print(f"{label}: {m.name} - {floor} floor, paired median {diff:+.1f} us "
-                      f"({args.samples} pairs)", flush=True)
+                      f"({args.samples} rounds)", flush=True)
+            for a, b in zip(args.modules[1:], args.modules):
+                diff = statistics.median(x - y for x, y in zip(lat[a.name], lat[b.name]))
+                print(f"{label}: {a.name} - {b.name}, paired median {diff:+.1f} us", flush=True)
     finally:
         for e in envoys.values():
             e.stop()

@@ -5,6 +5,7 @@
 
 use super::{usage, Api};
 use crate::wire::neutral::{Price, Usage};
+use memchr::memmem::Finder;
 use serde_json::{json, Map, Value};
 
 /// What completes the `fusion` report once the relayed call's usage is known:
@@ -42,6 +43,10 @@ pub struct Relay {
     /// Chat: the finishing chunk, held until the usage chunk after it arrives
     /// so that it carries the complete report.
     held: Option<Value>,
+    /// What marks an event that may need a change, searchers built once per
+    /// relay (building one costs more than searching a short event).
+    markers: Vec<Finder<'static>>,
+    finish_reason: Finder<'static>,
 }
 
 impl Relay {
@@ -58,6 +63,8 @@ impl Relay {
             completed: false,
             final_call,
             held: None,
+            markers: markers(api),
+            finish_reason: Finder::new(FINISH_REASON).into_owned(),
         }
     }
 
@@ -113,17 +120,22 @@ impl Relay {
     /// `false` for an event that needs one: every marker is looked for as bare
     /// bytes, so a JSON escape (`\u`) anywhere sends the event to the parser.
     fn may_rewrite(&self, event: &[u8]) -> bool {
-        let has = |needle: &[u8]| memchr::memmem::find(event, needle).is_some();
-        if has(b"\\u") || has(b"[DONE]") {
-            return true;
-        }
-        match self.api {
-            Api::Chat => has(b"usage") || finish_reason_set(event),
-            Api::Responses => {
-                has(b"response.completed") || has(b"response.incomplete") || has(b"response.failed")
-            }
-            Api::Messages => has(b"message_start") || has(b"message_delta") || has(b"message_stop"),
-        }
+        self.markers.iter().any(|m| m.find(event).is_some())
+            || (self.api == Api::Chat && self.finish_reason_set(event))
+    }
+
+    /// Whether some `finish_reason` in a Chat chunk's raw bytes holds anything
+    /// but `null` (every delta chunk carries `"finish_reason":null`).
+    fn finish_reason_set(&self, event: &[u8]) -> bool {
+        self.finish_reason.find_iter(event).any(|at| {
+            let rest = event.get(at + FINISH_REASON.len()..).unwrap_or_default();
+            let value = rest
+                .iter()
+                .position(|&b| !(b == b'"' || b == b':' || b.is_ascii_whitespace()))
+                .and_then(|i| rest.get(i..))
+                .unwrap_or_default();
+            !value.starts_with(b"null")
+        })
     }
 
     /// One event rewritten; `None` drops it (with its separator).
@@ -309,19 +321,27 @@ impl Relay {
     }
 }
 
-/// Whether some `finish_reason` in a Chat chunk's raw bytes holds anything but
-/// `null` (every delta chunk carries `"finish_reason":null`).
-fn finish_reason_set(event: &[u8]) -> bool {
-    const KEY: &[u8] = b"finish_reason";
-    memchr::memmem::find_iter(event, KEY).any(|at| {
-        let rest = event.get(at + KEY.len()..).unwrap_or_default();
-        let value = rest
-            .iter()
-            .position(|&b| !(b == b'"' || b == b':' || b.is_ascii_whitespace()))
-            .and_then(|i| rest.get(i..))
-            .unwrap_or_default();
-        !value.starts_with(b"null")
-    })
+const FINISH_REASON: &[u8] = b"finish_reason";
+
+/// The bytes whose presence sends an event to the parser: a JSON escape (it
+/// could spell any of the others), `[DONE]`, and what the API's events that
+/// carry usage or end the stream hold (Chat: `usage`; its finishing chunk is
+/// found by [`Relay::finish_reason_set`]).
+fn markers(api: Api) -> Vec<Finder<'static>> {
+    let own: &[&[u8]] = match api {
+        Api::Chat => &[b"usage"],
+        Api::Responses => &[
+            b"response.completed",
+            b"response.incomplete",
+            b"response.failed",
+        ],
+        Api::Messages => &[b"message_start", b"message_delta", b"message_stop"],
+    };
+    [b"\\u".as_slice(), b"[DONE]"]
+        .iter()
+        .chain(own)
+        .map(|m| Finder::new(m).into_owned())
+        .collect()
 }
 
 /// Where the first event end (`\n\n` or `\r\n\r\n`) at or after `from` is,
