@@ -1121,6 +1121,28 @@ def breakdown_table(b: dict) -> list[str]:
     rows += ["", f"Wasm VMs (linear memories): plain {b['plain'].get('wasm_memories')}, no-op {b['noop'].get('wasm_memories')}, "
              f"filter {b['filter'].get('wasm_memories')}.", ""]
     return rows
+KEPT = "<!-- kept by make bench: measured by hand, with its commands -->"
+
+
+def kept_sections() -> list[str]:
+    """Sections of the current page whose heading is followed by the KEPT line
+    (before/after measurements of a change, made by hand): a rewrite of the page
+    keeps them, just before the method notes."""
+    if not DOC.exists():
+        return []
+    out: list[str] = []
+    heading, keep = None, False
+    for line in DOC.read_text().split("\n"):
+        if line.startswith("## "):
+            heading, keep = line, False
+        elif line == KEPT and heading is not None:
+            keep = True
+            out.append(heading)
+        if keep:
+            out.append(line)
+    if out and out[-1] != "":
+        out.append("")
+    return out
 
 
 def write_doc(r: dict) -> None:
@@ -1522,6 +1544,7 @@ def write_doc(r: dict) -> None:
         for n, b in p8["largest"]:
             L.append(f"| {b:,} | `{n}` |")
         L.append("")
+    L += kept_sections()
     L += [
         "## Method notes",
         "",

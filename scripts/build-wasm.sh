@@ -5,7 +5,9 @@
 # The same toolchain builds the benchmark's floors (bench/run.py):
 #   WASM_MANIFEST=bench/floors/Cargo.toml WASM_PACKAGE=floor-noop WASM_OUT=dist/floor-noop.wasm scripts/build-wasm.sh
 # WASM_OPT=0 skips wasm-opt (the benchmark measures both); WASM_TARGET_DIR picks
-# another cargo target dir (the benchmark's unstripped build).
+# another cargo target dir (the benchmark's unstripped build). WASM_RUSTFLAGS adds
+# rustc flags, e.g. WASM_RUSTFLAGS="-C target-feature=+simd128" (memchr's wasm SIMD
+# scan; give it its own WASM_TARGET_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -16,13 +18,14 @@ artifact=$(echo "$package" | tr - _).wasm
 mkdir -p "$(dirname "$out")"
 if [ "$WASM_ROUTE" = rustup ]; then
   tdir=${WASM_TARGET_DIR:-target/wasm}
+  if [ -n "${WASM_RUSTFLAGS:-}" ]; then export RUSTFLAGS="${RUSTFLAGS:-} $WASM_RUSTFLAGS"; fi
   cargo build --release --target wasm32-wasip1 --manifest-path "$manifest" -p "$package" --target-dir "$tdir"
   built=$tdir/wasm32-wasip1/release/$artifact
 else
   # Debian's Rust with its std sources; its own target dir so the two cargos
   # do not rebuild each other's artifacts.
   PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 \
-  RUSTFLAGS="-C linker=$WASM_LD -C link-self-contained=no -L native=/usr/lib/wasm32-wasi" \
+  RUSTFLAGS="-C linker=$WASM_LD -C link-self-contained=no -L native=/usr/lib/wasm32-wasi ${WASM_RUSTFLAGS:-}" \
     /usr/bin/cargo build --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort \
     --manifest-path "$manifest" -p "$package" --target-dir "${WASM_TARGET_DIR:-target/wasm-debian}"
   built=${WASM_TARGET_DIR:-target/wasm-debian}/wasm32-wasip1/release/$artifact
@@ -33,7 +36,9 @@ if [ "${WASM_OPT:-1}" != 0 ] && command -v wasm-opt >/dev/null; then
   # size; the giant functions that makes cost V8's optimizing compiler ~9 MiB more
   # memory at start-up per Envoy (docs/benchmarks.md, "Where the idle memory goes").
   # The features are the ones Rust's wasm32-wasip1 target emits by default.
-  if wasm-opt -Oz -ocimfs 200 --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+  simd=
+  case "${WASM_RUSTFLAGS:-}" in *simd128*) simd=--enable-simd ;; esac
+  if wasm-opt -Oz -ocimfs 200 $simd --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
     --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
     "$built" -o "$out.tmp"; then
     mv "$out.tmp" "$out"

@@ -358,14 +358,22 @@ impl Stream {
         }
     }
 
-    /// Only the three headers that decide eligibility are read here: what the
-    /// run needs besides is read once the body asks for fusion.
+    /// Only the headers that decide eligibility are read here, each only when
+    /// the one before left the request in question (a GET costs one read):
+    /// what the run needs besides is read once the body asks for fusion.
     fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
-        let (method, path, content_type) = (
-            self.header(":method"),
-            self.header(":path"),
-            self.header("content-type"),
-        );
+        if end_of_stream {
+            return Action::Continue;
+        }
+        let method = self.header(":method");
+        if method.as_deref() != Some("POST") {
+            return Action::Continue;
+        }
+        let path = self.header(":path");
+        if !path.as_deref().is_some_and(|p| Api::from_path(p).is_some()) {
+            return Action::Continue;
+        }
+        let content_type = self.header("content-type");
         let head = RequestHead {
             method: method.as_deref(),
             path: path.as_deref(),
@@ -472,6 +480,11 @@ impl Stream {
             if engine::names_fusion(&shared.config, &body) {
                 self.skip(Refusal::ContentType);
             }
+            return Action::Continue;
+        }
+        // A body that cannot ask for fusion goes on before any host call
+        // (clock, leases, headers, properties): the pass-through floor.
+        if !engine::may_be_fusion(&shared.config, &body) {
             return Action::Continue;
         }
         shared.expire_gone(self.now_ms());
@@ -682,6 +695,10 @@ impl Stream {
 
     /// The stream is over: count and log the run once, with what it came to.
     fn on_log(&mut self) {
+        // A request that ran nothing has nothing to count: no host call.
+        if self.turn.is_none() && !self.holds_slot {
+            return;
+        }
         self.end_run_slot();
         let now = self.now_ms();
         if let Some(turn) = self.turn.as_mut() {

@@ -550,6 +550,40 @@ fn a_plain_json_post_reads_no_header_or_property_past_eligibility() {
 }
 
 #[test]
+fn requests_that_cannot_be_fusion_cost_no_host_call_past_the_deciding_one() {
+    // A GET: one header read, nothing else, from headers to log.
+    let mut r = rig("");
+    r.host
+        .set_header(MapType::HttpRequestHeaders, ":method", "GET");
+    r.host.reads.borrow_mut().clear();
+    r.host.clock_reads.set(0);
+    assert_eq!(r.filter.on_http_request_headers(1, false), Action::Continue);
+    r.filter.on_log();
+    assert_eq!(*r.host.reads.borrow(), [":method"]);
+    // A POST to another path: the method and the path.
+    let mut r = rig("");
+    let req = MapType::HttpRequestHeaders;
+    r.host.set_header(req, ":method", "POST");
+    r.host.set_header(req, ":path", "/v1/embeddings");
+    r.host.reads.borrow_mut().clear();
+    assert_eq!(r.filter.on_http_request_headers(1, false), Action::Continue);
+    assert_eq!(*r.host.reads.borrow(), [":method", ":path"]);
+    // A JSON POST whose body names no fusion: no clock read either (no
+    // lease bookkeeping, no run to log).
+    let mut r = rig("");
+    r.headers();
+    r.host.clock_reads.set(0);
+    assert_eq!(r.body(&chat("mock-a")), Action::Continue);
+    r.filter.on_http_response_headers(1, false);
+    r.filter.on_log();
+    assert_eq!(r.host.clock_reads.get(), 0);
+    assert!(
+        r.host.properties.borrow().is_empty(),
+        "no filter state written"
+    );
+}
+
+#[test]
 fn a_fusion_request_reads_its_context_once_the_body_asks() {
     let mut r = rig("");
     r.host.reads.borrow_mut().clear();

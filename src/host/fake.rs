@@ -62,6 +62,8 @@ pub struct FakeHost {
     pub refused: RefCell<Vec<Op>>,
     /// Every request header and property read, in order (`xds.cluster_name` for a property).
     pub reads: RefCell<Vec<String>>,
+    /// How often the clock was read.
+    pub clock_reads: Cell<u32>,
     next_token: Cell<u32>,
 }
 
@@ -130,6 +132,7 @@ fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 impl Host for FakeHost {
     fn now_ms(&self) -> u64 {
+        self.clock_reads.set(self.clock_reads.get() + 1);
         self.now.get()
     }
     fn get_map_value(&self, map: MapType, key: &str) -> Result<Option<String>, Status> {

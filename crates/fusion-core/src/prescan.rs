@@ -113,13 +113,20 @@ impl Prescan {
 
     /// A needle spelled with at least one escape.
     fn escaped_spelling(&self, body: &[u8]) -> bool {
+        // No backslash, no escape: one memchr pass instead of one pass per
+        // escape beginning; with one, the passes start from it.
+        let Some(first) = memchr::memchr(b'\\', body) else {
+            return false;
+        };
         let Some(starts) = &self.escape_starts else {
             return self.walk_every_escape(body);
         };
+        let rest = body.get(first..).unwrap_or_default();
         starts.iter().any(|finder| {
-            finder
-                .find_iter(body)
-                .any(|at| starts_escape(body, at) && self.escape_spells_needle(body, at))
+            finder.find_iter(rest).any(|off| {
+                let at = first + off;
+                starts_escape(body, at) && self.escape_spells_needle(body, at)
+            })
         })
     }
 

@@ -108,7 +108,7 @@ impl LocalReply {
         LocalReply {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string().into_bytes(),
+            body: call::json_bytes(body),
         }
     }
 

@@ -5,6 +5,7 @@
 
 use super::{usage, Api};
 use crate::wire::neutral::{Price, Usage};
+use memchr::memmem::Finder;
 use serde_json::{json, Map, Value};
 
 /// What completes the `fusion` report once the relayed call's usage is known:
@@ -42,6 +43,10 @@ pub struct Relay {
     /// Chat: the finishing chunk, held until the usage chunk after it arrives
     /// so that it carries the complete report.
     held: Option<Value>,
+    /// What marks an event that may need a change, searchers built once per
+    /// relay (building one costs more than searching a short event).
+    markers: Vec<Finder<'static>>,
+    finish_reason: Finder<'static>,
 }
 
 impl Relay {
@@ -58,6 +63,8 @@ impl Relay {
             completed: false,
             final_call,
             held: None,
+            markers: markers(api),
+            finish_reason: Finder::new(FINISH_REASON).into_owned(),
         }
     }
 
@@ -73,14 +80,20 @@ impl Relay {
         let mut from = self.scan_from;
         while let Some((at, sep)) = event_end(&buf, from, &mut self.scanned) {
             let event = buf.get(start..at).unwrap_or_default();
-            match std::str::from_utf8(event) {
-                Ok(text) => {
-                    if let Some(rewritten) = self.event(text) {
-                        out.extend_from_slice(rewritten.as_bytes());
-                        out.extend_from_slice(buf.get(at..at + sep).unwrap_or_default());
+            // Most events are content deltas that need no change: they go out
+            // as they came, unparsed and uncopied but for `out`.
+            if !self.may_rewrite(event) {
+                out.extend_from_slice(buf.get(start..at + sep).unwrap_or_default());
+            } else {
+                match std::str::from_utf8(event) {
+                    Ok(text) => {
+                        if let Some(rewritten) = self.event(text) {
+                            out.extend_from_slice(rewritten.as_bytes());
+                            out.extend_from_slice(buf.get(at..at + sep).unwrap_or_default());
+                        }
                     }
+                    Err(_) => out.extend_from_slice(buf.get(start..at + sep).unwrap_or_default()),
                 }
-                Err(_) => out.extend_from_slice(buf.get(start..at + sep).unwrap_or_default()),
             }
             start = at + sep;
             from = start;
@@ -100,6 +113,29 @@ impl Relay {
             self.scan_from = 0;
         }
         out
+    }
+
+    /// Whether an event may need a change (usage, the finishing chunk, the
+    /// end event, `[DONE]`), read on its raw bytes without parsing. Never
+    /// `false` for an event that needs one: every marker is looked for as bare
+    /// bytes, so a JSON escape (`\u`) anywhere sends the event to the parser.
+    fn may_rewrite(&self, event: &[u8]) -> bool {
+        self.markers.iter().any(|m| m.find(event).is_some())
+            || (self.api == Api::Chat && self.finish_reason_set(event))
+    }
+
+    /// Whether some `finish_reason` in a Chat chunk's raw bytes holds anything
+    /// but `null` (every delta chunk carries `"finish_reason":null`).
+    fn finish_reason_set(&self, event: &[u8]) -> bool {
+        self.finish_reason.find_iter(event).any(|at| {
+            let rest = event.get(at + FINISH_REASON.len()..).unwrap_or_default();
+            let value = rest
+                .iter()
+                .position(|&b| !(b == b'"' || b == b':' || b.is_ascii_whitespace()))
+                .and_then(|i| rest.get(i..))
+                .unwrap_or_default();
+            !value.starts_with(b"null")
+        })
     }
 
     /// One event rewritten; `None` drops it (with its separator).
@@ -283,6 +319,29 @@ impl Relay {
             obj.insert("fusion".into(), fusion);
         }
     }
+}
+
+const FINISH_REASON: &[u8] = b"finish_reason";
+
+/// The bytes whose presence sends an event to the parser: a JSON escape (it
+/// could spell any of the others), `[DONE]`, and what the API's events that
+/// carry usage or end the stream hold (Chat: `usage`; its finishing chunk is
+/// found by [`Relay::finish_reason_set`]).
+fn markers(api: Api) -> Vec<Finder<'static>> {
+    let own: &[&[u8]] = match api {
+        Api::Chat => &[b"usage"],
+        Api::Responses => &[
+            b"response.completed",
+            b"response.incomplete",
+            b"response.failed",
+        ],
+        Api::Messages => &[b"message_start", b"message_delta", b"message_stop"],
+    };
+    [b"\\u".as_slice(), b"[DONE]"]
+        .iter()
+        .chain(own)
+        .map(|m| Finder::new(m).into_owned())
+        .collect()
 }
 
 /// Where the first event end (`\n\n` or `\r\n\r\n`) at or after `from` is,
@@ -483,6 +542,45 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000000,\"completion_tokens\"
         assert_eq!(fusion["final"][0]["cost"], 0.0);
         assert_eq!(fusion["cost"], 0.5);
         assert_eq!(fusion["unpriced_models"], json!([]));
+    }
+
+    #[test]
+    fn events_read_unparsed_still_find_spaced_and_escaped_markers() {
+        let mut r = Relay::new(
+            Api::Chat,
+            prior(),
+            json!({"run_id": "x"}),
+            FinalCall::default(),
+        );
+        // A finishing chunk with spaces around the colon, a usage key spelled
+        // with an escape: both are still read and rewritten.
+        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"finish_reason null\"},\"finish_reason\" : null}]}\n\n\
+data: {\"choices\":[{\"delta\":{},\"finish_reason\" :  \"stop\"}]}\n\n\
+data: {\"choices\":[],\"\\u0075sage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}\n\ndata: [DONE]\n\n";
+        let out = r.chunk(stream.as_bytes(), true);
+        let events = data(&out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("data: {\"choices\":[{\"delta\":{\"content\":\"finish_reason null\"},\"finish_reason\" : null}]}\n\n"),
+            "a delta passes byte for byte: {text}"
+        );
+        assert_eq!(events.len(), 2, "the usage chunk was not asked for: {text}");
+        assert_eq!(events[1]["fusion"]["usage"]["input_tokens"], 105);
+        assert_eq!(r.relayed_usage.output_tokens, 2);
+        assert!(r.completed);
+    }
+
+    #[test]
+    fn messages_content_deltas_pass_byte_for_byte() {
+        let mut r = Relay::new(
+            Api::Messages,
+            prior(),
+            json!({"run_id": "x"}),
+            FinalCall::default(),
+        );
+        let delta = "event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"usage\"}}\n\n";
+        let out = r.chunk(delta.as_bytes(), false);
+        assert_eq!(String::from_utf8(out).unwrap(), delta);
     }
 
     #[test]

@@ -475,7 +475,7 @@ impl Turn {
         let mut callout = call::build_body(
             id,
             target,
-            body.to_string().into_bytes(),
+            call::json_bytes(&body),
             self.depth_header(),
             &self.info.client_auth,
             &self.info.trace,
@@ -539,7 +539,7 @@ impl Turn {
         self.next_id += 1;
         let callout = call::Callout {
             id,
-            body: body.to_string().into_bytes(),
+            body: call::json_bytes(&body),
             timeout_ms,
             ..sent.callout
         };

@@ -258,7 +258,7 @@ impl Turn {
         Some(Command::Resume(Resume {
             headers,
             remove,
-            body: body.to_string().into_bytes(),
+            body: call::json_bytes(&body),
         }))
     }
 

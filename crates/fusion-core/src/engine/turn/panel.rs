@@ -225,7 +225,8 @@ impl Turn {
         });
         self.history.push(Message::ToolResult {
             call_id: call.id,
-            content: result.to_string(),
+            // Written straight into the string's buffer (not via `fmt::Write`).
+            content: serde_json::to_string(&result).unwrap_or_default(),
         });
         for c in capped {
             self.history.push(Message::ToolResult {
