@@ -53,7 +53,6 @@ done
 [ -x "$ENVOY" ] || fail "Envoy is missing at $ENVOY: run 'scripts/setup.sh envoy'"
 
 mkdir -p .run
-scripts/render-envoy.sh envoy/demo.yaml .run/demo.yaml
 
 mock_pid= envoy_pid=
 cleanup() {
@@ -64,6 +63,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo; echo "make run: stopped"; cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
+
+# Adapted to this Envoy's version (scripts/envoy_compat.py); Ctrl-C works from here on.
+ENVOY="$ENVOY" scripts/render-envoy.sh envoy/demo.yaml .run/demo.yaml
 
 "$MOCK" --port "$MOCK_PORT" --demo --playground playground \
   ${DEMO_EXIT_AFTER:+--exit-after "$DEMO_EXIT_AFTER"} >"$MOCK_LOG" 2>&1 &

@@ -8,12 +8,15 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import envoy_compat  # noqa: E402  (scripts/envoy_compat.py: shared with scripts/render-envoy.sh)
 RUN_DIR = ROOT / ".run"
 WASM = ROOT / "dist" / "fusion.wasm"
 ENVOY = Path(os.environ.get("ENVOY", ROOT / ".venv" / "bin" / "envoy"))
@@ -77,7 +80,7 @@ def render(template: Path, out: Path, fusion_config: dict | None = None, extra_c
     if fusion_config is not None:
         text = replace_fusion_config(text, fusion_config)
     text = text.rstrip("\n") + "\n" + extra_clusters
-    if envoy_version() < STATS_ACCESS_LOGGER_SINCE:
+    if envoy_version() < envoy_compat.STATS_ACCESS_LOGGER_SINCE:
         text = without_stats_access_loggers(text)
     for key, value in ports.items():
         text = text.replace("{{" + key + "}}", str(value))
@@ -87,34 +90,18 @@ def render(template: Path, out: Path, fusion_config: dict | None = None, extra_c
 
 # Envoy's stats access logger (the duration histograms, docs/observability.md) exists
 # from this version on; for older Envoys the shipped configs go without it (documented).
-STATS_ACCESS_LOGGER_SINCE = (1, 37)
-
-
 @functools.cache
 def envoy_version() -> tuple[int, int]:
-    out = subprocess.run([str(ENVOY), "--version"], capture_output=True, text=True, timeout=60).stdout
-    m = re.search(r"/(\d+)\.(\d+)\.\d+/", out)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    return envoy_compat.envoy_version(str(ENVOY)) or (0, 0)
 
 
 def has_stats_access_logger() -> bool:
     """Whether this Envoy records the duration histograms (the shipped stats access logger)."""
-    return envoy_version() >= STATS_ACCESS_LOGGER_SINCE
+    return envoy_version() >= envoy_compat.STATS_ACCESS_LOGGER_SINCE
 
 
 def without_stats_access_loggers(text: str) -> str:
-    """The configuration less its `envoy.access_loggers.stats` entries (each a YAML list
-    item, up to the next line at its indentation or less)."""
-    lines, out, drop = text.split("\n"), [], None
-    for line in lines:
-        indent = len(line) - len(line.lstrip())
-        if drop is not None and line.strip() and indent <= drop:
-            drop = None
-        if drop is None and line.lstrip() == "- name: envoy.access_loggers.stats":
-            drop = indent
-        if drop is None:
-            out.append(line)
-    return "\n".join(out)
+    return envoy_compat.without_stats_access_loggers(text)
 
 
 def replace_fusion_config(text: str, config: dict) -> str:
