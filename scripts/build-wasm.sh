@@ -26,8 +26,14 @@ if [ "$WASM_ROUTE" = rustup ]; then
 else
   # Debian's Rust with its std sources; its own target dir so the two cargos
   # do not rebuild each other's artifacts.
+  # panic=immediate-abort (std rebuilt with it here): a panic traps at once,
+  # without formatting a message, which drops the panic and formatting code
+  # only panics reached (-48 KB after wasm-opt, docs/benchmarks.md "Module
+  # size"). The code has no panics by policy (clippy denies them); one in a
+  # dependency shows in Envoy's log as the Wasm trap, without its message.
+  # The rustup route (stable, prebuilt std) keeps panic=abort.
   PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 \
-  RUSTFLAGS="-C linker=$WASM_LD -C link-self-contained=no -L native=/usr/lib/wasm32-wasi ${WASM_RUSTFLAGS:-}" \
+  RUSTFLAGS="-C linker=$WASM_LD -C link-self-contained=no -L native=/usr/lib/wasm32-wasi -Zunstable-options -C panic=immediate-abort ${WASM_RUSTFLAGS:-}" \
     /usr/bin/cargo build --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort \
     --manifest-path "$manifest" -p "$package" --target-dir "${WASM_TARGET_DIR:-target/wasm-debian}"
   built=${WASM_TARGET_DIR:-target/wasm-debian}/wasm32-wasip1/release/$artifact
@@ -40,9 +46,22 @@ if [ "${WASM_OPT:-1}" != 0 ] && command -v wasm-opt >/dev/null; then
   # The features are the ones Rust's wasm32-wasip1 target emits by default.
   simd=
   case "${WASM_RUSTFLAGS:-}" in *simd128*) simd=--enable-simd ;; esac
+  input=$built
+  if [ "$package" = fusion-wasm ]; then
+    # The SDK's callbacks for network filters, gRPC callouts, shared queues and
+    # foreign functions: the filter uses none, Envoy skips a callback a module
+    # does not export, and unexported, wasm-opt drops their code (-12 KB).
+    input=$out.in
+    cp "$built" "$input"
+    python3 scripts/drop-exports.py "$input" proxy_on_new_connection proxy_on_downstream_data \
+      proxy_on_upstream_data proxy_on_downstream_connection_close proxy_on_upstream_connection_close \
+      proxy_on_grpc_receive_initial_metadata proxy_on_grpc_receive proxy_on_grpc_receive_trailing_metadata \
+      proxy_on_grpc_close proxy_on_queue_ready proxy_on_foreign_function
+  fi
   if wasm-opt -Oz -ocimfs 200 $simd --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
     --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
-    "$built" -o "$out.tmp"; then
+    "$input" -o "$out.tmp"; then
+    [ "$input" = "$built" ] || rm -f "$input"
     mv "$out.tmp" "$out"
     echo "built $out ($(stat -c %s "$out") bytes; $(stat -c %s "$built") before wasm-opt -Oz)"
     # Issue 19's budget for the shipped module (bench/run.py MODULE_TARGET_BYTES reports it too).
@@ -52,7 +71,7 @@ if [ "${WASM_OPT:-1}" != 0 ] && command -v wasm-opt >/dev/null; then
       echo "module size $size bytes; target <= 500000: $verdict"
     fi
   else
-    rm -f "$out.tmp"
+    rm -f "$out.tmp" "$out.in"
     cp "$built" "$out"
     echo "WARNING: wasm-opt failed; built $out unoptimized ($(stat -c %s "$out") bytes)" >&2
   fi

@@ -13,11 +13,12 @@ use fusion_core::engine::route::RoutePolicy;
 use fusion_core::engine::{
     self, CallResult, Command, Include, LocalReply, Refusal, RequestInfo, Resume, Start, Turn,
 };
+use fusion_core::vec_map::VecMap;
 use fusion_core::wire::Api;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ pub struct Stream {
     turn: Option<Box<Turn>>,
     /// Callouts in flight: host token -> engine call id. A token leaves when
     /// its call has ended (answered, failed or timed out).
-    tokens: BTreeMap<u32, u32>,
+    tokens: VecMap<u32, u32>,
     /// Size of the buffered request body, replaced when the request resumes.
     body_size: usize,
     /// This stream holds one of the worker's `max_concurrent_runs` slots: from
@@ -66,7 +67,7 @@ impl FusionFilter {
                 candidate: None,
                 skipped: None,
                 turn: None,
-                tokens: BTreeMap::new(),
+                tokens: VecMap::new(),
                 body_size: 0,
                 holds_slot: false,
                 over: false,

@@ -17,18 +17,18 @@
 
 use crate::host::{Host, MetricType};
 use fusion_core::engine::{Budget, FailureClass, Mode, Outcome, RunStats};
-use std::collections::BTreeMap;
+use fusion_core::vec_map::VecMap;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    runs: BTreeMap<(Mode, Outcome), u32>,
+    runs: VecMap<(Mode, Outcome), u32>,
     panel_calls: Option<u32>,
-    panel_failures: BTreeMap<FailureClass, u32>,
-    judge_degraded: BTreeMap<FailureClass, u32>,
+    panel_failures: VecMap<FailureClass, u32>,
+    judge_degraded: VecMap<FailureClass, u32>,
     cap_hits: Option<u32>,
     param_retries: Option<u32>,
     depth_refusals: Option<u32>,
-    truncations: BTreeMap<Budget, u32>,
+    truncations: VecMap<Budget, u32>,
     client_disconnects: Option<u32>,
     overloaded: Option<u32>,
     active_runs: Option<u32>,
@@ -80,7 +80,7 @@ fn labelled<T: Copy + Ord>(
     label: &str,
     values: &[T],
     value_name: fn(T) -> &'static str,
-) -> BTreeMap<T, u32> {
+) -> VecMap<T, u32> {
     values
         .iter()
         .filter_map(|v| {
@@ -108,7 +108,7 @@ fn publish(host: &dyn Host, name: &str, ms: u64) {
 
 impl Metrics {
     pub fn define(host: &dyn Host) -> Metrics {
-        let mut runs = BTreeMap::new();
+        let mut runs = VecMap::new();
         for mode in Mode::ALL {
             for outcome in Outcome::ALL {
                 let name = tagged(

@@ -90,12 +90,12 @@ impl RootContext for FusionRoot {
         match Config::parse(&text, &|name| std::env::var(name).ok()) {
             Ok(config) => {
                 log::info!(
-                    "fusion: configured aliases={:?} outer_model={} panel={} judge={} presets={:?}",
-                    config.aliases,
+                    "fusion: configured aliases={} outer_model={} panel={} judge={} presets={}",
+                    quoted_list(config.aliases.iter()),
                     config.outer_model,
                     config.defaults.panel.len(),
                     config.defaults.judge,
-                    config.presets.keys().collect::<Vec<_>>(),
+                    quoted_list(config.presets.keys()),
                 );
                 // Metrics are defined once per root; a reconfigure keeps their ids.
                 let metrics = match self.shared.take() {
@@ -159,4 +159,21 @@ impl RootContext for FusionRoot {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// Names as `["a", "b"]` for the log, as `{:?}` of a list of strings writes
+/// them, without pulling in `str`'s Debug escaping (its Unicode tables cost
+/// kilobytes of Wasm: docs/benchmarks.md, "Module size").
+fn quoted_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let mut out = String::from("[");
+    for (i, name) in names.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('"');
+        out.push_str(name);
+        out.push('"');
+    }
+    out.push(']');
+    out
 }

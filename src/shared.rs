@@ -5,8 +5,8 @@
 use crate::host::Host;
 use crate::metrics::Metrics;
 use fusion_core::config::Config;
+use fusion_core::vec_map::VecMap;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -37,13 +37,13 @@ pub struct Shared {
     pub bytes_in_flight: Cell<u64>,
     /// Callouts whose answers come to the root (all of them under Envoy):
     /// token -> the stream that dispatched it.
-    pub root_tokens: RefCell<BTreeMap<u32, StreamRef>>,
+    pub root_tokens: RefCell<VecMap<u32, StreamRef>>,
     /// Runs whose stream is gone while callouts still run: Envoy cannot
     /// cancel a callout (the root owns them all), so the run keeps its slot
     /// and bytes until the root has seen the last one end.
     pub gone: RefCell<GoneRuns>,
     /// (deadline ms, stream context id) -> the stream waiting for it.
-    pub timers: RefCell<BTreeMap<(u64, u32), StreamRef>>,
+    pub timers: RefCell<VecMap<(u64, u32), StreamRef>>,
     pub ticking: Cell<bool>,
 }
 
@@ -56,9 +56,9 @@ impl Shared {
             root_context_id: root,
             active_runs: Cell::new(0),
             bytes_in_flight: Cell::new(0),
-            root_tokens: RefCell::new(BTreeMap::new()),
+            root_tokens: RefCell::new(VecMap::new()),
             gone: RefCell::new(GoneRuns::default()),
-            timers: RefCell::new(BTreeMap::new()),
+            timers: RefCell::new(VecMap::new()),
             ticking: Cell::new(false),
         }
     }
@@ -163,9 +163,9 @@ impl Shared {
 #[derive(Default)]
 pub struct GoneRuns {
     /// token -> run (the stream's context id).
-    calls: BTreeMap<u32, u32>,
+    calls: VecMap<u32, u32>,
     /// run -> what it holds.
-    runs: BTreeMap<u32, GoneRun>,
+    runs: VecMap<u32, GoneRun>,
 }
 
 struct GoneRun {

@@ -3,8 +3,10 @@
 //! - [`config`]: parse, validate and compile the filter configuration.
 //! - [`wire`]: the wire layer: one folder per API (Chat Completions, Responses, Messages), the neutral model, the SSE framer.
 //! - [`engine`]: the sans-IO per-stream state machine.
+//! - [`vec_map`]: the small sorted map the other modules keep their tables in.
 
 pub mod config;
 pub mod engine;
 pub mod prescan;
+pub mod vec_map;
 pub mod wire;

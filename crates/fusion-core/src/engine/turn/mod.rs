@@ -19,6 +19,7 @@ use super::fusion_tool;
 use super::plan::{self, Plan};
 use super::{Command, RequestInfo};
 use crate::config::Config;
+use crate::vec_map::VecMap;
 use crate::wire::neutral::{Conversation, GenParams, Message, ModelRequest, ToolCall, ToolChoice};
 use crate::wire::patch::{self, CallRole, FusionExchange, PatchSpec};
 use crate::wire::relay::Relay;
@@ -26,7 +27,6 @@ use crate::wire::state::{self, StatefulRefs};
 use crate::wire::{self, Api, ApiError, ClientRequest, FusionCallView, FUSION_TOOL};
 use ledger::Ledger;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// How the request asked for fusion.
@@ -131,13 +131,13 @@ pub struct Turn {
     /// Merge mode: the synthesis model's conversation, once the panel answered.
     merge_conversation: Option<Conversation>,
     next_id: u32,
-    pending: BTreeMap<u32, Role>,
+    pending: VecMap<u32, Role>,
     /// Callouts sent and their request bytes, against the per-turn caps.
     upstream_calls: u32,
     upstream_bytes: u64,
     /// What each pending call sent: a call refused for an optional parameter
     /// is sent again once without it.
-    sent: BTreeMap<u32, SentCall>,
+    sent: VecMap<u32, SentCall>,
     /// Calls sent again without a parameter their provider refused.
     param_retries: u32,
     ledger: Ledger,
@@ -263,10 +263,10 @@ impl Turn {
             analysis: None,
             merge_conversation: None,
             next_id: 0,
-            pending: BTreeMap::new(),
+            pending: VecMap::new(),
             upstream_calls: 0,
             upstream_bytes: 0,
-            sent: BTreeMap::new(),
+            sent: VecMap::new(),
             param_retries: 0,
             ledger: Ledger::default(),
             relay: None,
