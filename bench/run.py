@@ -117,8 +117,11 @@ def machine() -> dict:
 def plain_template() -> Path:
     """envoy/demo.yaml with the wasm filter removed from http_filters."""
     lines = DEMO_CONFIG.read_text().split("\n")
-    start = next(i for i, l in enumerate(lines) if l.strip() == "- name: fusion")
-    end = next(i for i, l in enumerate(lines) if l.strip() == "- name: envoy.filters.http.router")
+    # The filter's entry: `- name: fusion` followed by the wasm filter's typed_config (a
+    # runtime layer is named `fusion` too).
+    start = next(i for i, l in enumerate(lines) if l.strip() == "- name: fusion"
+                 and any("filters.http.wasm" in n for n in lines[i + 1:i + 4]))
+    end = next(i for i, l in enumerate(lines) if i > start and l.strip() == "- name: envoy.filters.http.router")
     text = "\n".join(lines[:start] + lines[end:])
     assert "envoy.filters.http.wasm" not in text
     RUN_DIR.mkdir(exist_ok=True)
