@@ -250,6 +250,16 @@ pub fn param_range(api: Api, param: &str) -> Option<(f64, f64)> {
     }
 }
 
+/// The widest range any API takes for a sampling parameter: a request value
+/// outside it can reach no upstream (a 400 before any call); inside it, each
+/// call gets [`clamp_to_api`].
+pub fn widest_range(param: &str) -> Option<(f64, f64)> {
+    [Api::Chat, Api::Responses, Api::Messages]
+        .into_iter()
+        .filter_map(|api| param_range(api, param))
+        .reduce(|(lo, hi), (l, h)| (lo.min(l), hi.max(h)))
+}
+
 /// Clamps the body's sampling parameters into `api`'s ranges: a value the
 /// client's own API accepts (a Chat client's `temperature: 1.5`) reaches an
 /// upstream of another API (a Messages member) as that API's nearest value

@@ -3,6 +3,7 @@
 //! fusion tool `{"type":"fusion",...}` / `{"type":"openrouter:fusion",...}`, or
 //! the merge-mode `fusion` block), validated against the operator's limits and routes.
 
+use super::call;
 use super::fusion_tool::{OPENROUTER_TOOL_TYPE, TOOL_TYPE};
 use crate::config::{Config, Preset, Quorum};
 use crate::wire::neutral::GenParams;
@@ -279,17 +280,12 @@ fn overrides(
                 invalid("fusion `max_tool_calls` must be a positive integer".into())
             })?);
     }
-    if let Some(v) = get("temperature") {
-        p.temperature =
-            Some(sampling(v, TEMPERATURE).ok_or_else(|| {
-                invalid("fusion `temperature` must be a number from 0 to 2".into())
+    for (key, slot) in [("temperature", &mut p.temperature), ("top_p", &mut p.top_p)] {
+        if let Some(v) = get(key) {
+            *slot = Some(sampling(v, key).map_err(|(lo, hi)| {
+                invalid(format!("fusion `{key}` must be a number from {lo} to {hi}"))
             })?);
-    }
-    if let Some(v) = get("top_p") {
-        p.top_p = Some(
-            sampling(v, TOP_P)
-                .ok_or_else(|| invalid("fusion `top_p` must be a number from 0 to 1".into()))?,
-        );
+        }
     }
     if let Some(v) = get("stop") {
         let ok = match v {
@@ -315,17 +311,16 @@ fn overrides(
     Ok(p)
 }
 
-/// The valid `temperature` and `top_p` ranges (the widest any of the APIs takes).
-const TEMPERATURE: (f64, f64) = (0.0, 2.0);
-const TOP_P: (f64, f64) = (0.0, 1.0);
-
 /// A count (tokens, tool calls): a positive integer, lowered to the operator's cap.
 fn count_within(v: &Value, cap: u64) -> Option<u64> {
     v.as_u64().filter(|n| *n >= 1).map(|n| n.min(cap))
 }
 
-fn sampling(v: &Value, (min, max): (f64, f64)) -> Option<f64> {
-    v.as_f64().filter(|t| (min..=max).contains(t))
+/// A sampling parameter (`temperature`, `top_p`) within the widest range any
+/// API takes ([`call::widest_range`]); `Err` carries that range for the message.
+fn sampling(v: &Value, key: &str) -> Result<f64, (f64, f64)> {
+    let (lo, hi) = call::widest_range(key).unwrap_or((0.0, 0.0));
+    v.as_f64().filter(|t| (lo..=hi).contains(t)).ok_or((lo, hi))
 }
 
 /// The one rule for the client's own generation parameters, whatever the request
@@ -361,13 +356,13 @@ pub fn bound_client_params(
         })?;
         *v = Value::from(n);
     }
-    for (key, range) in [("temperature", TEMPERATURE), ("top_p", TOP_P)] {
+    for key in ["temperature", "top_p"] {
         let Some(v) = body.get(key).filter(|v| !v.is_null()) else {
             continue;
         };
-        if sampling(v, range).is_none() {
+        if let Err((lo, hi)) = sampling(v, key) {
             return Err(ApiError::invalid(
-                format!("`{key}` must be a number from {} to {}", range.0, range.1),
+                format!("`{key}` must be a number from {lo} to {hi}"),
                 Some(key),
             ));
         }
