@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 PY    := .venv/bin/python
 MOCK  := target/release/mock-llm
-WASM_SOURCES := $(shell find src crates/fusion-core/src -name '*.rs') Cargo.toml Cargo.lock scripts/build-wasm.sh scripts/drop-exports.py
+WASM_SOURCES := $(shell find src crates/fusion-core/src -name '*.rs') Cargo.toml Cargo.lock scripts/build-wasm.sh scripts/drop_exports.py
 
 .PHONY: all setup build run test check-tree test-unit test-wasm test-integration test-integration-oldest test-envoys bench oci fuzz soak fmt lint clean
 

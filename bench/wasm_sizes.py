@@ -16,16 +16,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-
-def leb(buf: bytes, i: int) -> tuple[int, int]:
-    out = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        out |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return out, i
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from drop_exports import leb  # noqa: E402  (the build's LEB128 reader)
 
 
 SECTION = {0: "custom", 1: "type", 2: "import", 3: "function", 4: "table", 5: "memory", 6: "global",

@@ -53,7 +53,7 @@ if [ "${WASM_OPT:-1}" != 0 ] && command -v wasm-opt >/dev/null; then
     # does not export, and unexported, wasm-opt drops their code (-12 KB).
     input=$out.in
     cp "$built" "$input"
-    python3 scripts/drop-exports.py "$input" proxy_on_new_connection proxy_on_downstream_data \
+    python3 scripts/drop_exports.py "$input" proxy_on_new_connection proxy_on_downstream_data \
       proxy_on_upstream_data proxy_on_downstream_connection_close proxy_on_upstream_connection_close \
       proxy_on_grpc_receive_initial_metadata proxy_on_grpc_receive proxy_on_grpc_receive_trailing_metadata \
       proxy_on_grpc_close proxy_on_queue_ready proxy_on_foreign_function

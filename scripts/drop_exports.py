@@ -5,7 +5,7 @@ drop the code only they reach.
 The proxy-wasm SDK exports every callback of the ABI, including those of
 network filters, gRPC callouts, shared queues and foreign functions, which an
 HTTP filter that uses none of them never receives; Envoy treats a callback the
-module does not export as absent. Usage: drop-exports.py MODULE.wasm NAME...
+module does not export as absent. Usage: drop_exports.py MODULE.wasm NAME... (bench/wasm_sizes.py imports its LEB128 reader)
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main() -> int:
         i = end
     missing = drop - set(dropped)
     if missing:
-        print(f"drop-exports: not exported: {', '.join(sorted(missing))}", file=sys.stderr)
+        print(f"drop_exports: not exported: {', '.join(sorted(missing))}", file=sys.stderr)
         return 1
     path.write_bytes(bytes(out))
     return 0
