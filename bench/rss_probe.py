@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from harness import RUN_DIR, Envoy, Mock  # noqa: E402
-from httpraw import SyncConn, build_request  # noqa: E402
 import run as bench  # noqa: E402
 
 
@@ -54,14 +53,7 @@ def main() -> int:
             if template:
                 kw["template"] = Path(template)
             envoys[name] = Envoy(mock, name=f"rss-probe-{name}", concurrency=conc, **kw)
-        get = build_request("GET", "/bench/echo")
-        post = build_request("POST", "/v1/chat/completions", bench.chat_body(2048), {"content-type": "application/json"})
-        for e in envoys.values():
-            for _ in range(4):
-                c = SyncConn(e.port)
-                for req in (get, post) * 10:
-                    c.roundtrip(req)
-                c.close()
+        bench.warm_up(envoys.values())
         time.sleep(3)
         out = {}
         for name, e in envoys.items():

@@ -870,6 +870,19 @@ def callgrind(cfg: dict) -> int | None:
 # ---------------------------------------------------------------- part 6
 
 
+def warm_up(envoys) -> None:
+    """The same few requests to each Envoy (a GET and a 2 KB Chat POST, on four
+    connections), so that every worker has run each callback before it rests."""
+    get = build_request("GET", "/bench/echo")
+    post = build_request("POST", "/v1/chat/completions", chat_body(2048), {"content-type": "application/json"})
+    for e in envoys:
+        for _ in range(4):
+            c = SyncConn(e.port)
+            for req in (get, post) * 10:
+                c.roundtrip(req)
+            c.close()
+
+
 def idle_rss(mock: Mock, cfg: dict) -> dict:
     """VmRSS of idle Envoys: plain, with the no-op floor, with the filter. Each gets
     the same few requests first (every worker has run each callback), then rests."""
@@ -880,19 +893,12 @@ def idle_rss(mock: Mock, cfg: dict) -> dict:
     }
     out: dict[str, list[int]] = {n: [] for n in sides}
     breakdown: dict[str, dict] = {}
-    req_get = build_request("GET", "/bench/echo")
-    req_post = build_request("POST", "/v1/chat/completions", chat_body(2048), {"content-type": "application/json"})
     for rep in range(cfg["rss_reps"]):
         envoys = {}
         try:
             for name, kw in sides.items():
                 envoys[name] = Envoy(mock, name=f"bench-rss-{name}", **kw)
-            for e in envoys.values():
-                for _ in range(4):
-                    c = SyncConn(e.port)
-                    for req in (req_get, req_post) * 10:
-                        c.roundtrip(req)
-                    c.close()
+            warm_up(envoys.values())
             mock.reset()
             time.sleep(cfg["rss_settle_s"])
             for name, e in envoys.items():
