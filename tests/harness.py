@@ -40,10 +40,11 @@ def require(path: Path, what: str) -> None:
 class Mock:
     """The mock LLM server, with its call log and run-time scripts."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str) -> None:
+        """`args`: more command-line arguments of the mock (DemoMock's)."""
         require(MOCK, "the mock LLM server")
         self.proc = subprocess.Popen(
-            [str(MOCK), "--port", "0", "--exit-after", str(LIFETIME_S)],
+            [str(MOCK), "--port", "0", "--exit-after", str(LIFETIME_S), *args],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -269,17 +270,4 @@ class DemoMock(Mock):
     """The mock as `make run` starts it: demo answers (`--demo`) and the playground page."""
 
     def __init__(self) -> None:
-        require(MOCK, "the mock LLM server")
-        self.proc = subprocess.Popen(
-            [str(MOCK), "--port", "0", "--exit-after", str(LIFETIME_S), "--demo",
-             "--playground", str(ROOT / "playground")],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        if not m:
-            self.stop()
-            raise RuntimeError(f"mock-llm did not start: {line!r}")
-        self.port = int(m.group(1))
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__("--demo", "--playground", str(ROOT / "playground"))
