@@ -23,6 +23,7 @@ use crate::vec_map::VecMap;
 use crate::wire::neutral::{Conversation, GenParams, Message, ModelRequest, ToolCall, ToolChoice};
 use crate::wire::patch::{self, CallRole, FusionExchange, PatchSpec};
 use crate::wire::relay::Relay;
+use crate::wire::splice::ClientBody;
 use crate::wire::state::{self, StatefulRefs};
 use crate::wire::{self, Api, ApiError, ClientRequest, FusionCallView, FUSION_TOOL};
 use ledger::Ledger;
@@ -102,8 +103,9 @@ pub struct Turn {
     /// Unique per run (the client's `x-request-id` is reported beside it).
     run_id: String,
     req: ClientRequest,
-    /// The client's JSON body: same-API calls are patches of it.
-    raw: Value,
+    /// The client's JSON body: same-API calls are patches of it, written
+    /// from its bytes (`wire::splice`).
+    client: ClientBody,
     mode: Mode,
     plan: Plan,
     /// The model that decides and, without a synthesizer, writes the answer.
@@ -168,12 +170,15 @@ pub struct Turn {
 impl Turn {
     /// Starts a turn. Forced fusion (alias, or `tool_choice` naming fusion) starts
     /// the panel at once: no outer round is spent deciding a call whose answer is known.
+    /// `raw` is the client's body parsed from `body`, its bytes.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         config: Rc<Config>,
         api: Api,
         info: RequestInfo,
         req: ClientRequest,
         raw: Value,
+        body: &[u8],
         alias: bool,
         now_ms: u64,
     ) -> Result<(Turn, Vec<Command>), ApiError> {
@@ -245,7 +250,7 @@ impl Turn {
             run_id: new_run_id(&info.request_id, now_ms),
             info,
             req,
-            raw,
+            client: ClientBody::new(api, body, raw),
             mode,
             plan,
             outer_model,
@@ -472,10 +477,15 @@ impl Turn {
         // Each API's own range: a Chat client's temperature 1.5 reaches a Messages upstream as 1.
         let clamped = call::clamp_to_api(target.upstream.api, &mut body);
         let id = self.next_id;
+        let bytes = if patched {
+            self.client.write(&body)
+        } else {
+            call::json_bytes(&body)
+        };
         let mut callout = call::build_body(
             id,
             target,
-            call::json_bytes(&body),
+            bytes,
             self.depth_header(),
             &self.info.client_auth,
             &self.info.trace,
@@ -650,7 +660,7 @@ impl Turn {
             set: &set,
             exchange: exchange.as_ref(),
         };
-        patch::patch_request(api, &self.raw, &spec).ok()
+        self.client.patch(api, &spec).ok()
     }
 }
 

@@ -202,13 +202,14 @@ impl Turn {
         {
             return None;
         }
-        let mut body = match self.final_patch(target.model) {
-            Some(body) => body,
+        let (mut body, patched) = match self.final_patch(target.model) {
+            Some(body) => (body, true),
             // Merge mode, or more than the one fusion exchange: rebuilt, and only
             // without client tools (a rebuilt call cannot carry them all).
-            None if self.req.tools.is_empty() => {
-                self.final_rebuilt(target.model, conversation, params)
-            }
+            None if self.req.tools.is_empty() => (
+                self.final_rebuilt(target.model, conversation, params),
+                false,
+            ),
             None => return None,
         };
         let clamped = call::clamp_to_api(target.upstream.api, &mut body);
@@ -255,10 +256,15 @@ impl Turn {
             self.report(),
             final_call,
         ));
+        let body = if patched {
+            self.client.write(&body)
+        } else {
+            call::json_bytes(&body)
+        };
         Some(Command::Resume(Resume {
             headers,
             remove,
-            body: call::json_bytes(&body),
+            body,
         }))
     }
 
@@ -310,7 +316,7 @@ impl Turn {
             set: &set,
             exchange: Some(&exchange),
         };
-        patch::patch_request(self.api, &self.raw, &spec).ok()
+        self.client.patch(self.api, &spec).ok()
     }
 
     /// The final call rebuilt from the neutral conversation.
