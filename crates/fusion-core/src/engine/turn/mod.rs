@@ -25,7 +25,7 @@ use crate::wire::patch::{self, CallRole, FusionExchange, PatchSpec};
 use crate::wire::relay::Relay;
 use crate::wire::splice::ClientBody;
 use crate::wire::state::{self, StatefulRefs};
-use crate::wire::{self, Api, ApiError, ClientRequest, FusionCallView, FUSION_TOOL};
+use crate::wire::{self, Api, ApiError, ClientRequest, FUSION_TOOL};
 use ledger::Ledger;
 use serde_json::Value;
 use std::rc::Rc;
@@ -124,7 +124,8 @@ pub struct Turn {
     outer_thinking: Vec<Value>,
     /// Further fusion calls in the message that started the run: capped.
     capped_with_call: Vec<ToolCall>,
-    fusion_view: Option<FusionCallView>,
+    /// The id of the fusion call that ran; its result is the history's tool result of that id.
+    fusion_call_id: Option<String>,
     tool_started_ms: u64,
     /// Set once the quorum answered: the judge starts then, at the latest.
     grace_deadline_ms: Option<u64>,
@@ -262,7 +263,7 @@ impl Turn {
             fusion_call: None,
             outer_thinking: Vec::new(),
             capped_with_call: Vec::new(),
-            fusion_view: None,
+            fusion_call_id: None,
             tool_started_ms: now_ms,
             grace_deadline_ms: None,
             analysis: None,

@@ -523,9 +523,14 @@ impl Turn {
         // content carries the answer alone, which every SDK and framework parses
         // (README, "How the client sees the fusion call").
         let mut fusion = self.report();
-        if let (Some(view), Some(obj)) = (&self.fusion_view, fusion.as_object_mut()) {
-            obj.insert("call_id".into(), json!(view.id));
-            obj.insert("tool_result".into(), view.result.clone());
+        // The tool result is JSON text already (the history's): the reply gets a
+        // marker in its place, and the text is spliced in once the reply is
+        // written, instead of a tree copied and escaped once more.
+        let tool_result = self.fusion_tool_result();
+        let marker = format!("\u{0}tool_result {}\u{0}", self.run_id);
+        if let (Some((id, _)), Some(obj)) = (tool_result, fusion.as_object_mut()) {
+            obj.insert("call_id".into(), json!(id));
+            obj.insert("tool_result".into(), json!(marker));
         }
         let meta = ResponseMeta {
             id: format!("fusion-{}", super::short_id(&self.run_id)),
@@ -549,8 +554,26 @@ impl Turn {
         } else {
             LocalReply::json(200, &wire::write_response(self.api, &reply, &meta))
         };
+        if let Some((_, text)) = tool_result {
+            splice_marker(
+                &mut response.body,
+                &call::json_bytes(&json!(marker)),
+                text.as_bytes(),
+            );
+        }
         response.headers.extend(self.debug_headers());
         vec![Command::Reply(response)]
+    }
+
+    /// The fusion call's id and its tool result (JSON text), once fusion ran.
+    fn fusion_tool_result(&self) -> Option<(&str, &str)> {
+        let id = self.fusion_call_id.as_deref()?;
+        self.history.iter().find_map(|m| match m {
+            Message::ToolResult { call_id, content } if call_id == id => {
+                Some((id, content.as_str()))
+            }
+            _ => None,
+        })
     }
 
     pub(super) fn fail(&mut self, err: ApiError) -> Vec<Command> {
@@ -565,6 +588,24 @@ impl Turn {
         reply.headers.extend(self.debug_headers());
         vec![Command::Reply(reply)]
     }
+}
+
+/// Replaces every occurrence of `marker` in `body` with `text` (a stream may
+/// carry the `fusion` object in more than one event). The marker holds the
+/// run's id, which no model saw: no text a model wrote can spell it.
+fn splice_marker(body: &mut Vec<u8>, marker: &[u8], text: &[u8]) {
+    let mut out = Vec::with_capacity(body.len() + text.len());
+    let mut from = 0;
+    for at in memchr::memmem::find_iter(body, marker) {
+        out.extend_from_slice(body.get(from..at).unwrap_or_default());
+        out.extend_from_slice(text);
+        from = at.saturating_add(marker.len());
+    }
+    if from == 0 {
+        return;
+    }
+    out.extend_from_slice(body.get(from..).unwrap_or_default());
+    *body = out;
 }
 
 /// The thinking blocks of a Messages answer, raw with their signatures.

@@ -7,7 +7,7 @@ use crate::engine::call::{CallResult, Failure};
 use crate::engine::fusion_tool::{self, MemberOutcome};
 use crate::engine::{judge, merge};
 use crate::wire::neutral::{GenParams, Message, ToolCall};
-use crate::wire::{ApiError, FusionCallView};
+use crate::wire::ApiError;
 use serde_json::Value;
 
 impl Turn {
@@ -210,11 +210,7 @@ impl Turn {
         let Some(call) = self.fusion_call.take() else {
             return self.fail(ApiError::upstream(500, "fusion finished without a call"));
         };
-        self.fusion_view = Some(FusionCallView {
-            id: call.id.clone(),
-            arguments: call.arguments.clone(),
-            result: result.clone(),
-        });
+        self.fusion_call_id = Some(call.id.clone());
         let capped = std::mem::take(&mut self.capped_with_call);
         self.cap_hits += capped.len() as u32;
         let mut tool_calls = vec![call.clone()];
