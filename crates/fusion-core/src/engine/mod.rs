@@ -8,6 +8,7 @@ pub mod judge;
 mod merge;
 pub mod plan;
 pub mod route;
+mod slots;
 mod turn;
 
 pub use call::{CallResult, Callout, Failure, FailureClass};

@@ -17,6 +17,7 @@ pub use report::{Budget, FilterState, Outcome, RunStats};
 use super::call::{self, CallResult, Failure};
 use super::fusion_tool;
 use super::plan::{self, Plan};
+use super::slots::Slots;
 use super::{Command, RequestInfo};
 use crate::config::Config;
 use crate::vec_map::VecMap;
@@ -126,6 +127,8 @@ pub struct Turn {
     capped_with_call: Vec<ToolCall>,
     /// The id of the fusion call that ran; its result is the history's tool result of that id.
     fusion_call_id: Option<String>,
+    /// The panel's answers escaped once, for the judge's prompt and the tool result.
+    slots: Option<Slots>,
     tool_started_ms: u64,
     /// Set once the quorum answered: the judge starts then, at the latest.
     grace_deadline_ms: Option<u64>,
@@ -264,6 +267,7 @@ impl Turn {
             outer_thinking: Vec::new(),
             capped_with_call: Vec::new(),
             fusion_call_id: None,
+            slots: None,
             tool_started_ms: now_ms,
             grace_deadline_ms: None,
             analysis: None,
@@ -478,10 +482,10 @@ impl Turn {
         // Each API's own range: a Chat client's temperature 1.5 reaches a Messages upstream as 1.
         let clamped = call::clamp_to_api(target.upstream.api, &mut body);
         let id = self.next_id;
-        let bytes = if patched {
-            self.client.write(&body)
-        } else {
-            call::json_bytes(&body)
+        let bytes = match (patched, role, &self.slots) {
+            (true, _, _) => self.client.write(&body),
+            (false, Role::Judge, Some(slots)) => slots.fill(call::json_bytes(&body)),
+            (false, _, _) => call::json_bytes(&body),
         };
         let mut callout = call::build_body(
             id,

@@ -5,6 +5,7 @@ use super::ledger::{CallRecord, CallStatus};
 use super::{Command, Mode, Phase, Role, Turn};
 use crate::engine::call::{CallResult, Failure};
 use crate::engine::fusion_tool::{self, MemberOutcome};
+use crate::engine::slots::Slots;
 use crate::engine::{judge, merge};
 use crate::wire::neutral::{GenParams, Message, ToolCall};
 use crate::wire::ApiError;
@@ -135,14 +136,32 @@ impl Turn {
         if self.mode == Mode::Merge {
             return self.merge_round(now_ms);
         }
-        let answers = self.ledger.usable_answers();
+        // Borrowed, not copied: each answer is escaped once (`Slots`), and the
+        // judge's prompt holds markers in their place until its body is written.
+        let answers: Vec<(usize, &str)> = self
+            .ledger
+            .panel
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match &r.status {
+                CallStatus::Ok(t) => Some((i, t.as_str())),
+                _ => None,
+            })
+            .collect();
         if answers.is_empty() {
             return self.finish_fusion(None, now_ms);
         }
+        let texts: Vec<&str> = answers.iter().map(|(_, t)| *t).collect();
+        let nonce = judge::nonce(&texts);
+        let slots = Slots::new(format!("{}-{nonce}", self.run_id), answers.iter().copied());
+        let conversation = judge::judge_conversation_with(
+            &self.req.conversation,
+            &nonce,
+            answers.iter().map(|(i, _)| slots.marker(*i)),
+        );
+        self.slots = Some(slots);
         self.phase = Phase::Judge;
         let model = self.plan.judge.clone();
-        let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
-        let conversation = judge::judge_conversation(&self.req.conversation, &refs);
         let params = GenParams {
             temperature: Some(0.0),
             ..GenParams::default()
@@ -194,19 +213,29 @@ impl Turn {
     /// The fusion call has its result: append it and run the next outer round.
     fn finish_fusion(&mut self, analysis: Option<Value>, now_ms: u64) -> Vec<Command> {
         self.analysis.clone_from(&analysis);
+        // Answers the judge's prompt carried are escaped already: markers here too.
+        let slots = self.slots.take().unwrap_or_default();
+        let markers: Vec<Option<String>> = (0..self.ledger.panel.len())
+            .map(|i| slots.has(i).then(|| slots.marker(i)))
+            .collect();
         let outcomes: Vec<MemberOutcome<'_>> = self
             .ledger
             .panel
             .iter()
-            .map(|r| MemberOutcome {
+            .zip(&markers)
+            .map(|(r, marker)| MemberOutcome {
                 model: &r.model,
-                answer: match &r.status {
-                    CallStatus::Ok(t) => Ok(t.as_str()),
-                    other => Err(other.failure_reason().unwrap_or_default()),
+                answer: match (&r.status, marker) {
+                    (CallStatus::Ok(_), Some(m)) => Ok(m.as_str()),
+                    (CallStatus::Ok(t), None) => Ok(t.as_str()),
+                    (other, _) => Err(other.failure_reason().unwrap_or_default()),
                 },
             })
             .collect();
         let result = fusion_tool::tool_result(&outcomes, analysis.as_ref());
+        let content = slots.fill(serde_json::to_vec(&result).unwrap_or_default());
+        let content = String::from_utf8(content)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         let Some(call) = self.fusion_call.take() else {
             return self.fail(ApiError::upstream(500, "fusion finished without a call"));
         };
@@ -221,8 +250,7 @@ impl Turn {
         });
         self.history.push(Message::ToolResult {
             call_id: call.id,
-            // Written straight into the string's buffer (not via `fmt::Write`).
-            content: serde_json::to_string(&result).unwrap_or_default(),
+            content,
         });
         for c in capped {
             self.history.push(Message::ToolResult {
