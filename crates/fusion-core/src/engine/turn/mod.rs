@@ -66,6 +66,16 @@ enum Role {
     Judge,
 }
 
+/// The conversation a call rebuilt from the neutral model carries (a patched
+/// call carries the client's own body instead, and needs none).
+#[derive(Debug, Clone, Copy)]
+enum Convo<'a> {
+    Of(&'a Conversation),
+    /// An outer round's: the client's conversation and the turn's history
+    /// (merge mode: the synthesis conversation), made only when needed.
+    Outer,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Outer,
@@ -415,7 +425,7 @@ impl Turn {
         &mut self,
         role: Role,
         model: &str,
-        conversation: &Conversation,
+        conversation: Convo<'_>,
         with_tools: bool,
         params: &GenParams,
         deadline_ms: u64,
@@ -460,6 +470,14 @@ impl Turn {
                     }
                 } else {
                     params.clone()
+                };
+                let outer;
+                let conversation = match conversation {
+                    Convo::Of(c) => c,
+                    Convo::Outer => {
+                        outer = self.outer_conversation();
+                        &outer
+                    }
                 };
                 let request = ModelRequest {
                     model: target.model,

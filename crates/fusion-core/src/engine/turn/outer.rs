@@ -3,7 +3,7 @@
 //! request's own route, and failures answer in the client's API.
 
 use super::ledger::{CallRecord, CallStatus};
-use super::{Budget, Command, Mode, NotSent, Phase, Role, Turn};
+use super::{Budget, Command, Convo, Mode, NotSent, Phase, Role, Turn};
 use crate::config::Auth;
 use crate::engine::call::{self, CallResult, Failure};
 use crate::engine::{fusion_tool, LocalReply, Resume};
@@ -142,24 +142,16 @@ impl Turn {
         }
         self.rounds += 1;
         let model = self.answering_model().to_string();
-        let conversation = match &self.merge_conversation {
-            Some(c) => c.clone(),
-            None => {
-                let mut c = self.req.conversation.clone();
-                c.messages.extend(self.history.iter().cloned());
-                c
-            }
-        };
         let params = self.req.params.clone();
         self.ledger.outer.push(CallRecord::new(&model, now_ms));
-        if let Some(resume) = self.route_final(&model, &conversation, &params) {
+        if let Some(resume) = self.route_final(&model, &params) {
             return vec![resume];
         }
         let deadline = self.turn_deadline();
         match self.dispatch(
             Role::Outer,
             &model,
-            &conversation,
+            Convo::Outer,
             true,
             &params,
             deadline,
@@ -186,12 +178,7 @@ impl Turn {
     /// again once headers change) stays the one whose cluster was compared here:
     /// only the body, the auth header configured for that cluster, the depth and
     /// the timeout change. See docs/deployment.md, "Streaming the final answer".
-    fn route_final(
-        &mut self,
-        model: &str,
-        conversation: &Conversation,
-        params: &GenParams,
-    ) -> Option<Command> {
+    fn route_final(&mut self, model: &str, params: &GenParams) -> Option<Command> {
         if self.invocations == 0 || !self.req.stream {
             return None;
         }
@@ -206,10 +193,13 @@ impl Turn {
             Some(body) => (body, true),
             // Merge mode, or more than the one fusion exchange: rebuilt, and only
             // without client tools (a rebuilt call cannot carry them all).
-            None if self.req.tools.is_empty() => (
-                self.final_rebuilt(target.model, conversation, params),
-                false,
-            ),
+            None if self.req.tools.is_empty() => {
+                let conversation = self.outer_conversation();
+                (
+                    self.final_rebuilt(target.model, &conversation, params),
+                    false,
+                )
+            }
             None => return None,
         };
         let clamped = call::clamp_to_api(target.upstream.api, &mut body);
@@ -266,6 +256,19 @@ impl Turn {
             remove,
             body,
         }))
+    }
+
+    /// An outer round's conversation when the call is rebuilt: the client's
+    /// and the turn's history (merge mode: the synthesis conversation).
+    pub(super) fn outer_conversation(&self) -> Conversation {
+        match &self.merge_conversation {
+            Some(c) => c.clone(),
+            None => {
+                let mut c = self.req.conversation.clone();
+                c.messages.extend(self.history.iter().cloned());
+                c
+            }
+        }
     }
 
     /// The final call as a patch of the client's own body (everything the client

@@ -2,7 +2,7 @@
 //! and (merge mode) the synthesis conversation.
 
 use super::ledger::{CallRecord, CallStatus};
-use super::{Command, Mode, Phase, Role, Turn};
+use super::{Command, Convo, Mode, Phase, Role, Turn};
 use crate::engine::call::{CallResult, Failure};
 use crate::engine::fusion_tool::{self, MemberOutcome};
 use crate::engine::slots::Slots;
@@ -18,7 +18,8 @@ impl Turn {
         self.phase = Phase::Panel;
         self.tool_started_ms = now_ms;
         let members = self.plan.panel.clone();
-        let conversation = self.req.conversation.clone();
+        // Lent to the calls, not copied (a call writes it only when rebuilt).
+        let conversation = std::mem::take(&mut self.req.conversation);
         // `"model": "fusion"` requests forward their own parameters to the panel;
         // a tool declaration's overrides apply in every mode.
         let base = match self.mode {
@@ -42,7 +43,7 @@ impl Turn {
             match self.dispatch(
                 Role::Panel(i),
                 &member.model,
-                &conversation,
+                Convo::Of(&conversation),
                 false,
                 &params,
                 deadline,
@@ -56,6 +57,7 @@ impl Turn {
                 }
             }
         }
+        self.req.conversation = conversation;
         if commands.is_empty() {
             return self.after_panel(now_ms);
         }
@@ -66,11 +68,10 @@ impl Turn {
     fn settle_member(&mut self, i: usize, result: &CallResult, now_ms: u64) {
         let api = self.ledger.panel.get(i).and_then(|r| self.api_of(&r.model));
         if let Some(rec) = self.ledger.panel.get_mut(i) {
-            let outcome = rec.settle(api, result, now_ms);
+            let _ = rec.settle(api, result, now_ms);
             let usage = rec.usage;
-            if matches!(&outcome, Ok(r) if r.answer_text().trim().is_empty())
-                && rec.status != CallStatus::Late
-            {
+            // The answer as recorded (not a copy of it made to look at it).
+            if matches!(&rec.status, CallStatus::Ok(t) if t.trim().is_empty()) {
                 rec.status = CallStatus::Failed(Failure::Empty);
             }
             self.ledger.count(usage);
@@ -176,7 +177,7 @@ impl Turn {
         match self.dispatch(
             Role::Judge,
             &model,
-            &conversation,
+            Convo::Of(&conversation),
             false,
             &params,
             deadline,
