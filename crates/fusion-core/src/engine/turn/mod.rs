@@ -139,6 +139,8 @@ pub struct Turn {
     fusion_call_id: Option<String>,
     /// The panel's answers escaped once, for the judge's prompt and the tool result.
     slots: Option<Slots>,
+    /// The client's parameters in its API's spelling (`patch::settings`), for patches.
+    client_settings: std::cell::OnceCell<serde_json::Map<String, Value>>,
     tool_started_ms: u64,
     /// Set once the quorum answered: the judge starts then, at the latest.
     grace_deadline_ms: Option<u64>,
@@ -278,6 +280,7 @@ impl Turn {
             capped_with_call: Vec::new(),
             fusion_call_id: None,
             slots: None,
+            client_settings: std::cell::OnceCell::new(),
             tool_started_ms: now_ms,
             grace_deadline_ms: None,
             analysis: None,
@@ -616,7 +619,10 @@ impl Turn {
         if api != self.api {
             return None;
         }
-        let client_settings = patch::settings(api, &self.req.params, None);
+        // The client's own settings, written once per turn (they do not change).
+        let client_settings = self
+            .client_settings
+            .get_or_init(|| patch::settings(api, &self.req.params, None));
         let mut settings = patch::settings(api, params, None);
         let (call_role, extra_tools, exchange) = match role {
             Role::Judge => return None,
