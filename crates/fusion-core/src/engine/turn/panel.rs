@@ -155,11 +155,9 @@ impl Turn {
         let texts: Vec<&str> = answers.iter().map(|(_, t)| *t).collect();
         let nonce = judge::nonce(&texts);
         let slots = Slots::new(format!("{}-{nonce}", self.run_id), answers.iter().copied());
-        let conversation = judge::judge_conversation_with(
-            &self.req.conversation,
-            &nonce,
-            answers.iter().map(|(i, _)| slots.marker(*i)),
-        );
+        let markers: Vec<String> = answers.iter().map(|(i, _)| slots.marker(*i)).collect();
+        let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
+        let conversation = judge::judge_conversation_with(&self.req.conversation, &nonce, &markers);
         self.slots = Some(slots);
         self.phase = Phase::Judge;
         let model = self.plan.judge.clone();
