@@ -1190,7 +1190,9 @@ def targets(r: dict) -> list[dict]:
             "the total, Envoy's own HTTP work for the turn's 6 exchanges included",
             f"{c['cpu_ms_per_turn']:.3f} ms" + (
                 f" (of which Envoy's own work for the same exchanges without the filter: "
-                f"{own['cpu_ms_per_turn']:.3f} ms, alone above the target on this machine)" if own else ""),
+                f"{own['cpu_ms_per_turn']:.3f} ms"
+                + (", alone above the target on this machine)" if own["cpu_ms_per_turn"] > TURN_CPU_TARGET_MS else ")")
+                if own else ""),
             c["cpu_ms_per_turn"] <= TURN_CPU_TARGET_MS)
         if own:
             add(f"... the filter's share <= {TURN_CPU_TARGET_MS} ms (total minus Envoy's own work for the same "
@@ -1653,8 +1655,9 @@ def write_doc(r: dict) -> None:
                 f"| **the filter's share** (total minus Envoy's own) | **{c['filter_ms_per_turn']:.3f} ms** |",
                 "",
                 f"The issue's target ({TURN_CPU_TARGET_MS} ms per turn) is printed next to both in the targets list: "
-                "the total is what the issue names; Envoy's own work for the six exchanges is above the target by "
-                "itself on this machine, so the filter's share is the part the filter can change.",
+                "the total is what the issue names; the filter's share is the part the filter can change"
+                + (f" (Envoy's own work for the six exchanges, {own['cpu_ms_per_turn']:.3f} ms, is above the target by "
+                   "itself on this machine)." if own["cpu_ms_per_turn"] > TURN_CPU_TARGET_MS else "."),
                 "",
             ]
     if p4 or p6:
@@ -1746,7 +1749,7 @@ def main() -> int:
         "wrk_seconds": 2, "wrk_reps": 3, "wrk_conns": 8, "lat_samples": 6000,
         "turns": 100, "zero_turns": 200, "turn_concurrency": 4, "straggler_turns": 12,
         "scale_turns": 1000, "scale_bursts": 2, "settle_s": 5, "callgrind_iters": 10,
-        "rss_reps": 2, "rss_settle_s": 3, "idle_cpu_s": 3, "cpu_turns": 300, "relay_mb": 10,
+        "rss_reps": 2, "rss_settle_s": 3, "idle_cpu_s": 3, "cpu_turns": 1000, "relay_mb": 10,
     }
     if args.quick:
         cfg.update(wrk_seconds=1, wrk_reps=1, lat_samples=300, turns=8, zero_turns=20,
