@@ -914,32 +914,140 @@ def idle_rss(mock: Mock, cfg: dict) -> dict:
             "filter_over_plain_kb": med["filter"] - med["plain"]}
 
 
+def envoy_cpu(pid: int, idle_s: float, run) -> dict:
+    """Envoy's CPU time over `run()` (which returns how many units succeeded), from
+    /proc, minus what the same Envoy burns idle over the same wall time (its idle rate
+    measured just before)."""
+    time.sleep(1)
+    c0, t0 = cpu_s(pid), time.perf_counter()
+    time.sleep(idle_s)
+    idle_rate = (cpu_s(pid) - c0) / (time.perf_counter() - t0)
+    c0, t0 = cpu_s(pid), time.perf_counter()
+    ok = run()
+    wall = time.perf_counter() - t0
+    busy = cpu_s(pid) - c0
+    return {"ok": ok, "wall_s": wall, "envoy_cpu_s": busy, "idle_cpu_per_s": idle_rate,
+            "cpu_ms": (busy - idle_rate * wall) * 1000 / max(1, ok)}
+
+
+# Part 6's Envoy without the filter answers requests under this prefix itself
+# (`direct_response`): a downstream exchange without an upstream one.
+LOCAL_PREFIX = "/bench/local"
+
+
+def plain_local_template() -> Path:
+    """plain_template() (no wasm filter) with a route under LOCAL_PREFIX that Envoy answers
+    itself once it has read the request body (the buffer filter, on that route only: an
+    answer sent before the body ends closes an HTTP/1.1 connection)."""
+    text = plain_template().read_text()
+    catch_all = '              - match: {prefix: "/"}\n'
+    router = "          http_filters:\n          - name: envoy.filters.http.router\n"
+    assert catch_all in text and router in text
+    local = ('              - match: {prefix: "%s"}\n'
+             '                direct_response: {status: 200, body: {inline_string: "{}"}}\n'
+             '                typed_per_filter_config:\n'
+             '                  envoy.filters.http.buffer:\n'
+             '                    "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig\n'
+             '                    config:\n'
+             '                      "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute\n'
+             '                      buffer: {max_request_bytes: 33554432}\n' % LOCAL_PREFIX)
+    buffer = ("          http_filters:\n          - name: envoy.filters.http.buffer\n            disabled: true\n"
+              "            typed_config:\n"
+              '              "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer\n'
+              "              max_request_bytes: 33554432\n"
+              "          - name: envoy.filters.http.router\n")
+    text = text.replace(catch_all, local + catch_all, 1).replace(router, buffer, 1)
+    out = RUN_DIR / "bench-plain-local.template.yaml"
+    out.write_text(text)
+    return out
+
+
+def turn_calls(mock: Mock, marker: str) -> list[tuple[str, bytes]]:
+    """The requests the filter sent for one turn (path and body bytes, as the mock got
+    them): 3 members, the judge, the final answer."""
+    calls = sorted(calls_by_marker(mock).get(marker, []), key=lambda c: c["seq"])
+    return [(c["path"], c["raw"].encode()) for c in calls]
+
+
+async def _exchanges(port: int, turns: list[list[bytes]], concurrency: int) -> int:
+    """Sends each turn's requests in order on one connection, `concurrency` turns at a
+    time; returns how many turns got 200 for every request."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for t in turns:
+        queue.put_nowait(t)
+    ok = 0
+
+    async def worker() -> None:
+        nonlocal ok
+        conn = AsyncConn(port)
+        while not queue.empty():
+            statuses = [(await conn.roundtrip(req))[0] for req in queue.get_nowait()]
+            ok += all(st == 200 for st in statuses)
+        await conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ok
+
+
+def envoy_own_per_turn(mock: Mock, cfg: dict, client_body: bytes, calls: list[tuple[str, bytes]]) -> dict:
+    """Envoy's own CPU for a turn's exchanges, without the filter: a fresh Envoy from the
+    same configuration without the wasm filter, sent the same requests with the same
+    bodies by the same load generator, 4 turns at a time, measured the same way.
+
+    A fusion turn is one downstream exchange (the client's request, answered by the
+    filter) and five upstream ones (3 members, judge, final answer: callouts, without a
+    downstream side). `proxied`: per turn, the client's body answered by Envoy itself
+    (LOCAL_PREFIX) and the five call bodies proxied to the mock (each a downstream and
+    an upstream exchange); `local`: the five call bodies answered by Envoy itself (their
+    downstream side alone). Envoy's own work for the turn = proxied - local."""
+    def post(path: str, body: bytes) -> bytes:
+        return build_request("POST", path, body, {"content-type": "application/json"})
+
+    client = post(LOCAL_PREFIX + "/v1/chat/completions", client_body)
+    proxied = [client] + [post(path, body) for path, body in calls]
+    local = [post(LOCAL_PREFIX + path, body) for path, body in calls]
+    envoy = Envoy(mock, template=plain_local_template(), name="bench-cpu-plain")
+    try:
+        pid, n = envoy.proc.pid, cfg["cpu_turns"]
+        asyncio.run(_exchanges(envoy.port, [proxied] * 20 + [local] * 20, 4))
+        mock.reset()
+        p = envoy_cpu(pid, cfg["idle_cpu_s"], lambda: asyncio.run(_exchanges(envoy.port, [proxied] * n, 4)))
+        mock.reset()
+        lo = envoy_cpu(pid, cfg["idle_cpu_s"], lambda: asyncio.run(_exchanges(envoy.port, [local] * n, 4)))
+        return {"turns": n, "proxied": p, "local": lo, "calls": len(calls),
+                "call_bytes": [len(b) for _, b in calls], "client_bytes": len(client_body),
+                "cpu_ms_per_turn": p["cpu_ms"] - lo["cpu_ms"]}
+    finally:
+        envoy.stop()
+
+
 def cpu_per_turn(mock: Mock, cfg: dict) -> dict:
     """Envoy CPU per forced 3-member fusion turn (mock latency 0), from /proc, minus
-    what the same Envoy burns idle over the same wall time."""
+    what the same Envoy burns idle over the same wall time; then Envoy's own CPU for the
+    same exchanges without the filter (envoy_own_per_turn), and the filter's share."""
     envoy = Envoy(mock, name="bench-cpu")
     try:
         pid = envoy.proc.pid
         mock.reset()
         run_turns(envoy.port, [(f"wc-{i}", forced_body(f"wc-{i}")) for i in range(20)], 4)
+        calls = turn_calls(mock, "wc-0")
         mock.reset()
-        time.sleep(1)
-        c0, t0 = cpu_s(pid), time.perf_counter()
-        time.sleep(cfg["idle_cpu_s"])
-        idle_rate = (cpu_s(pid) - c0) / (time.perf_counter() - t0)
         n = cfg["cpu_turns"]
         work = [(f"c-{i}", forced_body(f"c-{i}")) for i in range(n)]
-        c0, t0 = cpu_s(pid), time.perf_counter()
-        turns = run_turns(envoy.port, work, 4)
-        wall = time.perf_counter() - t0
-        busy = cpu_s(pid) - c0
+        m = envoy_cpu(pid, cfg["idle_cpu_s"], lambda: sum(t["ok"] for t in run_turns(envoy.port, work, 4)))
         mock.reset()
-        ok = sum(t["ok"] for t in turns)
-        per = (busy - idle_rate * wall) / max(1, ok)
-        return {"turns": n, "ok": ok, "wall_s": wall, "envoy_cpu_s": busy, "idle_cpu_per_s": idle_rate,
-                "cpu_ms_per_turn": per * 1000, "clock_tick_ms": 1000 / os.sysconf("SC_CLK_TCK")}
     finally:
         envoy.stop()
+    out = {"turns": n, "ok": m["ok"], "wall_s": m["wall_s"], "envoy_cpu_s": m["envoy_cpu_s"],
+           "idle_cpu_per_s": m["idle_cpu_per_s"], "cpu_ms_per_turn": m["cpu_ms"],
+           "clock_tick_ms": 1000 / os.sysconf("SC_CLK_TCK")}
+    if len(calls) == 5:
+        own = envoy_own_per_turn(mock, cfg, forced_body("wc-0"), calls)
+        out["envoy_own"] = own
+        out["filter_ms_per_turn"] = out["cpu_ms_per_turn"] - own["cpu_ms_per_turn"]
+    else:
+        log(f"  the warm-up turn made {len(calls)} calls, not 5: Envoy's own share not measured")
+    return out
 
 
 def part6(mock: Mock, cfg: dict) -> dict:
@@ -953,6 +1061,14 @@ def part6(mock: Mock, cfg: dict) -> dict:
     c = out["cpu"]
     log(f"  Envoy CPU per forced 3-member turn (mock latency 0, idle subtracted): {c['cpu_ms_per_turn']:.3f} ms "
         f"({c['ok']}/{c['turns']} ok, {c['envoy_cpu_s']:.2f} s CPU in {c['wall_s']:.1f} s, idle {c['idle_cpu_per_s'] * 1000:.1f} ms/s)")
+    own = c.get("envoy_own")
+    if own:
+        p, lo = own["proxied"], own["local"]
+        log(f"  Envoy's own CPU for the same exchanges without the filter: {own['cpu_ms_per_turn']:.3f} ms per turn "
+            f"(client body answered by Envoy + 5 call bodies proxied: {p['cpu_ms']:.3f} ms, {p['ok']}/{own['turns']} ok; "
+            f"minus the 5 call bodies answered by Envoy: {lo['cpu_ms']:.3f} ms, {lo['ok']}/{own['turns']} ok)")
+        log(f"  the filter's share: {c['cpu_ms_per_turn']:.3f} - {own['cpu_ms_per_turn']:.3f} = "
+            f"{c['filter_ms_per_turn']:.3f} ms per turn")
     return out
 
 
@@ -1022,6 +1138,7 @@ def part8(cfg: dict) -> dict:
 
 MODULE_TARGET_BYTES = 500_000
 SPEED_TOLERANCE_US = 2.0  # "no loss of speed": wasm-opt's module within this of the unoptimized one
+TURN_CPU_TARGET_MS = 0.3  # Envoy CPU per 3-member fusion turn
 
 
 def targets(r: dict) -> list[dict]:
@@ -1068,8 +1185,20 @@ def targets(r: dict) -> list[dict]:
             f"+{rss['filter_over_noop_kb'] / 1024:.1f} MiB (plain {m['plain'] / 1024:.1f}, no-op {m['noop'] / 1024:.1f}, "
             f"filter {m['filter'] / 1024:.1f} MiB)", rss["filter_over_noop_kb"] <= 8 * 1024)
         c = p6["cpu"]
-        add("Envoy CPU per 3-member fusion turn <= 0.3 ms (idle subtracted)",
-            f"{c['cpu_ms_per_turn']:.3f} ms", c["cpu_ms_per_turn"] <= 0.3)
+        own = c.get("envoy_own")
+        add(f"Envoy CPU per 3-member fusion turn <= {TURN_CPU_TARGET_MS} ms (idle subtracted), the issue's measure: "
+            "the total, Envoy's own HTTP work for the turn's 6 exchanges included",
+            f"{c['cpu_ms_per_turn']:.3f} ms" + (
+                f" (of which Envoy's own work for the same exchanges without the filter: "
+                f"{own['cpu_ms_per_turn']:.3f} ms"
+                + (", alone above the target on this machine)" if own["cpu_ms_per_turn"] > TURN_CPU_TARGET_MS else ")")
+                if own else ""),
+            c["cpu_ms_per_turn"] <= TURN_CPU_TARGET_MS)
+        if own:
+            add(f"... the filter's share <= {TURN_CPU_TARGET_MS} ms (total minus Envoy's own work for the same "
+                "6 exchanges without the filter, measured in this run: what the filter can change)",
+                f"{c['filter_ms_per_turn']:.3f} ms ({c['cpu_ms_per_turn']:.3f} - {own['cpu_ms_per_turn']:.3f})",
+                c["filter_ms_per_turn"] <= TURN_CPU_TARGET_MS)
     p4 = r.get("part4")
     if p4:
         bs = p4["bursts"]
@@ -1505,6 +1634,32 @@ def write_doc(r: dict) -> None:
             "3 members, judge, final answer), not only the filter's.",
             "",
         ]
+        own = c.get("envoy_own")
+        if own:
+            p, lo = own["proxied"], own["local"]
+            L += [
+                "Envoy's own work for the same exchanges, without the filter (`envoy_own_per_turn` in bench/run.py): "
+                "a fresh Envoy from the same configuration with the wasm filter removed and one route that Envoy "
+                "answers itself (`direct_response`), sent by the same load generator, 4 turns at a time, measured "
+                f"the same way, {own['turns']} turns each. A fusion turn is one downstream exchange (the client's "
+                "request, answered by the filter) and five upstream ones (the callouts, which have no downstream "
+                "side); the bodies are the ones the filter sent in a warm-up turn "
+                f"({', '.join(f'{b:,}' for b in own['call_bytes'])} bytes) and the client's ({own['client_bytes']:,} bytes).",
+                "",
+                "| per turn | Envoy CPU |",
+                "|---|---|",
+                f"| with the filter: the fusion turn (above) | {c['cpu_ms_per_turn']:.3f} ms |",
+                f"| without: the client's body answered by Envoy, the 5 call bodies proxied to the mock | {p['cpu_ms']:.3f} ms |",
+                f"| without: the 5 call bodies answered by Envoy (their downstream side) | {lo['cpu_ms']:.3f} ms |",
+                f"| Envoy's own work for the turn's exchanges (the two rows above, subtracted) | {own['cpu_ms_per_turn']:.3f} ms |",
+                f"| **the filter's share** (total minus Envoy's own) | **{c['filter_ms_per_turn']:.3f} ms** |",
+                "",
+                f"The issue's target ({TURN_CPU_TARGET_MS} ms per turn) is printed next to both in the targets list: "
+                "the total is what the issue names; the filter's share is the part the filter can change"
+                + (f" (Envoy's own work for the six exchanges, {own['cpu_ms_per_turn']:.3f} ms, is above the target by "
+                   "itself on this machine)." if own["cpu_ms_per_turn"] > TURN_CPU_TARGET_MS else "."),
+                "",
+            ]
     if p4 or p6:
         L += [line for line in MEMORY_FINDINGS.read_text().splitlines() if not line.startswith("<!--")] + [""]
     p7 = r.get("part7")
@@ -1594,7 +1749,7 @@ def main() -> int:
         "wrk_seconds": 2, "wrk_reps": 3, "wrk_conns": 8, "lat_samples": 6000,
         "turns": 100, "zero_turns": 200, "turn_concurrency": 4, "straggler_turns": 12,
         "scale_turns": 1000, "scale_bursts": 2, "settle_s": 5, "callgrind_iters": 10,
-        "rss_reps": 2, "rss_settle_s": 3, "idle_cpu_s": 3, "cpu_turns": 300, "relay_mb": 10,
+        "rss_reps": 2, "rss_settle_s": 3, "idle_cpu_s": 3, "cpu_turns": 1000, "relay_mb": 10,
     }
     if args.quick:
         cfg.update(wrk_seconds=1, wrk_reps=1, lat_samples=300, turns=8, zero_turns=20,

@@ -33,6 +33,8 @@ pub struct Stream {
     /// Why a request that asked for fusion went on without it (`x-fusion-skipped`).
     skipped: Option<Refusal>,
     turn: Option<Box<Turn>>,
+    /// The filter state values last set (`publish_state`): an unchanged one is not set again.
+    published: Vec<String>,
     /// Callouts in flight: host token -> engine call id. A token leaves when
     /// its call has ended (answered, failed or timed out).
     tokens: VecMap<u32, u32>,
@@ -67,6 +69,7 @@ impl FusionFilter {
                 candidate: None,
                 skipped: None,
                 turn: None,
+                published: Vec::new(),
                 tokens: VecMap::new(),
                 body_size: 0,
                 holds_slot: false,
@@ -438,16 +441,22 @@ impl Stream {
     }
 
     /// Publishes the run for access logs (`%FILTER_STATE(wasm.fusion_cost:PLAIN)%`).
-    fn publish_state(&self, stream_over: bool) {
+    fn publish_state(&mut self, stream_over: bool) {
         let Some(turn) = self.turn.as_ref() else {
             return;
         };
         let state = turn.filter_state(stream_over);
-        for (name, value) in state.pairs() {
-            if let Err(status) = self.host().set_property(&[name], value.as_bytes()) {
-                log::debug!("fusion: setting filter state {name} refused: {status:?}");
+        let mut published = Vec::with_capacity(5);
+        for (i, (name, value)) in state.pairs().into_iter().enumerate() {
+            // Set at the answer already and unchanged at the log: no second host call.
+            if self.published.get(i).map(String::as_str) != Some(value) {
+                if let Err(status) = self.host().set_property(&[name], value.as_bytes()) {
+                    log::debug!("fusion: setting filter state {name} refused: {status:?}");
+                }
             }
+            published.push(value.to_string());
         }
+        self.published = published;
     }
 
     fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

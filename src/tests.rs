@@ -719,3 +719,36 @@ fn a_fusion_body_without_a_json_content_type_is_told_why() {
         None
     );
 }
+
+#[test]
+fn the_log_sets_only_the_filter_state_that_changed_since_the_answer() {
+    let mut r = rig("");
+    r.headers();
+    r.body(&chat("fusion"));
+    for d in &r.dispatched() {
+        r.answer(d.token, "blue");
+    }
+    let judge = r.dispatched()[3].clone();
+    r.answer(judge.token, &analysis());
+    let outer = r.dispatched()[4].clone();
+    r.answer(outer.token, "The sky is blue.");
+    let at_answer = r.host.properties.borrow().clone();
+    // From here every filter-state write is refused, and so recorded.
+    r.host.refuse(Op::SetProperty);
+    r.filter.on_log();
+    let set_again = r
+        .host
+        .refused
+        .borrow()
+        .iter()
+        .filter(|op| **op == Op::SetProperty)
+        .count();
+    // The run id and the mode cannot change after the answer: never set twice.
+    assert!(set_again <= 3, "{set_again} filter-state writes at the log");
+    let get = |k: &str| at_answer.get(k).cloned().unwrap_or_default();
+    assert!(String::from_utf8(get("fusion_run_id"))
+        .unwrap()
+        .starts_with("fr-"));
+    assert_eq!(get("fusion_mode"), b"alias");
+    assert_eq!(get("fusion_outcome"), b"ok");
+}

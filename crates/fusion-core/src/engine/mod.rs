@@ -8,6 +8,7 @@ pub mod judge;
 mod merge;
 pub mod plan;
 pub mod route;
+mod slots;
 mod turn;
 
 pub use call::{CallResult, Callout, Failure, FailureClass};
@@ -351,7 +352,16 @@ pub fn start_with(
         Ok(r) => r,
         Err(e) => return Start::Reply(LocalReply::error(api, &e)),
     };
-    match Turn::start(Rc::clone(config), api, info, req, value, alias, now_ms) {
+    match Turn::start(
+        Rc::clone(config),
+        api,
+        info,
+        req,
+        value,
+        body,
+        alias,
+        now_ms,
+    ) {
         Ok((turn, commands)) => Start::Run(Box::new(turn), commands),
         Err(e) => Start::Reply(LocalReply::error(api, &e)),
     }

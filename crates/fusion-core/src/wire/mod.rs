@@ -10,6 +10,7 @@ pub mod patch;
 pub mod relay;
 pub mod render;
 pub mod responses;
+pub mod splice;
 pub mod sse;
 pub mod state;
 pub mod usage;

@@ -56,6 +56,20 @@ pub fn patch_request(api: Api, client: &Value, spec: &PatchSpec<'_>) -> Result<V
         .cloned()
         .ok_or_else(|| ApiError::invalid("the request body must be a JSON object", None))?;
     drop_fusion_history(api, &mut body);
+    let has_tool_use = api == Api::Messages && messages::history_has_tool_use(&body);
+    Ok(patch_object(api, body, spec, has_tool_use))
+}
+
+/// [`patch_request`] on a copy of the client's object, its fusion history
+/// already dropped. `history_has_tool_use`: the Messages history holds
+/// `tool_use`/`tool_result` blocks (read by the caller: in a splice the
+/// history is not in `body`, see [`super::splice`]).
+pub(crate) fn patch_object(
+    api: Api,
+    mut body: Map<String, Value>,
+    spec: &PatchSpec<'_>,
+    history_has_tool_use: bool,
+) -> Value {
     body.insert("model".into(), Value::String(spec.model.to_string()));
     // The fusion extension is the filter's, never a provider's.
     body.remove("fusion");
@@ -70,7 +84,7 @@ pub fn patch_request(api: Api, client: &Value, spec: &PatchSpec<'_>) -> Result<V
     if spec.role == CallRole::Panel {
         // A member answers in text. Anthropic refuses `tool_use` history without
         // the tools declared: there they stay, with calls turned off.
-        if api == Api::Messages && !tools.is_empty() && messages::history_has_tool_use(&body) {
+        if api == Api::Messages && !tools.is_empty() && history_has_tool_use {
             body.insert("tool_choice".into(), messages::tool_choice_none());
         } else {
             tools.clear();
@@ -97,7 +111,7 @@ pub fn patch_request(api: Api, client: &Value, spec: &PatchSpec<'_>) -> Result<V
         Api::Responses => responses::patch(&mut body, spec),
         Api::Messages => messages::patch(&mut body, spec),
     }
-    Ok(Value::Object(body))
+    Value::Object(body)
 }
 
 /// A function tool entry in the API's spelling (e.g. the fusion tool for outer rounds).
@@ -161,12 +175,6 @@ pub fn settings(
 /// blocks). No provider knows them; the answer's text stays. Returns whether
 /// anything was removed.
 pub fn drop_fusion_history(api: Api, body: &mut Map<String, Value>) -> bool {
-    let is_fusion_item = |v: &Value| {
-        let ty = v.get("type").and_then(Value::as_str);
-        matches!(ty, Some("fusion_call" | "fusion_tool_result"))
-            || (ty == Some("server_tool_use")
-                && v.get("name").and_then(Value::as_str) == Some(super::FUSION_TOOL))
-    };
     let mut removed = false;
     match api {
         Api::Responses => {
@@ -192,6 +200,33 @@ pub fn drop_fusion_history(api: Api, body: &mut Map<String, Value>) -> bool {
         Api::Chat => {}
     }
     removed
+}
+
+/// One of the filter's own fusion items (see [`drop_fusion_history`]).
+fn is_fusion_item(v: &Value) -> bool {
+    let ty = v.get("type").and_then(Value::as_str);
+    matches!(ty, Some("fusion_call" | "fusion_tool_result"))
+        || (ty == Some("server_tool_use")
+            && v.get("name").and_then(Value::as_str) == Some(super::FUSION_TOOL))
+}
+
+/// Whether [`drop_fusion_history`] would remove anything, read without a copy.
+pub fn has_fusion_history(api: Api, body: &Map<String, Value>) -> bool {
+    match api {
+        Api::Responses => body
+            .get("input")
+            .and_then(Value::as_array)
+            .is_some_and(|items| items.iter().any(is_fusion_item)),
+        // A message with an empty content array is dropped there too.
+        Api::Messages => body
+            .get("messages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.get("content").and_then(Value::as_array))
+            .any(|blocks| blocks.is_empty() || blocks.iter().any(is_fusion_item)),
+        Api::Chat => false,
+    }
 }
 
 /// `stream` set as the call needs it.

@@ -17,14 +17,16 @@ pub use report::{Budget, FilterState, Outcome, RunStats};
 use super::call::{self, CallResult, Failure};
 use super::fusion_tool;
 use super::plan::{self, Plan};
+use super::slots::Slots;
 use super::{Command, RequestInfo};
 use crate::config::Config;
 use crate::vec_map::VecMap;
 use crate::wire::neutral::{Conversation, GenParams, Message, ModelRequest, ToolCall, ToolChoice};
 use crate::wire::patch::{self, CallRole, FusionExchange, PatchSpec};
 use crate::wire::relay::Relay;
+use crate::wire::splice::ClientBody;
 use crate::wire::state::{self, StatefulRefs};
-use crate::wire::{self, Api, ApiError, ClientRequest, FusionCallView, FUSION_TOOL};
+use crate::wire::{self, Api, ApiError, ClientRequest, FUSION_TOOL};
 use ledger::Ledger;
 use serde_json::Value;
 use std::rc::Rc;
@@ -62,6 +64,16 @@ enum Role {
     Outer,
     Panel(usize),
     Judge,
+}
+
+/// The conversation a call rebuilt from the neutral model carries (a patched
+/// call carries the client's own body instead, and needs none).
+#[derive(Debug, Clone, Copy)]
+enum Convo<'a> {
+    Of(&'a Conversation),
+    /// An outer round's: the client's conversation and the turn's history
+    /// (merge mode: the synthesis conversation), made only when needed.
+    Outer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +114,9 @@ pub struct Turn {
     /// Unique per run (the client's `x-request-id` is reported beside it).
     run_id: String,
     req: ClientRequest,
-    /// The client's JSON body: same-API calls are patches of it.
-    raw: Value,
+    /// The client's JSON body: same-API calls are patches of it, written
+    /// from its bytes (`wire::splice`).
+    client: ClientBody,
     mode: Mode,
     plan: Plan,
     /// The model that decides and, without a synthesizer, writes the answer.
@@ -122,7 +135,12 @@ pub struct Turn {
     outer_thinking: Vec<Value>,
     /// Further fusion calls in the message that started the run: capped.
     capped_with_call: Vec<ToolCall>,
-    fusion_view: Option<FusionCallView>,
+    /// The id of the fusion call that ran; its result is the history's tool result of that id.
+    fusion_call_id: Option<String>,
+    /// The panel's answers escaped once, for the judge's prompt and the tool result.
+    slots: Option<Slots>,
+    /// The client's parameters in its API's spelling (`patch::settings`), for patches.
+    client_settings: std::cell::OnceCell<serde_json::Map<String, Value>>,
     tool_started_ms: u64,
     /// Set once the quorum answered: the judge starts then, at the latest.
     grace_deadline_ms: Option<u64>,
@@ -168,12 +186,15 @@ pub struct Turn {
 impl Turn {
     /// Starts a turn. Forced fusion (alias, or `tool_choice` naming fusion) starts
     /// the panel at once: no outer round is spent deciding a call whose answer is known.
+    /// `raw` is the client's body parsed from `body`, its bytes.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         config: Rc<Config>,
         api: Api,
         info: RequestInfo,
         req: ClientRequest,
         raw: Value,
+        body: &[u8],
         alias: bool,
         now_ms: u64,
     ) -> Result<(Turn, Vec<Command>), ApiError> {
@@ -245,7 +266,7 @@ impl Turn {
             run_id: new_run_id(&info.request_id, now_ms),
             info,
             req,
-            raw,
+            client: ClientBody::new(api, body, raw),
             mode,
             plan,
             outer_model,
@@ -257,7 +278,9 @@ impl Turn {
             fusion_call: None,
             outer_thinking: Vec::new(),
             capped_with_call: Vec::new(),
-            fusion_view: None,
+            fusion_call_id: None,
+            slots: None,
+            client_settings: std::cell::OnceCell::new(),
             tool_started_ms: now_ms,
             grace_deadline_ms: None,
             analysis: None,
@@ -405,7 +428,7 @@ impl Turn {
         &mut self,
         role: Role,
         model: &str,
-        conversation: &Conversation,
+        conversation: Convo<'_>,
         with_tools: bool,
         params: &GenParams,
         deadline_ms: u64,
@@ -451,6 +474,14 @@ impl Turn {
                 } else {
                     params.clone()
                 };
+                let outer;
+                let conversation = match conversation {
+                    Convo::Of(c) => c,
+                    Convo::Outer => {
+                        outer = self.outer_conversation();
+                        &outer
+                    }
+                };
                 let request = ModelRequest {
                     model: target.model,
                     conversation,
@@ -472,10 +503,15 @@ impl Turn {
         // Each API's own range: a Chat client's temperature 1.5 reaches a Messages upstream as 1.
         let clamped = call::clamp_to_api(target.upstream.api, &mut body);
         let id = self.next_id;
+        let bytes = match (patched, role, &self.slots) {
+            (true, _, _) => self.client.write(&body),
+            (false, Role::Judge, Some(slots)) => slots.fill(call::json_bytes(&body)),
+            (false, _, _) => call::json_bytes(&body),
+        };
         let mut callout = call::build_body(
             id,
             target,
-            call::json_bytes(&body),
+            bytes,
             self.depth_header(),
             &self.info.client_auth,
             &self.info.trace,
@@ -583,7 +619,10 @@ impl Turn {
         if api != self.api {
             return None;
         }
-        let client_settings = patch::settings(api, &self.req.params, None);
+        // The client's own settings, written once per turn (they do not change).
+        let client_settings = self
+            .client_settings
+            .get_or_init(|| patch::settings(api, &self.req.params, None));
         let mut settings = patch::settings(api, params, None);
         let (call_role, extra_tools, exchange) = match role {
             Role::Judge => return None,
@@ -650,7 +689,7 @@ impl Turn {
             set: &set,
             exchange: exchange.as_ref(),
         };
-        patch::patch_request(api, &self.raw, &spec).ok()
+        self.client.patch(api, &spec).ok()
     }
 }
 

@@ -3,7 +3,7 @@
 //! request's own route, and failures answer in the client's API.
 
 use super::ledger::{CallRecord, CallStatus};
-use super::{Budget, Command, Mode, NotSent, Phase, Role, Turn};
+use super::{Budget, Command, Convo, Mode, NotSent, Phase, Role, Turn};
 use crate::config::Auth;
 use crate::engine::call::{self, CallResult, Failure};
 use crate::engine::{fusion_tool, LocalReply, Resume};
@@ -142,24 +142,16 @@ impl Turn {
         }
         self.rounds += 1;
         let model = self.answering_model().to_string();
-        let conversation = match &self.merge_conversation {
-            Some(c) => c.clone(),
-            None => {
-                let mut c = self.req.conversation.clone();
-                c.messages.extend(self.history.iter().cloned());
-                c
-            }
-        };
         let params = self.req.params.clone();
         self.ledger.outer.push(CallRecord::new(&model, now_ms));
-        if let Some(resume) = self.route_final(&model, &conversation, &params) {
+        if let Some(resume) = self.route_final(&model, &params) {
             return vec![resume];
         }
         let deadline = self.turn_deadline();
         match self.dispatch(
             Role::Outer,
             &model,
-            &conversation,
+            Convo::Outer,
             true,
             &params,
             deadline,
@@ -186,12 +178,7 @@ impl Turn {
     /// again once headers change) stays the one whose cluster was compared here:
     /// only the body, the auth header configured for that cluster, the depth and
     /// the timeout change. See docs/deployment.md, "Streaming the final answer".
-    fn route_final(
-        &mut self,
-        model: &str,
-        conversation: &Conversation,
-        params: &GenParams,
-    ) -> Option<Command> {
+    fn route_final(&mut self, model: &str, params: &GenParams) -> Option<Command> {
         if self.invocations == 0 || !self.req.stream {
             return None;
         }
@@ -202,12 +189,16 @@ impl Turn {
         {
             return None;
         }
-        let mut body = match self.final_patch(target.model) {
-            Some(body) => body,
+        let (mut body, patched) = match self.final_patch(target.model) {
+            Some(body) => (body, true),
             // Merge mode, or more than the one fusion exchange: rebuilt, and only
             // without client tools (a rebuilt call cannot carry them all).
             None if self.req.tools.is_empty() => {
-                self.final_rebuilt(target.model, conversation, params)
+                let conversation = self.outer_conversation();
+                (
+                    self.final_rebuilt(target.model, &conversation, params),
+                    false,
+                )
             }
             None => return None,
         };
@@ -255,11 +246,29 @@ impl Turn {
             self.report(),
             final_call,
         ));
+        let body = if patched {
+            self.client.write(&body)
+        } else {
+            call::json_bytes(&body)
+        };
         Some(Command::Resume(Resume {
             headers,
             remove,
-            body: call::json_bytes(&body),
+            body,
         }))
+    }
+
+    /// An outer round's conversation when the call is rebuilt: the client's
+    /// and the turn's history (merge mode: the synthesis conversation).
+    pub(super) fn outer_conversation(&self) -> Conversation {
+        match &self.merge_conversation {
+            Some(c) => c.clone(),
+            None => {
+                let mut c = self.req.conversation.clone();
+                c.messages.extend(self.history.iter().cloned());
+                c
+            }
+        }
     }
 
     /// The final call as a patch of the client's own body (everything the client
@@ -310,7 +319,7 @@ impl Turn {
             set: &set,
             exchange: Some(&exchange),
         };
-        patch::patch_request(self.api, &self.raw, &spec).ok()
+        self.client.patch(self.api, &spec).ok()
     }
 
     /// The final call rebuilt from the neutral conversation.
@@ -517,9 +526,14 @@ impl Turn {
         // content carries the answer alone, which every SDK and framework parses
         // (README, "How the client sees the fusion call").
         let mut fusion = self.report();
-        if let (Some(view), Some(obj)) = (&self.fusion_view, fusion.as_object_mut()) {
-            obj.insert("call_id".into(), json!(view.id));
-            obj.insert("tool_result".into(), view.result.clone());
+        // The tool result is JSON text already (the history's): the reply gets a
+        // marker in its place, and the text is spliced in once the reply is
+        // written, instead of a tree copied and escaped once more.
+        let tool_result = self.fusion_tool_result();
+        let marker = format!("\u{0}tool_result {}\u{0}", self.run_id);
+        if let (Some((id, _)), Some(obj)) = (tool_result, fusion.as_object_mut()) {
+            obj.insert("call_id".into(), json!(id));
+            obj.insert("tool_result".into(), json!(marker));
         }
         let meta = ResponseMeta {
             id: format!("fusion-{}", super::short_id(&self.run_id)),
@@ -543,8 +557,26 @@ impl Turn {
         } else {
             LocalReply::json(200, &wire::write_response(self.api, &reply, &meta))
         };
+        if let Some((_, text)) = tool_result {
+            splice_marker(
+                &mut response.body,
+                &call::json_bytes(&json!(marker)),
+                text.as_bytes(),
+            );
+        }
         response.headers.extend(self.debug_headers());
         vec![Command::Reply(response)]
+    }
+
+    /// The fusion call's id and its tool result (JSON text), once fusion ran.
+    fn fusion_tool_result(&self) -> Option<(&str, &str)> {
+        let id = self.fusion_call_id.as_deref()?;
+        self.history.iter().find_map(|m| match m {
+            Message::ToolResult { call_id, content } if call_id == id => {
+                Some((id, content.as_str()))
+            }
+            _ => None,
+        })
     }
 
     pub(super) fn fail(&mut self, err: ApiError) -> Vec<Command> {
@@ -559,6 +591,24 @@ impl Turn {
         reply.headers.extend(self.debug_headers());
         vec![Command::Reply(reply)]
     }
+}
+
+/// Replaces every occurrence of `marker` in `body` with `text` (a stream may
+/// carry the `fusion` object in more than one event). The marker holds the
+/// run's id, which no model saw: no text a model wrote can spell it.
+fn splice_marker(body: &mut Vec<u8>, marker: &[u8], text: &[u8]) {
+    let mut out = Vec::with_capacity(body.len() + text.len());
+    let mut from = 0;
+    for at in memchr::memmem::find_iter(body, marker) {
+        out.extend_from_slice(body.get(from..at).unwrap_or_default());
+        out.extend_from_slice(text);
+        from = at.saturating_add(marker.len());
+    }
+    if from == 0 {
+        return;
+    }
+    out.extend_from_slice(body.get(from..).unwrap_or_default());
+    *body = out;
 }
 
 /// The thinking blocks of a Messages answer, raw with their signatures.

@@ -2,12 +2,13 @@
 //! and (merge mode) the synthesis conversation.
 
 use super::ledger::{CallRecord, CallStatus};
-use super::{Command, Mode, Phase, Role, Turn};
+use super::{Command, Convo, Mode, Phase, Role, Turn};
 use crate::engine::call::{CallResult, Failure};
 use crate::engine::fusion_tool::{self, MemberOutcome};
+use crate::engine::slots::Slots;
 use crate::engine::{judge, merge};
 use crate::wire::neutral::{GenParams, Message, ToolCall};
-use crate::wire::{ApiError, FusionCallView};
+use crate::wire::ApiError;
 use serde_json::Value;
 
 impl Turn {
@@ -17,7 +18,8 @@ impl Turn {
         self.phase = Phase::Panel;
         self.tool_started_ms = now_ms;
         let members = self.plan.panel.clone();
-        let conversation = self.req.conversation.clone();
+        // Lent to the calls, not copied (a call writes it only when rebuilt).
+        let conversation = std::mem::take(&mut self.req.conversation);
         // `"model": "fusion"` requests forward their own parameters to the panel;
         // a tool declaration's overrides apply in every mode.
         let base = match self.mode {
@@ -41,7 +43,7 @@ impl Turn {
             match self.dispatch(
                 Role::Panel(i),
                 &member.model,
-                &conversation,
+                Convo::Of(&conversation),
                 false,
                 &params,
                 deadline,
@@ -55,6 +57,7 @@ impl Turn {
                 }
             }
         }
+        self.req.conversation = conversation;
         if commands.is_empty() {
             return self.after_panel(now_ms);
         }
@@ -65,11 +68,10 @@ impl Turn {
     fn settle_member(&mut self, i: usize, result: &CallResult, now_ms: u64) {
         let api = self.ledger.panel.get(i).and_then(|r| self.api_of(&r.model));
         if let Some(rec) = self.ledger.panel.get_mut(i) {
-            let outcome = rec.settle(api, result, now_ms);
+            let _ = rec.settle(api, result, now_ms);
             let usage = rec.usage;
-            if matches!(&outcome, Ok(r) if r.answer_text().trim().is_empty())
-                && rec.status != CallStatus::Late
-            {
+            // The answer as recorded (not a copy of it made to look at it).
+            if matches!(&rec.status, CallStatus::Ok(t) if t.trim().is_empty()) {
                 rec.status = CallStatus::Failed(Failure::Empty);
             }
             self.ledger.count(usage);
@@ -135,14 +137,30 @@ impl Turn {
         if self.mode == Mode::Merge {
             return self.merge_round(now_ms);
         }
-        let answers = self.ledger.usable_answers();
+        // Borrowed, not copied: each answer is escaped once (`Slots`), and the
+        // judge's prompt holds markers in their place until its body is written.
+        let answers: Vec<(usize, &str)> = self
+            .ledger
+            .panel
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match &r.status {
+                CallStatus::Ok(t) => Some((i, t.as_str())),
+                _ => None,
+            })
+            .collect();
         if answers.is_empty() {
             return self.finish_fusion(None, now_ms);
         }
+        let texts: Vec<&str> = answers.iter().map(|(_, t)| *t).collect();
+        let nonce = judge::nonce(&texts);
+        let slots = Slots::new(format!("{}-{nonce}", self.run_id), answers.iter().copied());
+        let markers: Vec<String> = answers.iter().map(|(i, _)| slots.marker(*i)).collect();
+        let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
+        let conversation = judge::judge_conversation_with(&self.req.conversation, &nonce, &markers);
+        self.slots = Some(slots);
         self.phase = Phase::Judge;
         let model = self.plan.judge.clone();
-        let refs: Vec<&str> = answers.iter().map(String::as_str).collect();
-        let conversation = judge::judge_conversation(&self.req.conversation, &refs);
         let params = GenParams {
             temperature: Some(0.0),
             ..GenParams::default()
@@ -157,7 +175,7 @@ impl Turn {
         match self.dispatch(
             Role::Judge,
             &model,
-            &conversation,
+            Convo::Of(&conversation),
             false,
             &params,
             deadline,
@@ -194,27 +212,33 @@ impl Turn {
     /// The fusion call has its result: append it and run the next outer round.
     fn finish_fusion(&mut self, analysis: Option<Value>, now_ms: u64) -> Vec<Command> {
         self.analysis.clone_from(&analysis);
+        // Answers the judge's prompt carried are escaped already: markers here too.
+        let slots = self.slots.take().unwrap_or_default();
+        let markers: Vec<Option<String>> = (0..self.ledger.panel.len())
+            .map(|i| slots.has(i).then(|| slots.marker(i)))
+            .collect();
         let outcomes: Vec<MemberOutcome<'_>> = self
             .ledger
             .panel
             .iter()
-            .map(|r| MemberOutcome {
+            .zip(&markers)
+            .map(|(r, marker)| MemberOutcome {
                 model: &r.model,
-                answer: match &r.status {
-                    CallStatus::Ok(t) => Ok(t.as_str()),
-                    other => Err(other.failure_reason().unwrap_or_default()),
+                answer: match (&r.status, marker) {
+                    (CallStatus::Ok(_), Some(m)) => Ok(m.as_str()),
+                    (CallStatus::Ok(t), None) => Ok(t.as_str()),
+                    (other, _) => Err(other.failure_reason().unwrap_or_default()),
                 },
             })
             .collect();
         let result = fusion_tool::tool_result(&outcomes, analysis.as_ref());
+        let content = slots.fill(serde_json::to_vec(&result).unwrap_or_default());
+        let content = String::from_utf8(content)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         let Some(call) = self.fusion_call.take() else {
             return self.fail(ApiError::upstream(500, "fusion finished without a call"));
         };
-        self.fusion_view = Some(FusionCallView {
-            id: call.id.clone(),
-            arguments: call.arguments.clone(),
-            result: result.clone(),
-        });
+        self.fusion_call_id = Some(call.id.clone());
         let capped = std::mem::take(&mut self.capped_with_call);
         self.cap_hits += capped.len() as u32;
         let mut tool_calls = vec![call.clone()];
@@ -225,8 +249,7 @@ impl Turn {
         });
         self.history.push(Message::ToolResult {
             call_id: call.id,
-            // Written straight into the string's buffer (not via `fmt::Write`).
-            content: serde_json::to_string(&result).unwrap_or_default(),
+            content,
         });
         for c in capped {
             self.history.push(Message::ToolResult {
