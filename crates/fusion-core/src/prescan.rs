@@ -10,12 +10,18 @@
 //! the body (keys and values alike: it does not track where strings begin), so a
 //! `false` is always safe; a `true` only means "parse it".
 //!
-//! Cost: one memmem pass per needle for the literal spellings, then one memmem
-//! pass for `\u` (plus one for `\/` or `\"` when a needle holds that character):
-//! only an escape that decodes to a character of some needle can be part of an
-//! escaped spelling, and `\n`, `\"` or `\\` in ordinary text never can. Around
-//! those (rare) escapes the needle is checked in both directions. No allocation
-//! per body.
+//! Cost: one pass over the body for the configurations that ship (needles of five
+//! bytes or more, beginning with at most one distinct byte, the escape beginnings
+//! `\uXXX`): [`Pairs`] looks, 32 positions at a time (wasm SIMD when the module is
+//! built with `simd128`), for a needle's first byte with its fifth byte four
+//! bytes later, or for a backslash with the fifth byte of an escape beginning
+//! (`\u006`: `6`) four bytes later; each such rare candidate is then checked in
+//! full. Other configurations take one memmem pass per needle for the literal
+//! spellings, then one memmem pass for `\u` (plus one for `\/` or `\"` when a
+//! needle holds that character). Either way only an escape that decodes to a
+//! character of some needle can be part of an escaped spelling, and `\n`, `\"` or
+//! `\\` in ordinary text never can. Around those (rare) escapes the needle is
+//! checked in both directions. No allocation per body.
 //!
 //! Only valid JSON can ask for fusion (the engine passes anything else through),
 //! so the scan may rely on JSON's grammar: backslashes occur only inside strings,
@@ -43,6 +49,8 @@ pub struct Prescan {
     /// `None`: a needle holds a backslash or a control character; walk every
     /// escape instead.
     escape_starts: Option<Vec<Finder<'static>>>,
+    /// The one-pass scan, when the needles and escape beginnings fit it.
+    pairs: Option<Pairs>,
 }
 
 /// Every tool type that asks for fusion contains this; so does the default alias.
@@ -90,7 +98,11 @@ impl Prescan {
             }
             Some(starts)
         };
+        let pairs = escape_starts
+            .as_ref()
+            .and_then(|starts| Pairs::new(&texts, starts));
         Prescan {
+            pairs,
             escape_starts,
             always: texts.iter().any(|t| t.is_empty()),
             literal: texts
@@ -106,9 +118,53 @@ impl Prescan {
     /// `false`: no JSON spelling of an alias or of `fusion` occurs in `body`, so it
     /// cannot ask for fusion. `true`: it may; parse it to decide.
     pub fn may_ask_for_fusion(&self, body: &[u8]) -> bool {
-        self.always
-            || self.literal.iter().any(|f| f.find(body).is_some())
-            || self.escaped_spelling(body)
+        if self.always {
+            return true;
+        }
+        match &self.pairs {
+            Some(pairs) => self.one_pass(pairs, body),
+            None => {
+                self.literal.iter().any(|f| f.find(body).is_some()) || self.escaped_spelling(body)
+            }
+        }
+    }
+
+    /// The scan in one pass over the body (see [`Pairs`]).
+    fn one_pass(&self, pairs: &Pairs, body: &[u8]) -> bool {
+        let lanes = pairs.lanes();
+        let mut pos = 0;
+        while pos + BLOCK + GAP <= body.len() {
+            let mut candidates = lanes.block(body, pos);
+            while candidates != 0 {
+                let at = pos + candidates.trailing_zeros() as usize;
+                if self.candidate_holds(body, at) {
+                    return true;
+                }
+                candidates &= candidates - 1;
+            }
+            pos += BLOCK;
+        }
+        // The last positions, one at a time (a candidate needs its fifth byte).
+        (pos..body.len().saturating_sub(GAP))
+            .any(|at| pairs.is_candidate(body, at) && self.candidate_holds(body, at))
+    }
+
+    /// Whether a needle is spelled from `at`, a candidate of [`Pairs`]: a needle
+    /// literally, or an escape beginning whose escape spells a needle character
+    /// with the characters around it.
+    fn candidate_holds(&self, body: &[u8], at: usize) -> bool {
+        let Some(rest) = body.get(at..) else {
+            return false;
+        };
+        if rest.first() == Some(&b'\\') {
+            self.escape_starts.as_ref().is_some_and(|starts| {
+                starts.iter().any(|f| rest.starts_with(f.needle()))
+                    && starts_escape(body, at)
+                    && self.escape_spells_needle(body, at)
+            })
+        } else {
+            self.literal.iter().any(|f| rest.starts_with(f.needle()))
+        }
     }
 
     /// A needle spelled with at least one escape.
@@ -178,6 +234,158 @@ impl Prescan {
                     })
             })
         })
+    }
+}
+
+/// Positions the one-pass scan looks at per step.
+const BLOCK: usize = 32;
+/// The distance between the two bytes of a candidate: a needle's first and fifth
+/// byte, or the backslash and the fifth byte of a `\uXXX` escape beginning.
+const GAP: usize = 4;
+
+/// The one-pass scan's candidates: a position whose byte is one of `firsts` (the
+/// needles' first byte, the backslash) and whose byte [`GAP`] later is one of
+/// `fifths` (the needles' fifth bytes, the escape beginnings' fifth bytes). Every
+/// spelling of a needle has one: literally, at its start; with an escape, at the
+/// backslash of its first escape that can spell a needle character (an escape
+/// beginning). With the default alias: `f` or `\`, then `o`, `6` or `7`.
+///
+/// Sizes fixed at what the shipped configurations need, so the step is five
+/// comparisons per 16 bytes; a configuration with more distinct bytes (another
+/// alias that does not contain `fusion` and begins otherwise), a needle shorter
+/// than five bytes, or escape beginnings other than `\uXXX`, takes the memmem passes.
+#[derive(Debug, Clone)]
+struct Pairs {
+    firsts: [u8; 2],
+    fifths: [u8; 3],
+}
+
+impl Pairs {
+    fn new(texts: &[&str], escape_starts: &[Finder<'static>]) -> Option<Pairs> {
+        let mut firsts = vec![b'\\'];
+        let mut fifths = Vec::new();
+        for text in texts {
+            let bytes = text.as_bytes();
+            firsts.push(*bytes.first()?);
+            fifths.push(*bytes.get(GAP)?);
+        }
+        for start in escape_starts {
+            let bytes = start.needle();
+            if bytes.len() != GAP + 1 || !bytes.starts_with(b"\\u") {
+                return None;
+            }
+            fifths.push(*bytes.get(GAP)?);
+        }
+        // Padded with repeats: a repeated comparison changes nothing.
+        let fixed = |mut v: Vec<u8>, n: usize| {
+            v.sort_unstable();
+            v.dedup();
+            if v.len() > n {
+                return None;
+            }
+            let first = *v.first()?;
+            v.resize(n, first);
+            Some(v)
+        };
+        let firsts = fixed(firsts, 2)?;
+        let fifths = fixed(fifths, 3)?;
+        Some(Pairs {
+            firsts: firsts.try_into().ok()?,
+            fifths: fifths.try_into().ok()?,
+        })
+    }
+
+    fn is_candidate(&self, body: &[u8], at: usize) -> bool {
+        body.get(at).is_some_and(|b| self.firsts.contains(b))
+            && body.get(at + GAP).is_some_and(|b| self.fifths.contains(b))
+    }
+
+    /// The candidates among positions `pos..pos + BLOCK` as a bit mask (bit k:
+    /// position `pos + k`); needs `pos + BLOCK + GAP <= body.len()`.
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    fn block(&self, body: &[u8], pos: usize) -> u32 {
+        (0..BLOCK).fold(0u32, |mask, k| {
+            mask | (u32::from(self.is_candidate(body, pos + k)) << k)
+        })
+    }
+
+    /// What [`Pairs::block`] compares with, prepared once per body.
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    fn lanes(&self) -> &Pairs {
+        self
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn lanes(&self) -> simd::Lanes {
+        simd::Lanes::new(self)
+    }
+}
+
+/// [`Pairs::block`] in wasm SIMD: two 16-byte halves, the first bytes and the
+/// bytes [`GAP`] later compared at once, 16 positions per comparison.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd {
+    use super::{Pairs, BLOCK, GAP};
+    use core::arch::wasm32::{
+        u8x16_bitmask, u8x16_eq, u8x16_splat, v128, v128_and, v128_any_true, v128_load, v128_or,
+    };
+
+    /// The candidate bytes, each in all 16 lanes.
+    pub(super) struct Lanes {
+        firsts: [v128; 2],
+        fifths: [v128; 3],
+    }
+
+    impl Lanes {
+        pub(super) fn new(pairs: &Pairs) -> Lanes {
+            let [f0, f1] = pairs.firsts;
+            let [s0, s1, s2] = pairs.fifths;
+            Lanes {
+                firsts: [u8x16_splat(f0), u8x16_splat(f1)],
+                fifths: [u8x16_splat(s0), u8x16_splat(s1), u8x16_splat(s2)],
+            }
+        }
+
+        #[inline(always)]
+        fn candidates(&self, first: v128, fifth: v128) -> v128 {
+            let [f0, f1] = self.firsts;
+            let [s0, s1, s2] = self.fifths;
+            v128_and(
+                v128_or(u8x16_eq(first, f0), u8x16_eq(first, f1)),
+                v128_or(
+                    v128_or(u8x16_eq(fifth, s0), u8x16_eq(fifth, s1)),
+                    u8x16_eq(fifth, s2),
+                ),
+            )
+        }
+
+        /// The candidates among positions `pos..pos + BLOCK` as a bit mask;
+        /// needs `pos + BLOCK + GAP <= body.len()`.
+        #[inline(always)]
+        pub(super) fn block(&self, body: &[u8], pos: usize) -> u32 {
+            let Some(bytes) = body.get(pos..pos + BLOCK + GAP) else {
+                return 0;
+            };
+            let at = bytes.as_ptr();
+            // SAFETY: `bytes` holds BLOCK + GAP = 36 bytes; the four loads read 16
+            // bytes each from offsets 0, 16, GAP and 16 + GAP, all within it, and
+            // `v128_load` needs no alignment.
+            let (a0, a1, b0, b1) = unsafe {
+                (
+                    v128_load(at.cast::<v128>()),
+                    v128_load(at.add(16).cast::<v128>()),
+                    v128_load(at.add(GAP).cast::<v128>()),
+                    v128_load(at.add(16 + GAP).cast::<v128>()),
+                )
+            };
+            let c0 = self.candidates(a0, b0);
+            let c1 = self.candidates(a1, b1);
+            if !v128_any_true(v128_or(c0, c1)) {
+                return 0;
+            }
+            u32::from(u8x16_bitmask(c0)) | (u32::from(u8x16_bitmask(c1)) << 16)
+        }
     }
 }
 
@@ -694,6 +902,87 @@ mod tests {
             positives > 1000 && negatives > 1000,
             "{positives} / {negatives}"
         );
+    }
+
+    /// The one-pass scan says what the memmem passes say, wherever a spelling
+    /// falls against its 32-position blocks and the body's end.
+    #[test]
+    fn one_pass_agrees_with_the_memmem_passes() {
+        for aliases in [vec!["fusion"], vec!["fusion", "my-fusion", "fasto"]] {
+            let scan = Prescan::new(&aliases);
+            let Some(pairs) = &scan.pairs else {
+                panic!("{aliases:?} takes the memmem passes");
+            };
+            let passes = |body: &[u8]| {
+                scan.literal.iter().any(|f| f.find(body).is_some()) || scan.escaped_spelling(body)
+            };
+            let mut seed = 0x2545_F491_4F6C_DD1Du64;
+            let mut next = move |n: usize| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed % n as u64) as usize
+            };
+            let pieces = [
+                "fusion",
+                "fusio",
+                "usion",
+                "f",
+                "o",
+                "\\",
+                "\\\\",
+                "\\n",
+                "\\u0066",
+                "\\u0075",
+                "\\u006F",
+                "\\u006e",
+                "\\u0073",
+                "\\u00e9",
+                "\\u007",
+                "6",
+                "7",
+                "fox of ",
+                " ",
+                "fasto",
+                "\\u0061",
+                "the quick brown ",
+            ];
+            let (mut yes, mut no) = (0, 0);
+            for _ in 0..20_000 {
+                let mut body = String::new();
+                for _ in 0..next(24) {
+                    body.push_str(pieces[next(pieces.len())]);
+                }
+                let verdict = passes(body.as_bytes());
+                assert_eq!(scan.one_pass(pairs, body.as_bytes()), verdict, "{body:?}");
+                if verdict {
+                    yes += 1;
+                } else {
+                    no += 1;
+                }
+            }
+            assert!(yes > 1000 && no > 1000, "{yes} / {no}");
+            // A needle at every offset of a long body: inside a block, across two, in the tail.
+            for len in [36, 37, 64, 100] {
+                for at in 0..len - 6 {
+                    for needle in ["fusion", "\\u0066usion", "fusi\\u006fn", "fu\\u0073ion"] {
+                        let mut body = vec![b'a'; len];
+                        let end = (at + needle.len()).min(len);
+                        body.splice(at..end, needle.bytes());
+                        assert_eq!(
+                            scan.one_pass(pairs, &body),
+                            passes(&body),
+                            "{}",
+                            String::from_utf8_lossy(&body)
+                        );
+                    }
+                }
+            }
+        }
+        // Past what the one pass holds: the memmem passes.
+        assert!(Prescan::new(&["fusion", "openrouter/auto"]).pairs.is_none());
+        assert!(Prescan::new(&["fusion", "ai"]).pairs.is_none());
+        assert!(Prescan::new(&["fusion", "délibération"]).pairs.is_none());
     }
 
     #[test]
