@@ -381,10 +381,12 @@ impl Stream {
             content_type: content_type.as_deref(),
             end_of_stream,
         };
-        self.candidate = match (admit::candidate(&head), admit::mislabelled(&head)) {
-            (Some(api), _) => Some((api, true)),
-            (None, Some(api)) => Some((api, false)),
-            (None, None) => return Action::Continue,
+        self.candidate = match admit::candidate(&head) {
+            Some(api) => Some((api, true)),
+            None => match admit::mislabelled(&head) {
+                Some(api) => Some((api, false)),
+                None => return Action::Continue,
+            },
         };
         // Hold the headers until the body decides (allow_on_headers_stop_iteration).
         Action::Pause
