@@ -225,6 +225,7 @@ for (const w of workloads) {
     inst.request(w);
     inst.counting = false;
   }
+  const pages = instances.map((inst) => inst.x.memory.buffer.byteLength / 65536);
   const times = instances.map(() => []);
   for (let b = 0; b < batches; b++) {
     // Rotating order: every module takes every position equally often.
@@ -239,6 +240,8 @@ for (const w of workloads) {
     const calls = [...inst.calls.entries()].map(([n, c]) => `${n.replace(/^proxy_/, "")} x${c}`).join(", ");
     const total = [...inst.calls.values()].reduce((a, c) => a + c, 0);
     const rel = i === 0 ? "" : `, ${(median(times[i]) - median(times[0])) >= 0 ? "+" : ""}${(median(times[i]) - median(times[0])).toFixed(2)} us vs ${instances[0].name}`;
-    console.log(`${w.label}: ${inst.name}: ${median(times[i]).toFixed(2)} us per request${rel}; host calls ${total}${total ? ` (${calls})` : ""}`);
+    const grown = inst.x.memory.buffer.byteLength / 65536 - pages[i];
+    console.log(`${w.label}: ${inst.name}: ${median(times[i]).toFixed(2)} us per request${rel}; ` +
+      `memory ${pages[i]} pages, +${grown} over ${batches * requests} requests; host calls ${total}${total ? ` (${calls})` : ""}`);
   }
 }

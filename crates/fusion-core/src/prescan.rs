@@ -277,9 +277,14 @@ impl Pairs {
             fifths.push(*bytes.get(GAP)?);
         }
         // Padded with repeats: a repeated comparison changes nothing.
-        let fixed = |mut v: Vec<u8>, n: usize| {
-            v.sort_unstable();
-            v.dedup();
+        // Distinct bytes (no sort: a sort of bytes would add its code to the module).
+        let fixed = |all: Vec<u8>, n: usize| {
+            let mut v: Vec<u8> = Vec::with_capacity(n);
+            for b in all {
+                if !v.contains(&b) {
+                    v.push(b);
+                }
+            }
             if v.len() > n {
                 return None;
             }
