@@ -7,6 +7,11 @@
 // modules, not as Envoy's cost: a host call costs more in Envoy than here).
 //
 // Usage: node bench/wasm_callbacks.mjs [--requests 2000] [--batches 15] A.wasm B.wasm ...
+//
+// On a loaded machine, count instructions instead of time (deterministic):
+//   valgrind --tool=cachegrind --cache-sim=no node bench/wasm_callbacks.mjs --only W --requests N A.wasm
+// runs N requests of workload W (0: GET, 1: 2 KB, 2: 64 KB) and nothing else; the
+// difference between N and 0 requests, over N, is the instructions per request.
 // The plugin configuration is envoy/demo.yaml's. Workloads: bench/run.py's
 // GET /bench/echo and the non-fusion Chat bodies of 2 KB and 64 KB (body in 16 KB chunks).
 
@@ -18,10 +23,12 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
 let requests = 2000;
 let batches = 15;
+let only = null;
 const modules = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === "--requests") requests = Number(args[++i]);
   else if (args[i] === "--batches") batches = Number(args[++i]);
+  else if (args[i] === "--only") only = Number(args[++i]);
   else modules.push(args[i]);
 }
 if (modules.length === 0) {
@@ -211,6 +218,10 @@ const workloads = [
 
 const config = pluginConfig();
 const instances = modules.map((m) => new Instance(m, config));
+if (only !== null) {
+  for (const inst of instances) for (let r = 0; r < requests; r++) inst.request(workloads[only]);
+  process.exit(0);
+}
 const median = (a) => {
   const s = [...a].sort((p, q) => p - q);
   return s[Math.floor(s.length / 2)];

@@ -11,12 +11,12 @@
 //! `false` is always safe; a `true` only means "parse it".
 //!
 //! Cost: one pass over the body for the configurations that ship (needles of five
-//! bytes or more, beginning with at most one distinct byte, the escape beginnings
-//! `\uXXX`): [`Pairs`] looks, 32 positions at a time (wasm SIMD when the module is
-//! built with `simd128`), for a needle's first byte with its fifth byte four
-//! bytes later, or for a backslash with the fifth byte of an escape beginning
-//! (`\u006`: `6`) four bytes later; each such rare candidate is then checked in
-//! full. Other configurations take one memmem pass per needle for the literal
+//! bytes or more sharing their first and fifth byte, escape beginnings `\uXXX`):
+//! [`Pairs`] looks, 32 positions per step (wasm SIMD in the shipped module, SSE2
+//! natively), for the needles' first byte with their fifth byte four bytes later,
+//! or for a backslash with the fifth byte of an escape beginning (`\u006`: `6`)
+//! four bytes later; each such rare candidate is then checked in full.
+//! Other configurations take one memmem pass per needle for the literal
 //! spellings, then one memmem pass for `\u` (plus one for `\/` or `\"` when a
 //! needle holds that character). Either way only an escape that decodes to a
 //! character of some needle can be part of an escaped spelling, and `\n`, `\"` or
@@ -243,130 +243,186 @@ const BLOCK: usize = 32;
 /// byte, or the backslash and the fifth byte of a `\uXXX` escape beginning.
 const GAP: usize = 4;
 
-/// The one-pass scan's candidates: a position whose byte is one of `firsts` (the
-/// needles' first byte, the backslash) and whose byte [`GAP`] later is one of
-/// `fifths` (the needles' fifth bytes, the escape beginnings' fifth bytes). Every
-/// spelling of a needle has one: literally, at its start; with an escape, at the
-/// backslash of its first escape that can spell a needle character (an escape
-/// beginning). With the default alias: `f` or `\`, then `o`, `6` or `7`.
+/// The one-pass scan's candidates: a position that holds the needles' first byte
+/// with their fifth byte [`GAP`] later, or a backslash with the fifth byte of an
+/// escape beginning `GAP` later. Every spelling of a needle has one: literally, at
+/// its start; with an escape, at the backslash of its first escape that can spell
+/// a needle character (an escape beginning). With the default alias: `f` then
+/// `o`, or `\` then `6` or `7` (`\u006`, `\u007`).
 ///
 /// Sizes fixed at what the shipped configurations need, so the step is five
-/// comparisons per 16 bytes; a configuration with more distinct bytes (another
-/// alias that does not contain `fusion` and begins otherwise), a needle shorter
-/// than five bytes, or escape beginnings other than `\uXXX`, takes the memmem passes.
+/// comparisons per 16 positions: one (first, fifth) pair shared by every needle
+/// (aliases that contain `fusion` add none), two escape beginnings' fifth bytes.
+/// Another configuration (an alias beginning otherwise, one shorter than five
+/// bytes, escape beginnings other than `\uXXX`) takes the memmem passes.
 #[derive(Debug, Clone)]
 struct Pairs {
-    firsts: [u8; 2],
-    fifths: [u8; 3],
+    literal: [u8; 2],
+    escape_fifths: [u8; 2],
 }
 
 impl Pairs {
     fn new(texts: &[&str], escape_starts: &[Finder<'static>]) -> Option<Pairs> {
-        let mut firsts = vec![b'\\'];
-        let mut fifths = Vec::new();
+        if !vector::AVAILABLE {
+            return None;
+        }
+        let mut literal = None;
         for text in texts {
             let bytes = text.as_bytes();
-            firsts.push(*bytes.first()?);
-            fifths.push(*bytes.get(GAP)?);
+            let pair = [*bytes.first()?, *bytes.get(GAP)?];
+            if *literal.get_or_insert(pair) != pair {
+                return None;
+            }
         }
+        let mut escape_fifths = Vec::with_capacity(2);
         for start in escape_starts {
             let bytes = start.needle();
             if bytes.len() != GAP + 1 || !bytes.starts_with(b"\\u") {
                 return None;
             }
-            fifths.push(*bytes.get(GAP)?);
+            let fifth = *bytes.get(GAP)?;
+            if !escape_fifths.contains(&fifth) {
+                escape_fifths.push(fifth);
+            }
         }
-        // Padded with repeats: a repeated comparison changes nothing.
-        // Distinct bytes (no sort: a sort of bytes would add its code to the module).
-        let fixed = |all: Vec<u8>, n: usize| {
-            let mut v: Vec<u8> = Vec::with_capacity(n);
-            for b in all {
-                if !v.contains(&b) {
-                    v.push(b);
-                }
-            }
-            if v.len() > n {
-                return None;
-            }
-            let first = *v.first()?;
-            v.resize(n, first);
-            Some(v)
-        };
-        let firsts = fixed(firsts, 2)?;
-        let fifths = fixed(fifths, 3)?;
+        // Padded with a repeat: a repeated comparison changes nothing.
+        if let [one] = escape_fifths[..] {
+            escape_fifths.push(one);
+        }
         Some(Pairs {
-            firsts: firsts.try_into().ok()?,
-            fifths: fifths.try_into().ok()?,
+            literal: literal?,
+            escape_fifths: escape_fifths.try_into().ok()?,
         })
     }
 
     fn is_candidate(&self, body: &[u8], at: usize) -> bool {
-        body.get(at).is_some_and(|b| self.firsts.contains(b))
-            && body.get(at + GAP).is_some_and(|b| self.fifths.contains(b))
+        let (Some(&first), Some(fifth)) = (body.get(at), body.get(at + GAP)) else {
+            return false;
+        };
+        [first, *fifth] == self.literal || (first == b'\\' && self.escape_fifths.contains(fifth))
     }
 
-    /// The candidates among positions `pos..pos + BLOCK` as a bit mask (bit k:
-    /// position `pos + k`); needs `pos + BLOCK + GAP <= body.len()`.
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    #[inline(always)]
-    fn block(&self, body: &[u8], pos: usize) -> u32 {
-        (0..BLOCK).fold(0u32, |mask, k| {
-            mask | (u32::from(self.is_candidate(body, pos + k)) << k)
-        })
-    }
-
-    /// What [`Pairs::block`] compares with, prepared once per body.
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    fn lanes(&self) -> &Pairs {
-        self
-    }
-
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    fn lanes(&self) -> simd::Lanes {
-        simd::Lanes::new(self)
+    fn lanes(&self) -> vector::Lanes {
+        vector::Lanes::new(self)
     }
 }
 
-/// [`Pairs::block`] in wasm SIMD: two 16-byte halves, the first bytes and the
-/// bytes [`GAP`] later compared at once, 16 positions per comparison.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod simd {
+/// [`Pairs`]' step in SIMD: two 16-byte halves, the first bytes and the bytes
+/// [`GAP`] later compared at once, 16 positions per comparison. The same code in
+/// wasm SIMD (`simd128`, the shipped module) and in x86-64's SSE2 (native builds:
+/// tests, benches); elsewhere (a wasm build without SIMD) the memmem passes run.
+mod vector {
     use super::{Pairs, BLOCK, GAP};
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     use core::arch::wasm32::{
-        u8x16_bitmask, u8x16_eq, u8x16_splat, v128, v128_and, v128_any_true, v128_load, v128_or,
+        u8x16_bitmask as bitmask, u8x16_eq as eq, u8x16_splat as splat, v128 as V, v128_and as and,
+        v128_any_true as any, v128_load, v128_or as or,
+    };
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    use core::arch::x86_64::{
+        __m128i as V, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8,
     };
 
-    /// The candidate bytes, each in all 16 lanes.
-    pub(super) struct Lanes {
-        firsts: [v128; 2],
-        fifths: [v128; 3],
+    /// Whether this build has the one-pass step.
+    pub(super) const AVAILABLE: bool = cfg!(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "sse2")
+    ));
+
+    // SSE2 is part of every x86-64 CPU (the cfg says this build targets one), so
+    // these calls are sound wherever they compile.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn splat(b: u8) -> V {
+        // SAFETY: SSE2 (above).
+        unsafe { _mm_set1_epi8(i8::from_ne_bytes([b])) }
     }
 
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn eq(a: V, b: V) -> V {
+        // SAFETY: SSE2 (above).
+        unsafe { _mm_cmpeq_epi8(a, b) }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn or(a: V, b: V) -> V {
+        // SAFETY: SSE2 (above).
+        unsafe { _mm_or_si128(a, b) }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn and(a: V, b: V) -> V {
+        // SAFETY: SSE2 (above).
+        unsafe { _mm_and_si128(a, b) }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn bitmask(v: V) -> u16 {
+        // SAFETY: SSE2 (above). Only the low 16 bits can be set: one per byte.
+        unsafe { _mm_movemask_epi8(v) as u16 }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn any(v: V) -> bool {
+        bitmask(v) != 0
+    }
+
+    /// 16 bytes from `at`; the caller keeps them within one slice.
+    ///
+    /// # Safety
+    /// `at..at + 16` must be readable.
+    #[cfg(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "sse2")
+    ))]
+    #[inline(always)]
+    unsafe fn load(at: *const u8) -> V {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        // SAFETY: the caller's contract; `v128_load` needs no alignment.
+        return unsafe { v128_load(at.cast::<V>()) };
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        // SAFETY: the caller's contract; `_mm_loadu_si128` needs no alignment.
+        return unsafe { _mm_loadu_si128(at.cast::<V>()) };
+    }
+
+    /// The candidate bytes, each in all 16 lanes.
+    #[cfg(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "sse2")
+    ))]
+    pub(super) struct Lanes {
+        literal: [V; 2],
+        backslash: V,
+        escape_fifths: [V; 2],
+    }
+
+    #[cfg(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "sse2")
+    ))]
     impl Lanes {
         pub(super) fn new(pairs: &Pairs) -> Lanes {
-            let [f0, f1] = pairs.firsts;
-            let [s0, s1, s2] = pairs.fifths;
+            let [l0, l4] = pairs.literal;
+            let [e0, e1] = pairs.escape_fifths;
             Lanes {
-                firsts: [u8x16_splat(f0), u8x16_splat(f1)],
-                fifths: [u8x16_splat(s0), u8x16_splat(s1), u8x16_splat(s2)],
+                literal: [splat(l0), splat(l4)],
+                backslash: splat(b'\\'),
+                escape_fifths: [splat(e0), splat(e1)],
             }
         }
 
         #[inline(always)]
-        fn candidates(&self, first: v128, fifth: v128) -> v128 {
-            let [f0, f1] = self.firsts;
-            let [s0, s1, s2] = self.fifths;
-            v128_and(
-                v128_or(u8x16_eq(first, f0), u8x16_eq(first, f1)),
-                v128_or(
-                    v128_or(u8x16_eq(fifth, s0), u8x16_eq(fifth, s1)),
-                    u8x16_eq(fifth, s2),
-                ),
+        fn candidates(&self, first: V, fifth: V) -> V {
+            let [l0, l4] = self.literal;
+            let [e0, e1] = self.escape_fifths;
+            or(
+                and(eq(first, l0), eq(fifth, l4)),
+                and(eq(first, self.backslash), or(eq(fifth, e0), eq(fifth, e1))),
             )
         }
 
-        /// The candidates among positions `pos..pos + BLOCK` as a bit mask;
-        /// needs `pos + BLOCK + GAP <= body.len()`.
+        /// The candidates among positions `pos..pos + BLOCK` as a bit mask (bit k:
+        /// position `pos + k`); needs `pos + BLOCK + GAP <= body.len()`.
         #[inline(always)]
         pub(super) fn block(&self, body: &[u8], pos: usize) -> u32 {
             let Some(bytes) = body.get(pos..pos + BLOCK + GAP) else {
@@ -374,22 +430,45 @@ mod simd {
             };
             let at = bytes.as_ptr();
             // SAFETY: `bytes` holds BLOCK + GAP = 36 bytes; the four loads read 16
-            // bytes each from offsets 0, 16, GAP and 16 + GAP, all within it, and
-            // `v128_load` needs no alignment.
+            // bytes each from offsets 0, 16, GAP and 16 + GAP, all within it.
             let (a0, a1, b0, b1) = unsafe {
                 (
-                    v128_load(at.cast::<v128>()),
-                    v128_load(at.add(16).cast::<v128>()),
-                    v128_load(at.add(GAP).cast::<v128>()),
-                    v128_load(at.add(16 + GAP).cast::<v128>()),
+                    load(at),
+                    load(at.add(16)),
+                    load(at.add(GAP)),
+                    load(at.add(16 + GAP)),
                 )
             };
             let c0 = self.candidates(a0, b0);
             let c1 = self.candidates(a1, b1);
-            if !v128_any_true(v128_or(c0, c1)) {
+            if !any(or(c0, c1)) {
                 return 0;
             }
-            u32::from(u8x16_bitmask(c0)) | (u32::from(u8x16_bitmask(c1)) << 16)
+            u32::from(bitmask(c0)) | (u32::from(bitmask(c1)) << 16)
+        }
+    }
+
+    /// Without a vector step [`Pairs`] is never built (`AVAILABLE` is false): this
+    /// stub only keeps the one-pass code compiling.
+    #[cfg(not(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "sse2")
+    )))]
+    pub(super) struct Lanes;
+
+    #[cfg(not(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "sse2")
+    )))]
+    impl Lanes {
+        pub(super) fn new(_: &Pairs) -> Lanes {
+            Lanes
+        }
+
+        /// Every position a candidate: the full check decides each.
+        pub(super) fn block(&self, _: &[u8], _: usize) -> u32 {
+            let _ = (BLOCK, GAP);
+            u32::MAX
         }
     }
 }
@@ -913,6 +992,9 @@ mod tests {
     /// falls against its 32-position blocks and the body's end.
     #[test]
     fn one_pass_agrees_with_the_memmem_passes() {
+        if !vector::AVAILABLE {
+            return;
+        }
         for aliases in [vec!["fusion"], vec!["fusion", "my-fusion", "fasto"]] {
             let scan = Prescan::new(&aliases);
             let Some(pairs) = &scan.pairs else {
