@@ -599,8 +599,23 @@ fn a_get_makes_no_host_call() {
     assert_eq!(r.filter.on_http_response_body(200, true), Action::Continue);
     r.filter.on_log();
     assert!(r.filter.on_done());
+    assert!(!r.filter.has_state(), "no stream state allocated");
     drop(r.filter);
     assert_eq!(*r.host.calls.borrow(), Vec::<String>::new());
+    // A POST elsewhere: the two deciding reads, no state either.
+    let mut r = rig("");
+    let req = MapType::HttpRequestHeaders;
+    r.host.set_header(req, ":method", "POST");
+    r.host.set_header(req, ":path", "/v1/embeddings");
+    r.host.calls.borrow_mut().clear();
+    assert_eq!(r.filter.on_http_request_headers(4, false), Action::Continue);
+    assert_eq!(r.filter.on_http_request_body(10, true), Action::Continue);
+    r.filter.on_log();
+    assert!(!r.filter.has_state());
+    assert_eq!(
+        *r.host.calls.borrow(),
+        ["get_map_value :method", "get_map_value :path"]
+    );
 }
 
 /// A JSON POST whose body names no fusion costs what the body floor costs (the
