@@ -2,10 +2,19 @@
 """Pass-through cost of one or more filter modules against the floors (bench/floors),
 the paired-median part of `make bench` part 1 alone: for each filter module, a GET
 against the no-op floor and non-fusion 2 KB / 64 KB Chat POSTs against the body
-floor, all in one loop that rotates request by request over one keep-alive
-connection per Envoy; with two or more modules, each one against the one before.
+floor, all in one loop that visits every Envoy once per round, in a shuffled order, over one
+keep-alive connection per Envoy; with two or more modules, each one against the one before.
 
-Usage: bench/pass_through.py [--samples 2000] FILTER.wasm ...
+Each repetition (--reps) starts fresh Envoys: one Envoy keeps a bias of its own
+for its whole life (which worker and core its connection lands on, how the 64 KB
+body arrives in reads), measured at up to 30 us at 64 KB between two Envoys running
+the same module. --control adds a second Envoy running the floor itself (A/A): its
+difference to the floor is that bias, the size of what one repetition can resolve.
+The summary gives, per comparison, the median over repetitions and their range.
+--pin takes the placement out: every Envoy runs one worker, all its threads on the
+last CPU, and this client and the mock on the first (not `make bench`'s setup).
+
+Usage: bench/pass_through.py [--samples 2000] [--reps 1] [--control] [--pin] FILTER.wasm ...
 (the floors must be built: dist/floor-noop.wasm, dist/floor-body.wasm; `make bench`
 builds them, or scripts/build-wasm.sh with WASM_MANIFEST=bench/floors/Cargo.toml).
 """
@@ -13,7 +22,11 @@ builds them, or scripts/build-wasm.sh with WASM_MANIFEST=bench/floors/Cargo.toml
 from __future__ import annotations
 
 import argparse
+import gc
+import os
+import random
 import statistics
+import time
 import sys
 from pathlib import Path
 
@@ -21,13 +34,111 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run  # noqa: E402
 from harness import Envoy, Mock  # noqa: E402
-from httpraw import build_request  # noqa: E402
+from httpraw import SyncConn, build_request  # noqa: E402
+
+CONTROL = "floor-copy"
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of process `pid` onto `cpu`."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {cpu})
+
+
+class Placement:
+    """Starts Envoys (pinned to the last CPU with --pin, one worker each)."""
+
+    def __init__(self, mock: Mock, pinned: bool) -> None:
+        self.mock, self.pinned = mock, pinned
+        self.cpu = max(os.sched_getaffinity(0))
+        if pinned:
+            pin(os.getpid(), 0)
+            pin(mock.proc.pid, 0)
+
+    def envoy(self, name: str, module: Path) -> Envoy:
+        e = Envoy(self.mock, name=name, transform=run.with_module(module), concurrency=1 if self.pinned else 2)
+        if self.pinned:
+            pin(e.proc.pid, self.cpu)
+        return e
+
+
+def latencies(ports: dict[str, int], request: bytes, rounds: int, mock: Mock, seed: int) -> dict[str, list[float]]:
+    """Per-request latency (us), one keep-alive connection per Envoy, one request at a
+    time, every Envoy once per round in a shuffled order. Not run.seq_latency's
+    rotation: with three or more sides a rotation keeps their cyclic order, so each
+    Envoy always follows the same one and pays for its trailing work (its log and
+    stream teardown after the response), a bias of tens of us with the Envoys on
+    one CPU."""
+    rng = random.Random(seed)
+    conns = {name: SyncConn(port) for name, port in ports.items()}
+    samples: dict[str, list[float]] = {name: [] for name in ports}
+    names = list(ports)
+    try:
+        for c in conns.values():
+            for _ in range(50):
+                if c.roundtrip(request)[0] != 200:
+                    raise RuntimeError("warm-up request failed")
+        gc.disable()
+        for i in range(rounds):
+            rng.shuffle(names)
+            for name in names:
+                t0 = time.perf_counter_ns()
+                status, _ = conns[name].roundtrip(request)
+                samples[name].append((time.perf_counter_ns() - t0) / 1000)
+                if status != 200:
+                    raise RuntimeError(f"{name} answered {status}")
+            if i % 1000 == 999:
+                mock.reset()  # the mock logs every call: keep its memory flat
+    finally:
+        gc.enable()
+        for c in conns.values():
+            c.close()
+    return samples
+
+
+def one_rep(place: Placement, modules: list[Path], workloads: list, samples: int, control: bool,
+            rep: int) -> dict[tuple[str, str], float]:
+    """Fresh Envoys, one loop per workload; returns {(label, comparison): paired median}."""
+    mock = place.mock
+    envoys: dict[str, Envoy] = {}
+    out: dict[tuple[str, str], float] = {}
+    try:
+        for name, path in run.FLOORS.items():
+            envoys[name] = place.envoy(f"pt-{name}", path)
+        for m in modules:
+            envoys[m.name] = place.envoy(f"pt-{m.stem}", m.resolve())
+        for label, floor, req in workloads:
+            if control:
+                envoys[CONTROL] = place.envoy("pt-control", run.FLOORS[floor])
+            # The floor and every module in one loop, each once per round: each round
+            # sees the same machine, so differences within a round are paired.
+            sides = [floor] + ([CONTROL] if control else []) + [m.name for m in modules]
+            lat = latencies({n: envoys[n].port for n in sides}, req, samples, mock, seed=rep)
+            mock.reset()
+            if control:
+                envoys.pop(CONTROL).stop()
+            comparisons = [(s, floor) for s in sides[1:]]
+            comparisons += [(a.name, b.name) for a, b in zip(modules[1:], modules)]
+            for a, b in comparisons:
+                diff = statistics.median(x - y for x, y in zip(lat[a], lat[b]))
+                what = f"{a} - {b}" + (" floor" if b == floor else "")
+                out[(label, what)] = diff
+                print(f"rep {rep}: {label}: {what}, paired median {diff:+.1f} us ({samples} rounds)", flush=True)
+    finally:
+        for e in envoys.values():
+            e.stop()
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("modules", nargs="+", type=Path)
-    ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--samples", type=int, default=2000, help="rounds per workload and repetition")
+    ap.add_argument("--reps", type=int, default=1, help="repetitions, each with fresh Envoys")
+    ap.add_argument("--control", action="store_true",
+                    help="add an Envoy running the floor itself (A/A: the bias of one Envoy)")
+    ap.add_argument("--pin", action="store_true",
+                    help="one worker per Envoy, Envoys on the last CPU, client and mock on the first")
     args = ap.parse_args()
     workloads = [
         ("GET /bench/echo", "noop", build_request("GET", "/bench/echo", b"", {})),
@@ -37,29 +148,19 @@ def main() -> int:
                                                          {"content-type": "application/json"})),
     ]
     mock = Mock()
-    envoys: dict[str, Envoy] = {}
+    results: dict[tuple[str, str], list[float]] = {}
     try:
-        for name, path in run.FLOORS.items():
-            envoys[name] = Envoy(mock, name=f"pt-{name}", transform=run.with_module(path))
-        for m in args.modules:
-            envoys[m.name] = Envoy(mock, name=f"pt-{m.stem}", transform=run.with_module(m.resolve()))
-        for label, floor, req in workloads:
-            # The floor and every module in one loop, rotating request by request:
-            # each round sees the same machine, so differences within a round are paired.
-            sides = [floor] + [m.name for m in args.modules]
-            lat = run.seq_latency({n: envoys[n].port for n in sides}, req, args.samples, mock)
-            mock.reset()
-            for m in args.modules:
-                diff = statistics.median(v - b for v, b in zip(lat[m.name], lat[floor]))
-                print(f"{label}: {m.name} - {floor} floor, paired median {diff:+.1f} us "
-                      f"({args.samples} rounds)", flush=True)
-            for a, b in zip(args.modules[1:], args.modules):
-                diff = statistics.median(x - y for x, y in zip(lat[a.name], lat[b.name]))
-                print(f"{label}: {a.name} - {b.name}, paired median {diff:+.1f} us", flush=True)
+        place = Placement(mock, args.pin)
+        for rep in range(args.reps):
+            for key, diff in one_rep(place, args.modules, workloads, args.samples, args.control, rep + 1).items():
+                results.setdefault(key, []).append(diff)
     finally:
-        for e in envoys.values():
-            e.stop()
         mock.stop()
+    if args.reps > 1:
+        print(f"\nsummary over {args.reps} repetitions (fresh Envoys each), paired medians:")
+        for (label, what), diffs in results.items():
+            print(f"{label}: {what}: median {statistics.median(diffs):+.1f} us "
+                  f"(range {min(diffs):+.1f} .. {max(diffs):+.1f})", flush=True)
     return 0
 
 

@@ -56,40 +56,92 @@ pub struct Stream {
 }
 
 pub struct FusionFilter {
-    stream: Rc<RefCell<Stream>>,
+    context_id: u32,
+    shared: Rc<Shared>,
+    /// The stream's state, made once its request headers make it a candidate
+    /// for fusion: any other request (a GET, a POST elsewhere) allocates nothing
+    /// and every later callback returns at once.
+    stream: Option<Rc<RefCell<Stream>>>,
 }
 
 impl FusionFilter {
     pub fn new(context_id: u32, shared: Rc<Shared>) -> FusionFilter {
-        let stream = Rc::new_cyclic(|me| {
-            RefCell::new(Stream {
-                context_id,
-                shared,
-                me: me.clone(),
-                candidate: None,
-                skipped: None,
-                turn: None,
-                published: Vec::new(),
-                tokens: VecMap::new(),
-                body_size: 0,
-                holds_slot: false,
-                over: false,
-                response_size: 0,
-                held_bytes: 0,
-                calls_end_ms: 0,
-            })
-        });
-        FusionFilter { stream }
+        FusionFilter {
+            context_id,
+            shared,
+            stream: None,
+        }
     }
 
-    /// The stream's state; `None` only on re-entrance, which the host does not do.
+    /// Whether the stream's state was made (tests: a plain request makes none).
+    #[cfg(test)]
+    pub fn has_state(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// The stream's state; `None` (the default comes back) for a request that is
+    /// no candidate, and on re-entrance, which the host does not do.
     fn with<R>(&self, default: R, f: impl FnOnce(&mut Stream) -> R) -> R {
-        match self.stream.try_borrow_mut() {
+        let Some(stream) = &self.stream else {
+            return default;
+        };
+        match stream.try_borrow_mut() {
             Ok(mut s) => f(&mut s),
             Err(_) => {
                 log::error!("fusion: stream state re-entered; callback ignored");
                 default
             }
+        }
+    }
+
+    /// Only the headers that decide eligibility are read here, each only when
+    /// the one before left the request in question (a GET with a body costs one
+    /// read, one whose headers end the stream none): what the run needs besides
+    /// is read once the body asks for fusion.
+    fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
+        if end_of_stream || self.stream.is_some() {
+            return Action::Continue;
+        }
+        let host = &*self.shared.host;
+        let method = request_header(host, ":method");
+        if method.as_deref() != Some("POST") {
+            return Action::Continue;
+        }
+        let path = request_header(host, ":path");
+        if !path.as_deref().is_some_and(|p| Api::from_path(p).is_some()) {
+            return Action::Continue;
+        }
+        let content_type = request_header(host, "content-type");
+        let head = RequestHead {
+            method: method.as_deref(),
+            path: path.as_deref(),
+            content_type: content_type.as_deref(),
+            end_of_stream,
+        };
+        let candidate = match admit::candidate(&head) {
+            Some(api) => (api, true),
+            None => match admit::mislabelled(&head) {
+                Some(api) => (api, false),
+                None => return Action::Continue,
+            },
+        };
+        self.stream = Some(Stream::new(
+            self.context_id,
+            Rc::clone(&self.shared),
+            candidate,
+        ));
+        // Hold the headers until the body decides (allow_on_headers_stop_iteration).
+        Action::Pause
+    }
+}
+
+/// A request header; a host refusal reads as absent.
+fn request_header(host: &dyn Host, name: &str) -> Option<String> {
+    match host.get_map_value(MapType::HttpRequestHeaders, name) {
+        Ok(v) => v,
+        Err(status) => {
+            log::warn!("fusion: reading request header {name} failed: {status:?}");
+            None
         }
     }
 }
@@ -123,6 +175,28 @@ impl StreamHandle for RefCell<Stream> {
 }
 
 impl Stream {
+    /// The state of a stream whose request may be fusion (`candidate`).
+    fn new(context_id: u32, shared: Rc<Shared>, candidate: (Api, bool)) -> Rc<RefCell<Stream>> {
+        Rc::new_cyclic(|me| {
+            RefCell::new(Stream {
+                context_id,
+                shared,
+                me: me.clone(),
+                candidate: Some(candidate),
+                skipped: None,
+                turn: None,
+                published: Vec::new(),
+                tokens: VecMap::new(),
+                body_size: 0,
+                holds_slot: false,
+                over: false,
+                response_size: 0,
+                held_bytes: 0,
+                calls_end_ms: 0,
+            })
+        })
+    }
+
     fn host(&self) -> &dyn Host {
         &*self.shared.host
     }
@@ -137,13 +211,7 @@ impl Stream {
 
     /// A request header; a host refusal reads as absent.
     fn header(&self, name: &str) -> Option<String> {
-        match self.host().get_map_value(MapType::HttpRequestHeaders, name) {
-            Ok(v) => v,
-            Err(status) => {
-                log::warn!("fusion: reading request header {name} failed: {status:?}");
-                None
-            }
-        }
+        request_header(self.host(), name)
     }
 
     fn set_header(&self, map: MapType, name: &str, value: Option<&str>) {
@@ -360,37 +428,6 @@ impl Stream {
         {
             self.release_slot();
         }
-    }
-
-    /// Only the headers that decide eligibility are read here, each only when
-    /// the one before left the request in question (a GET costs one read):
-    /// what the run needs besides is read once the body asks for fusion.
-    fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
-        if end_of_stream {
-            return Action::Continue;
-        }
-        let method = self.header(":method");
-        if method.as_deref() != Some("POST") {
-            return Action::Continue;
-        }
-        let path = self.header(":path");
-        if !path.as_deref().is_some_and(|p| Api::from_path(p).is_some()) {
-            return Action::Continue;
-        }
-        let content_type = self.header("content-type");
-        let head = RequestHead {
-            method: method.as_deref(),
-            path: path.as_deref(),
-            content_type: content_type.as_deref(),
-            end_of_stream,
-        };
-        self.candidate = match (admit::candidate(&head), admit::mislabelled(&head)) {
-            (Some(api), _) => Some((api, true)),
-            (None, Some(api)) => Some((api, false)),
-            (None, None) => return Action::Continue,
-        };
-        // Hold the headers until the body decides (allow_on_headers_stop_iteration).
-        Action::Pause
     }
 
     /// What the run needs from the request besides its body; read only for a
@@ -779,7 +816,7 @@ impl Context for FusionFilter {
 
 impl HttpContext for FusionFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.with(Action::Continue, |s| s.on_request_headers(end_of_stream))
+        self.on_request_headers(end_of_stream)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -583,6 +583,90 @@ fn requests_that_cannot_be_fusion_cost_no_host_call_past_the_deciding_one() {
     );
 }
 
+/// A GET (its headers end the stream) costs no host call at all, from its
+/// headers to its log: the no-op floor's work.
+#[test]
+fn a_get_makes_no_host_call() {
+    let mut r = rig("");
+    r.host
+        .set_header(MapType::HttpRequestHeaders, ":method", "GET");
+    r.host.calls.borrow_mut().clear();
+    assert_eq!(r.filter.on_http_request_headers(4, true), Action::Continue);
+    assert_eq!(
+        r.filter.on_http_response_headers(3, false),
+        Action::Continue
+    );
+    assert_eq!(r.filter.on_http_response_body(200, true), Action::Continue);
+    r.filter.on_log();
+    assert!(r.filter.on_done());
+    assert!(!r.filter.has_state(), "no stream state allocated");
+    drop(r.filter);
+    assert_eq!(*r.host.calls.borrow(), Vec::<String>::new());
+    // A POST elsewhere: the two deciding reads, no state either.
+    let mut r = rig("");
+    let req = MapType::HttpRequestHeaders;
+    r.host.set_header(req, ":method", "POST");
+    r.host.set_header(req, ":path", "/v1/embeddings");
+    r.host.calls.borrow_mut().clear();
+    assert_eq!(r.filter.on_http_request_headers(4, false), Action::Continue);
+    assert_eq!(r.filter.on_http_request_body(10, true), Action::Continue);
+    r.filter.on_log();
+    assert!(!r.filter.has_state());
+    assert_eq!(
+        *r.host.calls.borrow(),
+        ["get_map_value :method", "get_map_value :path"]
+    );
+}
+
+/// A JSON POST whose body names no fusion costs what the body floor costs (the
+/// three eligibility headers, the body read once at its end) and nothing more:
+/// no read per chunk, no clock, property, metric or write, whatever its size.
+#[test]
+fn a_non_fusion_post_reads_its_headers_and_its_body_once() {
+    for size in [2048, 65536] {
+        let mut r = rig("");
+        let filler = "the quick brown fox jumps over the lazy dog ".repeat(size / 44);
+        let body = json!({"model": "mock-a", "messages": [{"role": "user", "content": filler}]})
+            .to_string()
+            .into_bytes();
+        r.host.calls.borrow_mut().clear();
+        assert_eq!(r.headers(), Action::Pause);
+        // The body in 16 KB chunks, each callback reporting what is buffered so far.
+        r.host.set_body(BufferType::HttpRequestBody, &body);
+        let mut end = 0;
+        while end < body.len() {
+            end = (end + 16384).min(body.len());
+            let last = end == body.len();
+            let action = r.filter.on_http_request_body(end, last);
+            assert_eq!(
+                action,
+                if last {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
+            );
+        }
+        assert_eq!(
+            r.filter.on_http_response_headers(3, false),
+            Action::Continue
+        );
+        assert_eq!(r.filter.on_http_response_body(200, true), Action::Continue);
+        r.filter.on_log();
+        drop(r.filter);
+        assert_eq!(
+            *r.host.calls.borrow(),
+            [
+                "get_map_value :method",
+                "get_map_value :path",
+                "get_map_value content-type",
+                "get_buffer HttpRequestBody",
+            ],
+            "{size} bytes"
+        );
+    }
+}
+
 #[test]
 fn a_fusion_request_reads_its_context_once_the_body_asks() {
     let mut r = rig("");

@@ -64,6 +64,9 @@ pub struct FakeHost {
     pub reads: RefCell<Vec<String>>,
     /// How often the clock was read.
     pub clock_reads: Cell<u32>,
+    /// Every host call, in order: the method's name, and for header and buffer
+    /// reads the header name or buffer kind (`get_map_value :method`).
+    pub calls: RefCell<Vec<String>>,
     next_token: Cell<u32>,
 }
 
@@ -114,6 +117,10 @@ impl FakeHost {
             .unwrap_or(0)
     }
 
+    fn log(&self, call: String) {
+        self.calls.borrow_mut().push(call);
+    }
+
     fn check(&self, op: Op) -> Result<(), Status> {
         if self.refuse.borrow().contains(&op) {
             self.refused.borrow_mut().push(op);
@@ -132,16 +139,19 @@ fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 impl Host for FakeHost {
     fn now_ms(&self) -> u64 {
+        self.log("now_ms".into());
         self.clock_reads.set(self.clock_reads.get() + 1);
         self.now.get()
     }
     fn get_map_value(&self, map: MapType, key: &str) -> Result<Option<String>, Status> {
+        self.log(format!("get_map_value {key}"));
         if map_key(map) == map_key(MapType::HttpRequestHeaders) {
             self.reads.borrow_mut().push(key.to_string());
         }
         Ok(self.header(map, key))
     }
     fn set_map_value(&self, map: MapType, key: &str, value: Option<&str>) -> Result<(), Status> {
+        self.log(format!("set_map_value {key}"));
         self.check(Op::SetHeader)?;
         let k = (map_key(map), key.to_string());
         match value {
@@ -156,6 +166,7 @@ impl Host for FakeHost {
         start: usize,
         max: usize,
     ) -> Result<Option<Vec<u8>>, Status> {
+        self.log(format!("get_buffer {kind:?}"));
         let b = self.body(kind);
         let end = start.saturating_add(max).min(b.len());
         Ok(b.get(start.min(end)..end).map(<[u8]>::to_vec))
@@ -167,6 +178,7 @@ impl Host for FakeHost {
         size: usize,
         value: &[u8],
     ) -> Result<(), Status> {
+        self.log(format!("set_buffer {kind:?}"));
         self.check(Op::SetBuffer)?;
         let mut b = self.body(kind);
         let start = start.min(b.len());
@@ -176,10 +188,12 @@ impl Host for FakeHost {
         Ok(())
     }
     fn get_property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+        self.log(format!("get_property {}", path.join(".")));
         self.reads.borrow_mut().push(path.join("."));
         Ok(self.properties.borrow().get(&path.join(".")).cloned())
     }
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), Status> {
+        self.log(format!("set_property {}", path.join(".")));
         self.check(Op::SetProperty)?;
         self.properties
             .borrow_mut()
@@ -192,6 +206,7 @@ impl Host for FakeHost {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), Status> {
+        self.log("send_http_response".into());
         self.check(Op::SendResponse)?;
         self.sent.borrow_mut().push(Sent {
             status,
@@ -201,6 +216,7 @@ impl Host for FakeHost {
         Ok(())
     }
     fn resume_http_request(&self) -> Result<(), Status> {
+        self.log("resume_http_request".into());
         self.check(Op::Resume)?;
         self.resumed.set(self.resumed.get() + 1);
         Ok(())
@@ -212,6 +228,7 @@ impl Host for FakeHost {
         body: &[u8],
         _timeout: Duration,
     ) -> Result<u32, Status> {
+        self.log("dispatch_http_call".into());
         self.check(Op::Dispatch)?;
         let token = self.next_token.get() + 1;
         self.next_token.set(token);
@@ -226,22 +243,27 @@ impl Host for FakeHost {
         Ok(token)
     }
     fn route_answers_to_root(&self, root_context_id: u32) {
+        self.log("route_answers_to_root".into());
         self.active_root.set(Some(root_context_id));
     }
     fn set_effective_context(&self, context_id: u32) -> Result<(), Status> {
+        self.log("set_effective_context".into());
         self.effective.set(context_id);
         Ok(())
     }
     fn set_tick_period(&self, period: Duration) -> Result<(), Status> {
+        self.log("set_tick_period".into());
         self.tick_period.set(Some(period));
         Ok(())
     }
     fn define_metric(&self, _kind: MetricType, name: &str) -> Result<u32, Status> {
+        self.log(format!("define_metric {name}"));
         let mut metrics = self.metrics.borrow_mut();
         let id = metrics.len() as u32 + 1;
         Ok(*metrics.entry(name.to_string()).or_insert(id))
     }
     fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status> {
+        self.log("increment_metric".into());
         *self.metric_values.borrow_mut().entry(id).or_insert(0) += offset;
         Ok(())
     }

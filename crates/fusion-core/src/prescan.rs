@@ -10,12 +10,18 @@
 //! the body (keys and values alike: it does not track where strings begin), so a
 //! `false` is always safe; a `true` only means "parse it".
 //!
-//! Cost: one memmem pass per needle for the literal spellings, then one memmem
-//! pass for `\u` (plus one for `\/` or `\"` when a needle holds that character):
-//! only an escape that decodes to a character of some needle can be part of an
-//! escaped spelling, and `\n`, `\"` or `\\` in ordinary text never can. Around
-//! those (rare) escapes the needle is checked in both directions. No allocation
-//! per body.
+//! Cost: one pass over the body for the configurations that ship (needles of five
+//! bytes or more sharing their first and fifth byte, escape beginnings `\uXXX`):
+//! [`Pairs`] looks, 32 positions per step (wasm SIMD in the shipped module, SSE2
+//! natively), for the needles' first byte with their fifth byte four bytes later,
+//! or for a backslash with the fifth byte of an escape beginning (`\u006`: `6`)
+//! four bytes later; each such rare candidate is then checked in full.
+//! Other configurations take one memmem pass per needle for the literal
+//! spellings, then one memmem pass for `\u` (plus one for `\/` or `\"` when a
+//! needle holds that character). Either way only an escape that decodes to a
+//! character of some needle can be part of an escaped spelling, and `\n`, `\"` or
+//! `\\` in ordinary text never can. Around those (rare) escapes the needle is
+//! checked in both directions. No allocation per body.
 //!
 //! Only valid JSON can ask for fusion (the engine passes anything else through),
 //! so the scan may rely on JSON's grammar: backslashes occur only inside strings,
@@ -43,6 +49,8 @@ pub struct Prescan {
     /// `None`: a needle holds a backslash or a control character; walk every
     /// escape instead.
     escape_starts: Option<Vec<Finder<'static>>>,
+    /// The one-pass scan, when the needles and escape beginnings fit it.
+    pairs: Option<Pairs>,
 }
 
 /// Every tool type that asks for fusion contains this; so does the default alias.
@@ -90,7 +98,11 @@ impl Prescan {
             }
             Some(starts)
         };
+        let pairs = escape_starts
+            .as_ref()
+            .and_then(|starts| Pairs::new(&texts, starts));
         Prescan {
+            pairs,
             escape_starts,
             always: texts.iter().any(|t| t.is_empty()),
             literal: texts
@@ -106,9 +118,53 @@ impl Prescan {
     /// `false`: no JSON spelling of an alias or of `fusion` occurs in `body`, so it
     /// cannot ask for fusion. `true`: it may; parse it to decide.
     pub fn may_ask_for_fusion(&self, body: &[u8]) -> bool {
-        self.always
-            || self.literal.iter().any(|f| f.find(body).is_some())
-            || self.escaped_spelling(body)
+        if self.always {
+            return true;
+        }
+        match &self.pairs {
+            Some(pairs) => self.one_pass(pairs, body),
+            None => {
+                self.literal.iter().any(|f| f.find(body).is_some()) || self.escaped_spelling(body)
+            }
+        }
+    }
+
+    /// The scan in one pass over the body (see [`Pairs`]).
+    fn one_pass(&self, pairs: &Pairs, body: &[u8]) -> bool {
+        let lanes = pairs.lanes();
+        let mut pos = 0;
+        while pos + BLOCK + GAP <= body.len() {
+            let mut candidates = lanes.block(body, pos);
+            while candidates != 0 {
+                let at = pos + candidates.trailing_zeros() as usize;
+                if self.candidate_holds(body, at) {
+                    return true;
+                }
+                candidates &= candidates - 1;
+            }
+            pos += BLOCK;
+        }
+        // The last positions, one at a time (a candidate needs its fifth byte).
+        (pos..body.len().saturating_sub(GAP))
+            .any(|at| pairs.is_candidate(body, at) && self.candidate_holds(body, at))
+    }
+
+    /// Whether a needle is spelled from `at`, a candidate of [`Pairs`]: a needle
+    /// literally, or an escape beginning whose escape spells a needle character
+    /// with the characters around it.
+    fn candidate_holds(&self, body: &[u8], at: usize) -> bool {
+        let Some(rest) = body.get(at..) else {
+            return false;
+        };
+        if rest.first() == Some(&b'\\') {
+            self.escape_starts.as_ref().is_some_and(|starts| {
+                starts.iter().any(|f| rest.starts_with(f.needle()))
+                    && starts_escape(body, at)
+                    && self.escape_spells_needle(body, at)
+            })
+        } else {
+            self.literal.iter().any(|f| rest.starts_with(f.needle()))
+        }
     }
 
     /// A needle spelled with at least one escape.
@@ -178,6 +234,242 @@ impl Prescan {
                     })
             })
         })
+    }
+}
+
+/// Positions the one-pass scan looks at per step.
+const BLOCK: usize = 32;
+/// The distance between the two bytes of a candidate: a needle's first and fifth
+/// byte, or the backslash and the fifth byte of a `\uXXX` escape beginning.
+const GAP: usize = 4;
+
+/// The one-pass scan's candidates: a position that holds the needles' first byte
+/// with their fifth byte [`GAP`] later, or a backslash with the fifth byte of an
+/// escape beginning `GAP` later. Every spelling of a needle has one: literally, at
+/// its start; with an escape, at the backslash of its first escape that can spell
+/// a needle character (an escape beginning). With the default alias: `f` then
+/// `o`, or `\` then `6` or `7` (`\u006`, `\u007`).
+///
+/// Sizes fixed at what the shipped configurations need, so the step is five
+/// comparisons per 16 positions: one (first, fifth) pair shared by every needle
+/// (aliases that contain `fusion` add none), two escape beginnings' fifth bytes.
+/// Another configuration (an alias beginning otherwise, one shorter than five
+/// bytes, escape beginnings other than `\uXXX`) takes the memmem passes.
+#[derive(Debug, Clone)]
+struct Pairs {
+    literal: [u8; 2],
+    escape_fifths: [u8; 2],
+}
+
+impl Pairs {
+    fn new(texts: &[&str], escape_starts: &[Finder<'static>]) -> Option<Pairs> {
+        if !vector::AVAILABLE {
+            return None;
+        }
+        let mut literal = None;
+        for text in texts {
+            let bytes = text.as_bytes();
+            let pair = [*bytes.first()?, *bytes.get(GAP)?];
+            if *literal.get_or_insert(pair) != pair {
+                return None;
+            }
+        }
+        let mut escape_fifths = Vec::with_capacity(2);
+        for start in escape_starts {
+            let bytes = start.needle();
+            if bytes.len() != GAP + 1 || !bytes.starts_with(b"\\u") {
+                return None;
+            }
+            let fifth = *bytes.get(GAP)?;
+            if !escape_fifths.contains(&fifth) {
+                escape_fifths.push(fifth);
+            }
+        }
+        // Padded with a repeat: a repeated comparison changes nothing.
+        if let [one] = escape_fifths[..] {
+            escape_fifths.push(one);
+        }
+        Some(Pairs {
+            literal: literal?,
+            escape_fifths: escape_fifths.try_into().ok()?,
+        })
+    }
+
+    fn is_candidate(&self, body: &[u8], at: usize) -> bool {
+        let (Some(&first), Some(fifth)) = (body.get(at), body.get(at + GAP)) else {
+            return false;
+        };
+        [first, *fifth] == self.literal || (first == b'\\' && self.escape_fifths.contains(fifth))
+    }
+
+    fn lanes(&self) -> vector::Lanes {
+        vector::Lanes::new(self)
+    }
+}
+
+/// [`Pairs`]' step in SIMD: two 16-byte halves, the first bytes and the bytes
+/// [`GAP`] later compared at once, 16 positions per comparison. The same code in
+/// wasm SIMD (`simd128`, the shipped module) and in x86-64's SSE2 (native builds:
+/// tests, benches); elsewhere (a wasm build without SIMD) the memmem passes run.
+mod vector {
+    use super::{Pairs, BLOCK, GAP};
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    use core::arch::wasm32::{
+        u8x16_bitmask as bitmask, u8x16_eq as eq, u8x16_splat as splat, v128 as V, v128_and as and,
+        v128_any_true as any, v128_load, v128_or as or,
+    };
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    use core::arch::x86_64::{
+        __m128i as V, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8,
+    };
+
+    /// Whether this build has the one-pass step.
+    pub(super) const AVAILABLE: bool = cfg!(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "sse2")
+    ));
+
+    // SSE2 is part of every x86-64 CPU (the cfg says this build targets one), so
+    // these calls are sound wherever they compile.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn splat(b: u8) -> V {
+        // SAFETY: SSE2 (above).
+        unsafe { _mm_set1_epi8(i8::from_ne_bytes([b])) }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn eq(a: V, b: V) -> V {
+        // SAFETY: SSE2 (above).
+        unsafe { _mm_cmpeq_epi8(a, b) }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn or(a: V, b: V) -> V {
+        // SAFETY: SSE2 (above).
+        unsafe { _mm_or_si128(a, b) }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn and(a: V, b: V) -> V {
+        // SAFETY: SSE2 (above).
+        unsafe { _mm_and_si128(a, b) }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn bitmask(v: V) -> u16 {
+        // SAFETY: SSE2 (above). Only the low 16 bits can be set: one per byte.
+        unsafe { _mm_movemask_epi8(v) as u16 }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn any(v: V) -> bool {
+        bitmask(v) != 0
+    }
+
+    /// 16 bytes from `at`; the caller keeps them within one slice.
+    ///
+    /// # Safety
+    /// `at..at + 16` must be readable.
+    #[cfg(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "sse2")
+    ))]
+    #[inline(always)]
+    unsafe fn load(at: *const u8) -> V {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        // SAFETY: the caller's contract; `v128_load` needs no alignment.
+        return unsafe { v128_load(at.cast::<V>()) };
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        // SAFETY: the caller's contract; `_mm_loadu_si128` needs no alignment.
+        return unsafe { _mm_loadu_si128(at.cast::<V>()) };
+    }
+
+    /// The candidate bytes, each in all 16 lanes.
+    #[cfg(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "sse2")
+    ))]
+    pub(super) struct Lanes {
+        literal: [V; 2],
+        backslash: V,
+        escape_fifths: [V; 2],
+    }
+
+    #[cfg(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "sse2")
+    ))]
+    impl Lanes {
+        pub(super) fn new(pairs: &Pairs) -> Lanes {
+            let [l0, l4] = pairs.literal;
+            let [e0, e1] = pairs.escape_fifths;
+            Lanes {
+                literal: [splat(l0), splat(l4)],
+                backslash: splat(b'\\'),
+                escape_fifths: [splat(e0), splat(e1)],
+            }
+        }
+
+        #[inline(always)]
+        fn candidates(&self, first: V, fifth: V) -> V {
+            let [l0, l4] = self.literal;
+            let [e0, e1] = self.escape_fifths;
+            or(
+                and(eq(first, l0), eq(fifth, l4)),
+                and(eq(first, self.backslash), or(eq(fifth, e0), eq(fifth, e1))),
+            )
+        }
+
+        /// The candidates among positions `pos..pos + BLOCK` as a bit mask (bit k:
+        /// position `pos + k`); needs `pos + BLOCK + GAP <= body.len()`.
+        #[inline(always)]
+        pub(super) fn block(&self, body: &[u8], pos: usize) -> u32 {
+            let Some(bytes) = body.get(pos..pos + BLOCK + GAP) else {
+                return 0;
+            };
+            let at = bytes.as_ptr();
+            // SAFETY: `bytes` holds BLOCK + GAP = 36 bytes; the four loads read 16
+            // bytes each from offsets 0, 16, GAP and 16 + GAP, all within it.
+            let (a0, a1, b0, b1) = unsafe {
+                (
+                    load(at),
+                    load(at.add(16)),
+                    load(at.add(GAP)),
+                    load(at.add(16 + GAP)),
+                )
+            };
+            let c0 = self.candidates(a0, b0);
+            let c1 = self.candidates(a1, b1);
+            if !any(or(c0, c1)) {
+                return 0;
+            }
+            u32::from(bitmask(c0)) | (u32::from(bitmask(c1)) << 16)
+        }
+    }
+
+    /// Without a vector step [`Pairs`] is never built (`AVAILABLE` is false): this
+    /// stub only keeps the one-pass code compiling.
+    #[cfg(not(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "sse2")
+    )))]
+    pub(super) struct Lanes;
+
+    #[cfg(not(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        all(target_arch = "x86_64", target_feature = "sse2")
+    )))]
+    impl Lanes {
+        pub(super) fn new(_: &Pairs) -> Lanes {
+            Lanes
+        }
+
+        /// Every position a candidate: the full check decides each.
+        pub(super) fn block(&self, _: &[u8], _: usize) -> u32 {
+            let _ = (BLOCK, GAP);
+            u32::MAX
+        }
     }
 }
 
@@ -694,6 +986,90 @@ mod tests {
             positives > 1000 && negatives > 1000,
             "{positives} / {negatives}"
         );
+    }
+
+    /// The one-pass scan says what the memmem passes say, wherever a spelling
+    /// falls against its 32-position blocks and the body's end.
+    #[test]
+    fn one_pass_agrees_with_the_memmem_passes() {
+        if !vector::AVAILABLE {
+            return;
+        }
+        for aliases in [vec!["fusion"], vec!["fusion", "my-fusion", "fasto"]] {
+            let scan = Prescan::new(&aliases);
+            let Some(pairs) = &scan.pairs else {
+                panic!("{aliases:?} takes the memmem passes");
+            };
+            let passes = |body: &[u8]| {
+                scan.literal.iter().any(|f| f.find(body).is_some()) || scan.escaped_spelling(body)
+            };
+            let mut seed = 0x2545_F491_4F6C_DD1Du64;
+            let mut next = move |n: usize| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed % n as u64) as usize
+            };
+            let pieces = [
+                "fusion",
+                "fusio",
+                "usion",
+                "f",
+                "o",
+                "\\",
+                "\\\\",
+                "\\n",
+                "\\u0066",
+                "\\u0075",
+                "\\u006F",
+                "\\u006e",
+                "\\u0073",
+                "\\u00e9",
+                "\\u007",
+                "6",
+                "7",
+                "fox of ",
+                " ",
+                "fasto",
+                "\\u0061",
+                "the quick brown ",
+            ];
+            let (mut yes, mut no) = (0, 0);
+            for _ in 0..20_000 {
+                let mut body = String::new();
+                for _ in 0..next(24) {
+                    body.push_str(pieces[next(pieces.len())]);
+                }
+                let verdict = passes(body.as_bytes());
+                assert_eq!(scan.one_pass(pairs, body.as_bytes()), verdict, "{body:?}");
+                if verdict {
+                    yes += 1;
+                } else {
+                    no += 1;
+                }
+            }
+            assert!(yes > 1000 && no > 1000, "{yes} / {no}");
+            // A needle at every offset of a long body: inside a block, across two, in the tail.
+            for len in [36, 37, 64, 100] {
+                for at in 0..len - 6 {
+                    for needle in ["fusion", "\\u0066usion", "fusi\\u006fn", "fu\\u0073ion"] {
+                        let mut body = vec![b'a'; len];
+                        let end = (at + needle.len()).min(len);
+                        body.splice(at..end, needle.bytes());
+                        assert_eq!(
+                            scan.one_pass(pairs, &body),
+                            passes(&body),
+                            "{}",
+                            String::from_utf8_lossy(&body)
+                        );
+                    }
+                }
+            }
+        }
+        // Past what the one pass holds: the memmem passes.
+        assert!(Prescan::new(&["fusion", "openrouter/auto"]).pairs.is_none());
+        assert!(Prescan::new(&["fusion", "ai"]).pairs.is_none());
+        assert!(Prescan::new(&["fusion", "délibération"]).pairs.is_none());
     }
 
     #[test]

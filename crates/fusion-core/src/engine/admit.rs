@@ -16,6 +16,8 @@ pub struct RequestHead<'a> {
     pub end_of_stream: bool,
 }
 
+const JSON: &str = "application/json";
+
 /// The API of a request that may ask for fusion: a POST of JSON with a body
 /// to one of the API paths. `None`: pass it through untouched at once.
 pub fn candidate(head: &RequestHead<'_>) -> Option<Api> {
@@ -23,9 +25,12 @@ pub fn candidate(head: &RequestHead<'_>) -> Option<Api> {
         return None;
     }
     let api = head.path.and_then(Api::from_path)?;
-    let json = head
-        .content_type
-        .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
+    // Compared in place: no lowercased copy per request.
+    let json = head.content_type.is_some_and(|t| {
+        t.as_bytes()
+            .get(..JSON.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(JSON.as_bytes()))
+    });
     json.then_some(api)
 }
 
@@ -91,6 +96,14 @@ mod tests {
             None
         );
         assert_eq!(candidate(&head("POST", "/v1/messages", "text/plain")), None);
+        assert_eq!(
+            candidate(&head("POST", "/v1/messages", "application/jso")),
+            None
+        );
+        assert_eq!(
+            candidate(&head("POST", "/v1/messages", "APPLICATION/JSON")),
+            Some(Api::Messages)
+        );
         let no_body = RequestHead {
             end_of_stream: true,
             ..head("POST", "/v1/messages", "application/json")

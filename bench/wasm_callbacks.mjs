@@ -1,0 +1,258 @@
+// The wasm side of a pass-through request, without Envoy: each module runs the
+// callbacks Envoy makes for one request (context create, request headers, the body
+// in chunks, response headers and body, log, done, delete) against a stub host in
+// Node's V8, the modules alternating in one loop. Prints, per module and workload,
+// the host calls per request (deterministic) and the wasm time per request (the
+// median over batches; Node's V8, not Envoy's, so read it as a difference between
+// modules, not as Envoy's cost: a host call costs more in Envoy than here).
+//
+// Usage: node bench/wasm_callbacks.mjs [--requests 2000] [--batches 15] A.wasm B.wasm ...
+//
+// On a loaded machine, count instructions instead of time (deterministic):
+//   valgrind --tool=cachegrind --cache-sim=no node bench/wasm_callbacks.mjs --only W --requests N A.wasm
+// runs N requests of workload W (0: GET, 1: 2 KB, 2: 64 KB) and nothing else; the
+// difference between N and 0 requests, over N, is the instructions per request.
+// The plugin configuration is envoy/demo.yaml's. Workloads: bench/run.py's
+// GET /bench/echo and the non-fusion Chat bodies of 2 KB and 64 KB (body in 16 KB chunks).
+
+import { readFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const args = process.argv.slice(2);
+let requests = 2000;
+let batches = 15;
+let only = null;
+const modules = [];
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === "--requests") requests = Number(args[++i]);
+  else if (args[i] === "--batches") batches = Number(args[++i]);
+  else if (args[i] === "--only") only = Number(args[++i]);
+  else modules.push(args[i]);
+}
+if (modules.length === 0) {
+  console.error("usage: node bench/wasm_callbacks.mjs [--requests N] [--batches N] A.wasm ...");
+  process.exit(2);
+}
+
+function pluginConfig() {
+  const lines = readFileSync(join(ROOT, "envoy/demo.yaml"), "utf8").split("\n");
+  const start = lines.findIndex((l) => l.trim() === "value: |");
+  const indent = lines[start + 1].search(/\S/);
+  const out = [];
+  for (const l of lines.slice(start + 1)) {
+    if (l.trim() !== "" && l.search(/\S/) < indent) break;
+    out.push(l.slice(indent));
+  }
+  return Buffer.from(out.join("\n"));
+}
+
+// bench/run.py chat_body: model mock-a, no tools, exactly `size` bytes.
+function chatBody(size) {
+  const words = "the quick brown fox jumps over the lazy dog while the model keeps reading ";
+  const body = (filler) =>
+    JSON.stringify({
+      model: "mock-a",
+      messages: [
+        { role: "system", content: "You are terse." },
+        { role: "user", content: filler },
+      ],
+      max_tokens: 64,
+    }).replaceAll('":', '": ').replaceAll(',"', ', "');
+  const base = body("").length;
+  const filler = words.repeat(Math.floor(size / words.length) + 1).slice(0, Math.max(0, size - base));
+  return Buffer.from(body(filler));
+}
+
+const MAP_REQUEST = 0;
+const MAP_RESPONSE = 2;
+const BUF_REQUEST_BODY = 0;
+const BUF_RESPONSE_BODY = 1;
+const BUF_VM_CONFIG = 6;
+const BUF_PLUGIN_CONFIG = 7;
+const OK = 0;
+const NOT_FOUND = 1;
+
+class Instance {
+  constructor(path, config) {
+    this.name = basename(path);
+    this.config = config;
+    this.calls = new Map();
+    this.counting = false;
+    this.headers = [new Map(), null, new Map()];
+    this.buffers = new Map();
+    const self = this;
+    const env = new Proxy(
+      {},
+      {
+        get(_, name) {
+          return (...a) => {
+            if (self.counting) self.calls.set(name, (self.calls.get(name) || 0) + 1);
+            const f = self.host[name];
+            return f ? f.apply(self, a) : OK;
+          };
+        },
+      },
+    );
+    const wasi = {
+      environ_sizes_get: (count, size) => (this.u32(count, 0), this.u32(size, 0), OK),
+      environ_get: () => OK,
+      proc_exit: (code) => {
+        throw new Error(`proc_exit(${code})`);
+      },
+      fd_write: () => OK,
+      clock_time_get: () => OK,
+      random_get: () => OK,
+    };
+    const mod = new WebAssembly.Module(readFileSync(path));
+    const imports = { env: {}, wasi_snapshot_preview1: {} };
+    for (const imp of WebAssembly.Module.imports(mod)) {
+      if (imp.module === "env") imports.env[imp.name] = env[imp.name];
+      else imports.wasi_snapshot_preview1[imp.name] = wasi[imp.name] || (() => OK);
+    }
+    this.x = new WebAssembly.Instance(mod, imports).exports;
+    this.host = {
+      proxy_log: (level, ptr, len) => {
+        if (level >= 3) console.error(`${this.name}: ${Buffer.from(this.x.memory.buffer, ptr, len)}`);
+        return OK;
+      },
+      proxy_get_current_time_nanoseconds: (ptr) => {
+        new DataView(this.x.memory.buffer).setBigUint64(ptr, BigInt(Date.now()) * 1000000n, true);
+        return OK;
+      },
+      proxy_define_metric: (_k, _p, _l, idPtr) => (this.u32(idPtr, 1), OK),
+      proxy_get_buffer_bytes: (kind, start, max, dataPtr, sizePtr) => {
+        const b = this.buffers.get(kind);
+        if (!b) return NOT_FOUND;
+        start >>>= 0;
+        return this.give(b.subarray(start, Math.min(b.length, start + (max >>> 0))), dataPtr, sizePtr);
+      },
+      proxy_get_header_map_value: (map, kPtr, kLen, dataPtr, sizePtr) => {
+        const key = Buffer.from(this.x.memory.buffer, kPtr, kLen).toString();
+        const v = this.headers[map] && this.headers[map].get(key);
+        return v === undefined ? NOT_FOUND : this.give(Buffer.from(v), dataPtr, sizePtr);
+      },
+      proxy_get_property: () => NOT_FOUND,
+    };
+    this.x._initialize && this.x._initialize();
+    this.buffers.set(BUF_VM_CONFIG, Buffer.alloc(0));
+    this.buffers.set(BUF_PLUGIN_CONFIG, config);
+    this.x.proxy_on_context_create(1, 0);
+    if (!this.x.proxy_on_vm_start(1, 0)) throw new Error(`${this.name}: vm start refused`);
+    if (!this.x.proxy_on_configure(1, config.length)) throw new Error(`${this.name}: configuration refused`);
+    this.next = 2;
+  }
+
+  u32(ptr, v) {
+    new DataView(this.x.memory.buffer).setUint32(ptr, v, true);
+  }
+
+  // Hands bytes to the module as Envoy does: memory from proxy_on_memory_allocate.
+  give(bytes, dataPtr, sizePtr) {
+    const p = this.x.proxy_on_memory_allocate(bytes.length);
+    new Uint8Array(this.x.memory.buffer, p, bytes.length).set(bytes);
+    this.u32(dataPtr, p);
+    this.u32(sizePtr, bytes.length);
+    return OK;
+  }
+
+  // One request as Envoy's wasm filter drives it; `chunks`: cumulative body sizes.
+  request(w) {
+    const x = this.x;
+    const id = this.next++;
+    this.headers[MAP_REQUEST] = w.headers;
+    x.proxy_on_context_create(id, 1);
+    x.proxy_on_request_headers(id, w.headers.size, w.body ? 0 : 1);
+    if (w.body) {
+      for (const [i, end] of w.chunks.entries()) {
+        this.buffers.set(BUF_REQUEST_BODY, w.body.subarray(0, end));
+        x.proxy_on_request_body(id, end, i === w.chunks.length - 1 ? 1 : 0);
+      }
+    }
+    this.headers[MAP_RESPONSE] = RESPONSE_HEADERS;
+    x.proxy_on_response_headers(id, RESPONSE_HEADERS.size, 0);
+    this.buffers.set(BUF_RESPONSE_BODY, RESPONSE_BODY);
+    x.proxy_on_response_body(id, RESPONSE_BODY.length, 1);
+    x.proxy_on_log(id);
+    x.proxy_on_done(id);
+    x.proxy_on_delete(id);
+  }
+}
+
+const RESPONSE_HEADERS = new Map([
+  [":status", "200"],
+  ["content-type", "application/json"],
+  ["content-length", "200"],
+]);
+const RESPONSE_BODY = Buffer.alloc(200, 0x61);
+
+function workload(label, method, path, body) {
+  const headers = new Map([
+    [":method", method],
+    [":path", path],
+    [":authority", "localhost"],
+    [":scheme", "http"],
+    ["user-agent", "bench"],
+    ["x-request-id", "0f8fad5b-d9cb-469f-a165-70867728950e"],
+  ]);
+  if (body) {
+    headers.set("content-type", "application/json");
+    headers.set("content-length", String(body.length));
+  }
+  const chunks = [];
+  if (body) {
+    for (let end = Math.min(16384, body.length); ; end = Math.min(end + 16384, body.length)) {
+      chunks.push(end);
+      if (end === body.length) break;
+    }
+  }
+  return { label, headers, body, chunks };
+}
+
+const workloads = [
+  workload("GET /bench/echo", "GET", "/bench/echo", null),
+  workload("non-fusion Chat, 2 KB", "POST", "/v1/chat/completions", chatBody(2048)),
+  workload("non-fusion Chat, 64 KB", "POST", "/v1/chat/completions", chatBody(65536)),
+];
+
+const config = pluginConfig();
+const instances = modules.map((m) => new Instance(m, config));
+if (only !== null) {
+  for (const inst of instances) for (let r = 0; r < requests; r++) inst.request(workloads[only]);
+  process.exit(0);
+}
+const median = (a) => {
+  const s = [...a].sort((p, q) => p - q);
+  return s[Math.floor(s.length / 2)];
+};
+
+for (const w of workloads) {
+  // Host calls of one request (after a warm-up).
+  for (const inst of instances) {
+    for (let i = 0; i < 200; i++) inst.request(w);
+    inst.calls.clear();
+    inst.counting = true;
+    inst.request(w);
+    inst.counting = false;
+  }
+  const pages = instances.map((inst) => inst.x.memory.buffer.byteLength / 65536);
+  const times = instances.map(() => []);
+  for (let b = 0; b < batches; b++) {
+    // Rotating order: every module takes every position equally often.
+    for (let k = 0; k < instances.length; k++) {
+      const i = (b + k) % instances.length;
+      const t0 = process.hrtime.bigint();
+      for (let r = 0; r < requests; r++) instances[i].request(w);
+      times[i].push(Number(process.hrtime.bigint() - t0) / 1000 / requests);
+    }
+  }
+  for (const [i, inst] of instances.entries()) {
+    const calls = [...inst.calls.entries()].map(([n, c]) => `${n.replace(/^proxy_/, "")} x${c}`).join(", ");
+    const total = [...inst.calls.values()].reduce((a, c) => a + c, 0);
+    const rel = i === 0 ? "" : `, ${(median(times[i]) - median(times[0])) >= 0 ? "+" : ""}${(median(times[i]) - median(times[0])).toFixed(2)} us vs ${instances[0].name}`;
+    const grown = inst.x.memory.buffer.byteLength / 65536 - pages[i];
+    console.log(`${w.label}: ${inst.name}: ${median(times[i]).toFixed(2)} us per request${rel}; ` +
+      `memory ${pages[i]} pages, +${grown} over ${batches * requests} requests; host calls ${total}${total ? ` (${calls})` : ""}`);
+  }
+}
