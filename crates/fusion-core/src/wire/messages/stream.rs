@@ -58,7 +58,7 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
                     },
                     _ => Block::Other,
                 };
-                blocks.push((index, block));
+                crate::vec_map::insert_by_key(&mut blocks, (index, block), |(i, _)| *i);
             }
             "content_block_delta" => {
                 let index = u64_field(v, "index");
@@ -94,7 +94,6 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
         return Err(EARLY.to_string());
     }
     reply.usage = usage::read(Api::Messages, &Value::Object(running));
-    blocks.sort_by_key(|(i, _)| *i);
     for (_, block) in blocks {
         match block {
             Block::Text(t, cites) => {
