@@ -4,9 +4,11 @@
 //! - [`wire`]: the wire layer: one folder per API (Chat Completions, Responses, Messages), the neutral model, the SSE framer.
 //! - [`engine`]: the sans-IO per-stream state machine.
 //! - [`vec_map`]: the small sorted map the other modules keep their tables in.
+//! - [`text`]: JSON values and costs as text, with less code than `core::fmt`.
 
 pub mod config;
 pub mod engine;
 pub mod prescan;
+pub mod text;
 pub mod vec_map;
 pub mod wire;

@@ -401,7 +401,7 @@ fn pass_through(api: Api, body: &[u8]) -> Start {
         return Start::PassThrough;
     };
     if wire::patch::drop_fusion_history(api, &mut obj) {
-        Start::Clean(Value::Object(obj).to_string().into_bytes())
+        Start::Clean(call::json_bytes(&Value::Object(obj)))
     } else {
         Start::PassThrough
     }
@@ -434,5 +434,5 @@ fn refuse(config: &Config, api: Api, mut value: Value, alias: bool, why: Refusal
     if obj.get("tool_choice").is_some_and(wire::names_fusion) {
         obj.remove("tool_choice");
     }
-    Start::Rewrite(value.to_string().into_bytes(), why)
+    Start::Rewrite(call::json_bytes(&value), why)
 }

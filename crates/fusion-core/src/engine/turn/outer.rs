@@ -78,7 +78,7 @@ impl Turn {
         for c in fusion_calls {
             self.history.push(Message::ToolResult {
                 call_id: c.id,
-                content: fusion_tool::capped_result().to_string(),
+                content: crate::text::json(&fusion_tool::capped_result()),
             });
         }
         self.outer_round(now_ms)

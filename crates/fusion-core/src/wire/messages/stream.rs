@@ -117,7 +117,7 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
                 } else if input.is_null() {
                     "{}".to_string()
                 } else {
-                    input.to_string()
+                    crate::text::json(&input)
                 },
             }),
             Block::Other => {}
@@ -174,7 +174,10 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
                 }
             }
             Some("tool_use") => {
-                let input = block.get("input").map(Value::to_string).unwrap_or_default();
+                let input = block
+                    .get("input")
+                    .map(crate::text::json)
+                    .unwrap_or_default();
                 let start = with(block, "input", json!({}));
                 push(
                     "content_block_start",
