@@ -527,7 +527,6 @@ impl Turn {
             usage: self.ledger.usage,
             fusion,
             truncated,
-            fusion_call: None,
         };
         reply.model = self.answering_model().to_string();
         let mut response = if self.req.stream {

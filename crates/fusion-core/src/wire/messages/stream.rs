@@ -216,7 +216,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::wire::fixtures::{call, fusion_view, meta, payloads, text_reply, tool_reply};
+    use crate::wire::fixtures::{call, meta, payloads, text_reply, tool_reply};
     use crate::wire::neutral::{Finish, Usage};
     use crate::wire::sse::events;
     use crate::wire::Api;
@@ -375,8 +375,7 @@ data: {"type":"message_stop"}
     #[test]
     fn writes_a_messages_stream() {
         let reply = tool_reply();
-        let mut m = meta();
-        m.fusion_call = Some(fusion_view());
+        let m = meta();
         let s = write_stream(Api::Messages, &reply, &m, false);
         let data = payloads(&s);
         let names: Vec<String> = events(s.as_bytes())
@@ -396,16 +395,9 @@ data: {"type":"message_stop"}
         );
         assert_eq!(
             data[1]["content_block"],
-            json!({"type": "server_tool_use", "id": "srvtoolu_fusion_1", "name": "fusion", "input": {"question": "q"}})
-        );
-        assert_eq!(data[2], json!({"type": "content_block_stop", "index": 0}));
-        assert_eq!(data[3]["content_block"]["type"], "fusion_tool_result");
-        assert_eq!(data[3]["content_block"]["content"], fusion_view().result);
-        assert_eq!(
-            data[5]["content_block"],
             json!({"type": "text", "text": ""})
         );
-        assert_eq!(data[5]["index"], 2);
+        assert_eq!(data[1]["index"], 0);
         let tool_start = data
             .iter()
             .find(|d| d["content_block"]["type"] == "tool_use")
