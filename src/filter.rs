@@ -758,7 +758,7 @@ impl Stream {
         let stats = turn.stats(true);
         self.shared.metrics.run_ended(self.host(), &stats);
         if self.shared.config.log.runs {
-            log::info!("{}", turn.log_line(true));
+            log::info!("{}", fusion_core::text::json(&turn.log_line(true)));
         }
         if !self.tokens.is_empty() {
             log::info!(

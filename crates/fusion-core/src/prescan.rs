@@ -76,13 +76,11 @@ impl Prescan {
                 if u < 128 {
                     ascii |= 1u128 << u;
                 } else {
-                    other.push(u);
+                    crate::vec_map::insert_sorted(&mut other, u);
                 }
             }
             needles.push(units);
         }
-        other.sort_unstable();
-        other.dedup();
         let has = |c: u8| ascii & (1u128 << c) != 0;
         let escape_starts = if has(b'\\') || (0..0x20).any(has) {
             None

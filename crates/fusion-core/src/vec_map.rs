@@ -7,6 +7,11 @@
 //! one is a binary search and a `Vec` insert or remove (docs/benchmarks.md,
 //! "Module size"). Keys that mostly arrive in order (callout tokens, timer
 //! deadlines) insert at the end.
+//!
+//! The same goes for sorting: each `sort`/`sort_unstable` instantiation is
+//! 1-4 KB of Wasm (driftsort, ipnsort). The filter's lists are a handful of
+//! entries, so they are kept sorted as they are built ([`insert_sorted`],
+//! [`insert_by_key`]): a binary search and a `Vec` insert each.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -121,6 +126,22 @@ impl<K, V> VecMap<K, V> {
     }
 }
 
+/// Adds `item` to `set`, a sorted `Vec` without duplicates, where it belongs
+/// (nothing when it is there already): `sort` then `dedup` without a sort.
+pub fn insert_sorted<T: Ord>(set: &mut Vec<T>, item: T) {
+    if let Err(i) = set.binary_search(&item) {
+        set.insert(i, item);
+    }
+}
+
+/// Adds `item` to `list`, sorted by `key`, after the items with the same key:
+/// a stable `sort_by_key` done as the list is built.
+pub fn insert_by_key<T, K: Ord>(list: &mut Vec<T>, item: T, key: impl Fn(&T) -> K) {
+    let k = key(&item);
+    let at = list.partition_point(|x| key(x) <= k);
+    list.insert(at, item);
+}
+
 impl<'a, K, V> IntoIterator for &'a VecMap<K, V> {
     type Item = (&'a K, &'a V);
     type IntoIter = std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
@@ -160,7 +181,7 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use super::VecMap;
+    use super::{insert_by_key, insert_sorted, VecMap};
 
     #[test]
     fn sorted_unique_and_found_by_key() {
@@ -183,5 +204,20 @@ mod tests {
         let mut later = later;
         later.retain(|k, _| *k > 3);
         assert_eq!(later.into_iter().collect::<Vec<_>>(), [(7, 'g')]);
+    }
+
+    #[test]
+    fn lists_kept_sorted_as_they_are_built() {
+        let mut set = Vec::new();
+        for x in [5u16, 1, 5, 3, 1, 9] {
+            insert_sorted(&mut set, x);
+        }
+        assert_eq!(set, [1, 3, 5, 9]);
+        let mut list = Vec::new();
+        for item in [(2u64, 'a'), (0, 'b'), (2, 'c'), (1, 'd'), (0, 'e')] {
+            insert_by_key(&mut list, item, |(i, _)| *i);
+        }
+        // Stable: equal keys keep the order they came in.
+        assert_eq!(list, [(0, 'b'), (0, 'e'), (1, 'd'), (2, 'a'), (2, 'c')]);
     }
 }

@@ -40,7 +40,7 @@ pub fn forced_arguments(question: &str) -> String {
     if preview.len() < question.len() {
         preview.push('…');
     }
-    json!({ "question": preview }).to_string()
+    crate::text::json(&json!({ "question": preview }))
 }
 
 /// A panel member's answer or failure, as the tool result lists it.

@@ -17,7 +17,6 @@ pub use turn::{call_cost, Budget, Mode, Outcome, RunStats, Turn};
 
 use crate::config::{Config, Overload};
 use crate::wire::{self, Api, ApiError};
-use serde::Deserialize;
 use serde_json::Value;
 use std::rc::Rc;
 
@@ -184,42 +183,20 @@ pub fn may_be_fusion(config: &Config, body: &[u8]) -> bool {
     config.prescan().may_ask_for_fusion(body)
 }
 
-/// The only fields that decide whether a request is fusion; everything else
-/// is skipped by the parser without building a tree.
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(borrow, default)]
-    model: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    tools: Option<Vec<ToolHead<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ToolHead<'a> {
-    #[serde(borrow, default, rename = "type")]
-    kind: Option<std::borrow::Cow<'a, str>>,
-}
-
 /// Whether the body asks for fusion (alias or declared tool), read without a full parse.
 /// `None`: not a JSON object of that shape; the upstream judges it.
 fn asks_for_fusion(config: &Config, body: &[u8]) -> Option<(bool, bool)> {
-    // serde reads a JSON array into a struct field by field: `["fusion"]` would
-    // read as `{"model": "fusion"}`. Only an object is a request.
+    // Only an object is a request: anything else passes without a parse.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Some((false, false));
     }
-    let head: Head<'_> = serde_json::from_slice(body).ok()?;
+    let head = crate::request_head::read(body)?;
     let alias = head.model.as_deref().is_some_and(|m| config.is_alias(m));
     let declared = head
-        .tools
+        .tool_types
         .iter()
-        .flatten()
         // A misspelled declaration counts too: `start` refuses it by name.
-        .any(|t| {
-            t.kind
-                .as_deref()
-                .is_some_and(|k| fusion_tool::is_fusion_type(k) || k.contains("fusion"))
-        });
+        .any(|k| fusion_tool::is_fusion_type(k) || k.contains("fusion"));
     Some((alias, declared))
 }
 
@@ -411,7 +388,7 @@ fn pass_through(api: Api, body: &[u8]) -> Start {
         return Start::PassThrough;
     };
     if wire::patch::drop_fusion_history(api, &mut obj) {
-        Start::Clean(Value::Object(obj).to_string().into_bytes())
+        Start::Clean(call::json_bytes(&Value::Object(obj)))
     } else {
         Start::PassThrough
     }
@@ -444,5 +421,5 @@ fn refuse(config: &Config, api: Api, mut value: Value, alias: bool, why: Refusal
     if obj.get("tool_choice").is_some_and(wire::names_fusion) {
         obj.remove("tool_choice");
     }
-    Start::Rewrite(value.to_string().into_bytes(), why)
+    Start::Rewrite(call::json_bytes(&value), why)
 }

@@ -6,6 +6,7 @@
 use super::call;
 use super::fusion_tool::{OPENROUTER_TOOL_TYPE, TOOL_TYPE};
 use crate::config::{Config, Preset, Quorum};
+use crate::text::decimal;
 use crate::wire::neutral::GenParams;
 use crate::wire::{Api, ApiError};
 use serde_json::{Map, Value};
@@ -283,7 +284,11 @@ fn overrides(
     for (key, slot) in [("temperature", &mut p.temperature), ("top_p", &mut p.top_p)] {
         if let Some(v) = get(key) {
             *slot = Some(sampling(v, key).map_err(|(lo, hi)| {
-                invalid(format!("fusion `{key}` must be a number from {lo} to {hi}"))
+                invalid(format!(
+                    "fusion `{key}` must be a number from {} to {}",
+                    decimal(lo),
+                    decimal(hi)
+                ))
             })?);
         }
     }
@@ -362,7 +367,11 @@ pub fn bound_client_params(
         };
         if let Err((lo, hi)) = sampling(v, key) {
             return Err(ApiError::invalid(
-                format!("`{key}` must be a number from {lo} to {hi}"),
+                format!(
+                    "`{key}` must be a number from {} to {}",
+                    decimal(lo),
+                    decimal(hi)
+                ),
                 Some(key),
             ));
         }

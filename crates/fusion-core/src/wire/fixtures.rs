@@ -1,7 +1,7 @@
 //! Test fixtures the translators' tests share.
 
 use super::sse::events;
-use super::{FusionCallView, ResponseMeta};
+use super::ResponseMeta;
 use crate::wire::neutral::{Finish, Reply, ToolCall, Usage};
 use serde_json::{json, Value};
 
@@ -19,7 +19,6 @@ pub fn meta() -> ResponseMeta {
         },
         fusion: json!({"panel": ["a", "b"]}),
         truncated: false,
-        fusion_call: None,
     }
 }
 
@@ -54,14 +53,6 @@ pub fn tool_reply() -> Reply {
         usage: Usage::default(),
         finish: Finish::ToolCalls,
         ..Reply::default()
-    }
-}
-
-pub fn fusion_view() -> FusionCallView {
-    FusionCallView {
-        id: "fusion_1".into(),
-        arguments: "{\"question\":\"q\"}".into(),
-        result: json!({"answers": [{"model": "a", "text": "x"}]}),
     }
 }
 

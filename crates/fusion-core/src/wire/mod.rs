@@ -159,7 +159,6 @@ pub struct ResponseMeta {
     pub fusion: Value,
     /// The budget ran out: the client sees its API's truncation signal.
     pub truncated: bool,
-    pub fusion_call: Option<FusionCallView>,
 }
 
 pub fn parse_request(api: Api, body: &Value) -> Result<ClientRequest, ApiError> {

@@ -107,7 +107,7 @@ impl Relay {
             // A finishing chunk still held (no usage chunk came): send it now.
             if let Some(mut held) = self.held.take() {
                 self.add_fusion(&mut held);
-                out.extend_from_slice(format!("data: {held}\n\n").as_bytes());
+                out.extend_from_slice(format!("data: {}\n\n", crate::text::json(&held)).as_bytes());
             }
             out.append(&mut self.pending);
             self.scan_from = 0;
@@ -158,7 +158,7 @@ impl Relay {
                 // No usage chunk came: the report goes on the finishing chunk all the same.
                 if let Some(mut held) = self.held.take() {
                     self.add_fusion(&mut held);
-                    return Some(format!("data: {held}\n\n{text}"));
+                    return Some(format!("data: {}\n\n{text}", crate::text::json(&held)));
                 }
             }
             return Some(text.to_string());
@@ -170,8 +170,8 @@ impl Relay {
             return Some(text.to_string());
         }
         Some(match name {
-            Some(n) => format!("event: {n}\ndata: {value}"),
-            None => format!("data: {value}"),
+            Some(n) => format!("event: {n}\ndata: {}", crate::text::json(&value)),
+            None => format!("data: {}", crate::text::json(&value)),
         })
     }
 
@@ -185,12 +185,12 @@ impl Relay {
             usage::rewrite(Api::Chat, u, &self.total());
             let held = self.held.take().map(|mut h| {
                 self.add_fusion(&mut h);
-                format!("data: {h}\n\n")
+                format!("data: {}\n\n", crate::text::json(&h))
             });
             let own = self
                 .final_call
                 .client_wants_usage
-                .then(|| format!("data: {v}"));
+                .then(|| format!("data: {}", crate::text::json(&v)));
             return match (held, own) {
                 (Some(h), Some(o)) => Some(format!("{h}{o}")),
                 (Some(h), None) => Some(h.trim_end().to_string()),

@@ -103,7 +103,7 @@ pub fn error_message(v: &Value) -> String {
 
 pub fn data_line(out: &mut String, v: &Value) {
     out.push_str("data: ");
-    out.push_str(&v.to_string());
+    out.push_str(&crate::text::json(v));
     out.push_str("\n\n");
 }
 

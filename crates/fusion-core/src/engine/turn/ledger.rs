@@ -169,13 +169,10 @@ impl Ledger {
 
     /// Models whose calls used tokens and have no price.
     pub(super) fn unpriced(&self, config: &Config) -> Vec<String> {
-        let mut models: Vec<String> = self
-            .calls()
-            .filter(|r| r.cost(config).is_none())
-            .map(|r| r.model.clone())
-            .collect();
-        models.sort();
-        models.dedup();
+        let mut models = Vec::new();
+        for r in self.calls().filter(|r| r.cost(config).is_none()) {
+            crate::vec_map::insert_sorted(&mut models, r.model.clone());
+        }
         models
     }
 

@@ -78,7 +78,7 @@ impl Turn {
         for c in fusion_calls {
             self.history.push(Message::ToolResult {
                 call_id: c.id,
-                content: fusion_tool::capped_result().to_string(),
+                content: crate::text::json(&fusion_tool::capped_result()),
             });
         }
         self.outer_round(now_ms)
@@ -541,7 +541,6 @@ impl Turn {
             usage: self.ledger.usage,
             fusion,
             truncated,
-            fusion_call: None,
         };
         reply.model = self.answering_model().to_string();
         let mut response = if self.req.stream {

@@ -254,7 +254,7 @@ impl Turn {
         for c in capped {
             self.history.push(Message::ToolResult {
                 call_id: c.id,
-                content: fusion_tool::capped_result().to_string(),
+                content: crate::text::json(&fusion_tool::capped_result()),
             });
         }
         self.outer_round(now_ms)

@@ -182,7 +182,7 @@ impl Turn {
             outcome: stats.outcome.name(),
             cost: stats
                 .cost
-                .map_or_else(|| "null".to_string(), |c| format!("{c}")),
+                .map_or_else(|| "null".to_string(), crate::text::decimal),
             panel: format!("ok={ok},failed={failed},late={late}"),
         }
     }

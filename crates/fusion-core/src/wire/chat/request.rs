@@ -138,7 +138,7 @@ pub(super) fn parse_tool_calls(v: Option<&Value>) -> Vec<ToolCall> {
                 name: str_field(f, "name")?.to_string(),
                 arguments: match f.get("arguments") {
                     Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
+                    Some(other) => crate::text::json(other),
                     None => "{}".to_string(),
                 },
             })

@@ -178,7 +178,6 @@ fn written_response_has_the_chat_shape_and_truncation_signal() {
         },
         fusion: json!({"run_id": "r"}),
         truncated: false,
-        fusion_call: None,
     };
     let reply = Reply {
         model: "gpt-x".into(),

@@ -175,7 +175,7 @@ fn parse_blocks(
 pub(super) fn input_text(input: Option<&Value>) -> String {
     match input {
         Some(Value::Null) | None => "{}".to_string(),
-        Some(v) => v.to_string(),
+        Some(v) => crate::text::json(v),
     }
 }
 

@@ -4,7 +4,7 @@ use super::request::{input_object, input_text};
 use crate::wire::citation;
 use crate::wire::common::{set, str_field, with_prefix};
 use crate::wire::neutral::{Finish, Reply, ToolCall, Usage};
-use crate::wire::{usage, Api, ResponseMeta, FUSION_TOOL};
+use crate::wire::{usage, Api, ResponseMeta};
 use serde_json::{json, Value};
 
 pub fn parse_response(body: &[u8]) -> Result<Reply, String> {
@@ -112,20 +112,6 @@ pub(crate) fn stop_reason(reply: &Reply, meta: &ResponseMeta) -> &'static str {
 pub(crate) fn content_blocks(reply: &Reply, meta: &ResponseMeta) -> Vec<Value> {
     let base = meta.id.strip_prefix("msg_").unwrap_or(&meta.id);
     let mut blocks = Vec::with_capacity(reply.tool_calls.len() + 3);
-    if let Some(call) = &meta.fusion_call {
-        let id = with_prefix("srvtoolu_", &call.id);
-        blocks.push(json!({
-            "type": "server_tool_use",
-            "id": id,
-            "name": FUSION_TOOL,
-            "input": input_object(&call.arguments),
-        }));
-        blocks.push(json!({
-            "type": "fusion_tool_result",
-            "tool_use_id": id,
-            "content": call.result,
-        }));
-    }
     // A refusal is written as the text it is (`stop_reason: "refusal"`).
     let text = match (&reply.refusal, reply.text.is_empty()) {
         (Some(r), true) => r.clone(),
@@ -165,7 +151,6 @@ mod tests {
     use crate::wire::neutral::{Finish, Reply, Usage};
 
     use crate::wire::fixtures::{call, meta};
-    use crate::wire::FusionCallView;
     use serde_json::json;
 
     #[test]
@@ -244,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn writes_fusion_blocks_and_tool_uses() {
+    fn writes_tool_uses() {
         let reply = Reply {
             model: "outer".into(),
             text: String::new(),
@@ -257,19 +242,12 @@ mod tests {
         };
         let mut m = meta();
         m.id = "msg_abc".into();
-        m.fusion_call = Some(FusionCallView {
-            id: "fusion_1".into(),
-            arguments: "{\"question\":\"q\"}".into(),
-            result: json!({"answers": []}),
-        });
         let v = write_response(&reply, &m);
         assert_eq!(v["id"], "msg_abc");
         assert_eq!(v["stop_reason"], "tool_use");
         assert_eq!(
             v["content"],
             json!([
-                {"type": "server_tool_use", "id": "srvtoolu_fusion_1", "name": "fusion", "input": {"question": "q"}},
-                {"type": "fusion_tool_result", "tool_use_id": "srvtoolu_fusion_1", "content": {"answers": []}},
                 {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Oslo"}},
                 {"type": "tool_use", "id": "toolu_abc_1", "name": "t", "input": {}},
             ])
@@ -290,17 +268,6 @@ mod tests {
             ..reply.clone()
         };
         assert_eq!(write_response(&cut, &meta())["stop_reason"], "max_tokens");
-        // A server tool id that already has its prefix keeps it.
-        let mut m = meta();
-        m.fusion_call = Some(FusionCallView {
-            id: "srvtoolu_9".into(),
-            arguments: "oops".into(),
-            result: json!("r"),
-        });
-        let v = write_response(&reply, &m);
-        assert_eq!(v["content"][0]["id"], "srvtoolu_9");
-        assert_eq!(v["content"][0]["input"], json!({}));
-        assert_eq!(v["content"][2], json!({"type": "text", "text": "x"}));
     }
 
     #[test]

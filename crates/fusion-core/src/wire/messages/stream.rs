@@ -58,7 +58,7 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
                     },
                     _ => Block::Other,
                 };
-                blocks.push((index, block));
+                crate::vec_map::insert_by_key(&mut blocks, (index, block), |(i, _)| *i);
             }
             "content_block_delta" => {
                 let index = u64_field(v, "index");
@@ -94,7 +94,6 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
         return Err(EARLY.to_string());
     }
     reply.usage = usage::read(Api::Messages, &Value::Object(running));
-    blocks.sort_by_key(|(i, _)| *i);
     for (_, block) in blocks {
         match block {
             Block::Text(t, cites) => {
@@ -118,7 +117,7 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
                 } else if input.is_null() {
                     "{}".to_string()
                 } else {
-                    input.to_string()
+                    crate::text::json(&input)
                 },
             }),
             Block::Other => {}
@@ -175,7 +174,10 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
                 }
             }
             Some("tool_use") => {
-                let input = block.get("input").map(Value::to_string).unwrap_or_default();
+                let input = block
+                    .get("input")
+                    .map(crate::text::json)
+                    .unwrap_or_default();
                 let start = with(block, "input", json!({}));
                 push(
                     "content_block_start",
@@ -214,7 +216,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::wire::fixtures::{call, fusion_view, meta, payloads, text_reply, tool_reply};
+    use crate::wire::fixtures::{call, meta, payloads, text_reply, tool_reply};
     use crate::wire::neutral::{Finish, Usage};
     use crate::wire::sse::events;
     use crate::wire::Api;
@@ -373,8 +375,7 @@ data: {"type":"message_stop"}
     #[test]
     fn writes_a_messages_stream() {
         let reply = tool_reply();
-        let mut m = meta();
-        m.fusion_call = Some(fusion_view());
+        let m = meta();
         let s = write_stream(Api::Messages, &reply, &m, false);
         let data = payloads(&s);
         let names: Vec<String> = events(s.as_bytes())
@@ -394,16 +395,9 @@ data: {"type":"message_stop"}
         );
         assert_eq!(
             data[1]["content_block"],
-            json!({"type": "server_tool_use", "id": "srvtoolu_fusion_1", "name": "fusion", "input": {"question": "q"}})
-        );
-        assert_eq!(data[2], json!({"type": "content_block_stop", "index": 0}));
-        assert_eq!(data[3]["content_block"]["type"], "fusion_tool_result");
-        assert_eq!(data[3]["content_block"]["content"], fusion_view().result);
-        assert_eq!(
-            data[5]["content_block"],
             json!({"type": "text", "text": ""})
         );
-        assert_eq!(data[5]["index"], 2);
+        assert_eq!(data[1]["index"], 0);
         let tool_start = data
             .iter()
             .find(|d| d["content_block"]["type"] == "tool_use")

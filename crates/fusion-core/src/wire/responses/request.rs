@@ -139,7 +139,7 @@ fn parse_item(
                     content_text(v)
                 }
                 Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
+                Some(other) => crate::text::json(other),
             },
         }),
         Some(_) => {}
@@ -166,7 +166,7 @@ pub(super) fn arguments_text(v: Option<&Value>) -> String {
     match v {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => "{}".to_string(),
-        Some(other) => other.to_string(),
+        Some(other) => crate::text::json(other),
     }
 }
 

@@ -140,15 +140,6 @@ pub(crate) fn response_id(meta: &ResponseMeta) -> String {
 pub(crate) fn output_items(reply: &Reply, meta: &ResponseMeta) -> Vec<Value> {
     let base = meta.id.strip_prefix("resp_").unwrap_or(&meta.id);
     let mut items = Vec::with_capacity(reply.tool_calls.len() + 2);
-    if let Some(call) = &meta.fusion_call {
-        items.push(json!({
-            "type": "fusion_call",
-            "id": call.id,
-            "status": "completed",
-            "arguments": call.arguments,
-            "output": call.result,
-        }));
-    }
     if !reply.text.is_empty() || reply.tool_calls.is_empty() {
         let mut content = Vec::with_capacity(2);
         if !reply.text.is_empty() || reply.refusal.is_none() {
@@ -193,7 +184,6 @@ mod tests {
     use crate::wire::neutral::{Finish, Reply, Usage};
 
     use crate::wire::fixtures::{call, meta};
-    use crate::wire::FusionCallView;
     use serde_json::{json, Value};
     #[test]
     fn parses_a_text_response() {
@@ -289,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn writes_fusion_call_and_function_calls() {
+    fn writes_function_calls() {
         let reply = Reply {
             model: "outer".into(),
             text: String::new(),
@@ -302,18 +292,11 @@ mod tests {
         };
         let mut m = meta();
         m.id = "resp_abc".into();
-        m.fusion_call = Some(FusionCallView {
-            id: "fusion_1".into(),
-            arguments: "{\"question\":\"q\"}".into(),
-            result: json!({"answers": []}),
-        });
         let v = write_response(&reply, &m);
         assert_eq!(v["id"], "resp_abc");
         assert_eq!(
             v["output"],
             json!([
-                {"type": "fusion_call", "id": "fusion_1", "status": "completed",
-                 "arguments": "{\"question\":\"q\"}", "output": {"answers": []}},
                 {"type": "function_call", "id": "fc_abc_0", "call_id": "call_1", "name": "weather",
                  "arguments": "{\"city\":\"Oslo\"}", "status": "completed"},
                 {"type": "function_call", "id": "fc_abc_1", "call_id": "call_abc_1", "name": "time",

@@ -221,7 +221,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::wire::fixtures::{call, fusion_view, meta, payloads, text_reply, tool_reply};
+    use crate::wire::fixtures::{call, meta, payloads, text_reply, tool_reply};
     use crate::wire::neutral::{Finish, Usage};
     use crate::wire::sse::events;
     use crate::wire::Api;
@@ -361,16 +361,13 @@ data: {"response":{"status":"incomplete","incomplete_details":{"reason":"max_out
     #[test]
     fn writes_a_responses_stream() {
         let reply = tool_reply();
-        let mut m = meta();
-        m.fusion_call = Some(fusion_view());
+        let m = meta();
         let s = write_stream(Api::Responses, &reply, &m, false);
         let evs = events(s.as_bytes());
         let names: Vec<&str> = evs.iter().map(|e| e.name.as_deref().unwrap()).collect();
         let mut expected = vec![
             "response.created",
             "response.in_progress",
-            "response.output_item.added",
-            "response.output_item.done",
             "response.output_item.added",
             "response.content_part.added",
         ];
@@ -400,11 +397,8 @@ data: {"response":{"status":"incomplete","incomplete_details":{"reason":"max_out
         assert_eq!(data[0]["response"]["status"], "in_progress");
         assert_eq!(data[0]["response"]["output"], json!([]));
         assert_eq!(data[0]["response"]["id"], "resp_fusion-r1");
+        assert_eq!(data[2]["item"]["content"], json!([]));
         assert_eq!(data[2]["output_index"], 0);
-        assert_eq!(data[2]["item"]["type"], "fusion_call");
-        assert_eq!(data[3]["item"]["output"], fusion_view().result);
-        assert_eq!(data[4]["item"]["content"], json!([]));
-        assert_eq!(data[4]["output_index"], 1);
         let last = data.last().unwrap();
         assert_eq!(
             last["response"],
