@@ -373,6 +373,8 @@ impl Config {
     }
 }
 
+// Not inlined into `parse` (see `raw::config`).
+#[inline(never)]
 fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     if raw.aliases.is_empty() || raw.aliases.iter().any(|a| a.is_empty()) {
         return Err(err(

@@ -37,6 +37,9 @@ const CONFIG_FIELDS: &[&str] = &[
 ];
 
 /// The whole document (a JSON object, or the decoded `google.protobuf.Struct`).
+// Not inlined into `Config::parse`: one 30 KB function costs V8's optimizing compiler
+// about 1.6 MiB more memory at start-up than three smaller ones (bench/memory-findings.md).
+#[inline(never)]
 pub(super) fn config(v: Value) -> Result<RawConfig, ConfigError> {
     let mut c = RawConfig {
         aliases: vec!["fusion".to_string()],

@@ -343,7 +343,12 @@ fn scan_object(b: &[u8]) -> Option<Vec<(String, Range<usize>)>> {
         let key_end = skip_string(b, i)?;
         let key_bytes = b.get(i..key_end)?;
         let key: String = if key_bytes.contains(&b'\\') {
-            serde_json::from_slice(key_bytes).ok()?
+            // Read as a `Value` (its code is in the module anyway): a typed `String`
+            // read would add serde's error formatting, float printing included (~13 KB).
+            match serde_json::from_slice::<Value>(key_bytes).ok()? {
+                Value::String(key) => key,
+                _ => return None,
+            }
         } else {
             std::str::from_utf8(b.get(i + 1..key_end - 1)?)
                 .ok()?
