@@ -1788,8 +1788,11 @@ def write_doc(r: dict) -> None:
         "",
         "- Everything runs on one machine: the load generator, every Envoy and the mock compete for the same "
         "cores, so a cost in Envoy shows up both as its own CPU time and as less CPU for the others. Added "
-        "latencies are medians of request-by-request alternation, so machine noise hits both sides alike; p99s "
-        "stay sensitive to whatever else the machine runs.",
+        "latencies are medians of request-by-request alternation (a shuffled order per round), so machine noise "
+        "hits both sides alike; p99s stay sensitive to whatever else the machine runs. Two Envoys running the "
+        "same module still differ by a bias of their own (part 1's A/A control): part 1 repeats with fresh "
+        "Envoys, prints the control's spread next to each difference and counts the filter's wasm work "
+        "without Envoy.",
         "- The critical path is what the mock measured for each call: from the moment it had read the request to "
         "the moment it had written the answer. The mock's own JSON work is inside it; the hops into and out of "
         "the mock are outside it and count as overhead.",
