@@ -1840,6 +1840,9 @@ def main() -> int:
     if 1 in parts and not shutil.which("wrk"):
         print("wrk is missing: run `make bench` (scripts/setup.sh bench installs it)", file=sys.stderr)
         return 1
+    if 1 in parts and not shutil.which("node"):
+        print("node is missing (part 1's wasm side runs bench/wasm_callbacks.mjs): run `make bench` (scripts/setup.sh bench installs it)", file=sys.stderr)
+        return 1
     t0 = time.time()
     results: dict = {"machine": machine(), "config": cfg}
     log(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, Envoy "
