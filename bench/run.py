@@ -1841,7 +1841,8 @@ def main() -> int:
         print("wrk is missing: run `make bench` (scripts/setup.sh bench installs it)", file=sys.stderr)
         return 1
     if 1 in parts and not shutil.which("node"):
-        print("node is missing (part 1's wasm side runs bench/wasm_callbacks.mjs): run `make bench` (scripts/setup.sh bench installs it)", file=sys.stderr)
+        print("node is missing (part 1's wasm side runs bench/wasm_callbacks.mjs): run `make bench` "
+              "(scripts/setup.sh bench installs it)", file=sys.stderr)
         return 1
     t0 = time.time()
     results: dict = {"machine": machine(), "config": cfg}
