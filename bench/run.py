@@ -1457,8 +1457,9 @@ def write_doc(r: dict) -> None:
             "baseline); the table gives its median over the repetitions and their range. The **A/A control** "
             "is a second Envoy running the workload's floor (the no-op floor for the GET, the body floor for "
             "the POSTs) in the same loop: copy minus floor is what two Envoys running the same module differ "
-            "by, and its **spread** (the largest difference, either sign, over the repetitions) is the "
-            "resolution of this loop on this machine. The Envoys are not pinned (with one worker each pinned "
+            "by, and its **spread** (the median over the repetitions of the size of that difference, either "
+            "sign; not the largest, which one disturbed repetition sets) is the resolution of this loop on "
+            "this machine; its range is printed too. The Envoys are not pinned (with one worker each pinned "
             "to one CPU, bench/pass_through.py --pin, the control's range stayed around 10-25 us on this "
             "machine, and wrk needs two workers). Throughput and Envoy CPU: "
             f"`wrk -t1 -c{p1['wrk']['connections']} -d{p1['wrk']['seconds']}s` (bench/wrk-body.lua) on the "
@@ -1823,7 +1824,7 @@ def main() -> int:
     args = ap.parse_args()
     parts = {int(p) for p in args.parts.split(",") if p.strip()}
     cfg = {
-        "wrk_seconds": 2, "wrk_reps": 3, "wrk_conns": 8, "lat_samples": 1500, "lat_reps": 4,
+        "wrk_seconds": 2, "wrk_reps": 3, "wrk_conns": 8, "lat_samples": 1500, "lat_reps": 6,
         "wasm_requests": 200, "wasm_batches": 201,
         "turns": 100, "zero_turns": 200, "turn_concurrency": 4, "straggler_turns": 12,
         "scale_turns": 1000, "scale_bursts": 2, "settle_s": 5, "callgrind_iters": 10,
