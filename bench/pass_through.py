@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Pass-through cost of one or more filter modules against the floors (bench/floors),
-the paired-median part of `make bench` part 1 alone: for each filter module, a GET
+the paired-median part of `make bench` part 1 alone (part 1 reuses this module's
+functions, with wrk and the wasm side added): for each filter module, a GET
 against the no-op floor and non-fusion 2 KB / 64 KB Chat POSTs against the body
 floor, all in one loop that visits every Envoy once per round, in a shuffled order, over one
 keep-alive connection per Envoy; with two or more modules, each one against the one before.
@@ -23,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import random
 import statistics
+import subprocess
 import time
 import sys
 from pathlib import Path
@@ -37,6 +40,41 @@ from harness import Envoy, Mock  # noqa: E402
 from httpraw import SyncConn, build_request  # noqa: E402
 
 CONTROL = "floor-copy"
+WASM_CALLBACKS = Path(__file__).resolve().parent / "wasm_callbacks.mjs"
+
+
+def over_reps(diffs: list[float]) -> dict:
+    """One comparison over repetitions: the median, the range, every value."""
+    return {"median": statistics.median(diffs), "lo": min(diffs), "hi": max(diffs), "reps": list(diffs)}
+
+
+def control_spread(control: list[float]) -> float:
+    """What the A/A control says the loop can resolve: the median over repetitions of
+    the size (either sign) of the difference between two Envoys running the same module.
+    Not the largest: one disturbed repetition (tens of us) would make any bound pass."""
+    return statistics.median(abs(d) for d in control)
+
+
+def wasm_side(modules: list[Path], requests: int, batches: int) -> dict:
+    """bench/wasm_callbacks.mjs --json: the modules' callbacks for one request in
+    Node's V8 against a stub host. Returns {workload: {module file name: {"host_calls",
+    "calls", "us_per_request": [per batch]}}}; batch b of every module ran in one round."""
+    proc = subprocess.run(["node", str(WASM_CALLBACKS), "--json", "--requests", str(requests),
+                           "--batches", str(batches)] + [str(m) for m in modules],
+                          capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wasm_callbacks.mjs failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {w["workload"]: {m["module"]: m for m in w["modules"]} for w in out["workloads"]}
+
+
+def wasm_over(side: dict, module: str, floor: str) -> dict:
+    """A module's wasm time per request over a floor's: the median of the paired batch
+    differences, with their interquartile range (the noise of this measure)."""
+    d = sorted(a - b for a, b in zip(side[module]["us_per_request"], side[floor]["us_per_request"]))
+    q = statistics.quantiles(d, n=4) if len(d) > 1 else [d[0]] * 3
+    return {"median": statistics.median(d), "q1": q[0], "q3": q[2],
+            "host_calls": side[module]["host_calls"], "floor_host_calls": side[floor]["host_calls"]}
 
 
 def pin(pid: int, cpu: int) -> None:
@@ -64,8 +102,8 @@ class Placement:
 
 def latencies(ports: dict[str, int], request: bytes, rounds: int, mock: Mock, seed: int) -> dict[str, list[float]]:
     """Per-request latency (us), one keep-alive connection per Envoy, one request at a
-    time, every Envoy once per round in a shuffled order. Not run.seq_latency's
-    rotation: with three or more sides a rotation keeps their cyclic order, so each
+    time, every Envoy once per round in a shuffled order (`make bench` part 1 uses it
+    too). Not a fixed rotation: with three or more sides a rotation keeps their cyclic order, so each
     Envoy always follows the same one and pays for its trailing work (its log and
     stream teardown after the response), a bias of tens of us with the Envoys on
     one CPU."""
@@ -159,8 +197,9 @@ def main() -> int:
     if args.reps > 1:
         print(f"\nsummary over {args.reps} repetitions (fresh Envoys each), paired medians:")
         for (label, what), diffs in results.items():
-            print(f"{label}: {what}: median {statistics.median(diffs):+.1f} us "
-                  f"(range {min(diffs):+.1f} .. {max(diffs):+.1f})", flush=True)
+            s = over_reps(diffs)
+            print(f"{label}: {what}: median {s['median']:+.1f} us "
+                  f"(range {s['lo']:+.1f} .. {s['hi']:+.1f})", flush=True)
     return 0
 
 

@@ -6,7 +6,10 @@
 // median over batches; Node's V8, not Envoy's, so read it as a difference between
 // modules, not as Envoy's cost: a host call costs more in Envoy than here).
 //
-// Usage: node bench/wasm_callbacks.mjs [--requests 2000] [--batches 15] A.wasm B.wasm ...
+// Usage: node bench/wasm_callbacks.mjs [--requests 2000] [--batches 15] [--json] A.wasm B.wasm ...
+// --json prints one JSON document instead (bench/run.py part 1 reads it): per workload
+// and module, the host calls of one request and the time per request of every batch
+// (batch b of every module ran in the same rotation round: differences are paired).
 //
 // On a loaded machine, count instructions instead of time (deterministic):
 //   valgrind --tool=cachegrind --cache-sim=no node bench/wasm_callbacks.mjs --only W --requests N A.wasm
@@ -24,11 +27,13 @@ const args = process.argv.slice(2);
 let requests = 2000;
 let batches = 15;
 let only = null;
+let json = false;
 const modules = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === "--requests") requests = Number(args[++i]);
   else if (args[i] === "--batches") batches = Number(args[++i]);
   else if (args[i] === "--only") only = Number(args[++i]);
+  else if (args[i] === "--json") json = true;
   else modules.push(args[i]);
 }
 if (modules.length === 0) {
@@ -227,6 +232,7 @@ const median = (a) => {
   return s[Math.floor(s.length / 2)];
 };
 
+const report = [];
 for (const w of workloads) {
   // Host calls of one request (after a warm-up).
   for (const inst of instances) {
@@ -247,6 +253,18 @@ for (const w of workloads) {
       times[i].push(Number(process.hrtime.bigint() - t0) / 1000 / requests);
     }
   }
+  report.push({
+    workload: w.label,
+    modules: instances.map((inst, i) => ({
+      module: inst.name,
+      host_calls: [...inst.calls.values()].reduce((a, c) => a + c, 0),
+      calls: Object.fromEntries([...inst.calls.entries()].map(([n, c]) => [n.replace(/^proxy_/, ""), c])),
+      us_per_request: times[i],
+      memory_pages: pages[i],
+      memory_grown_pages: inst.x.memory.buffer.byteLength / 65536 - pages[i],
+    })),
+  });
+  if (json) continue;
   for (const [i, inst] of instances.entries()) {
     const calls = [...inst.calls.entries()].map(([n, c]) => `${n.replace(/^proxy_/, "")} x${c}`).join(", ");
     const total = [...inst.calls.values()].reduce((a, c) => a + c, 0);
@@ -256,3 +274,4 @@ for (const w of workloads) {
       `memory ${pages[i]} pages, +${grown} over ${batches * requests} requests; host calls ${total}${total ? ` (${calls})` : ""}`);
   }
 }
+if (json) console.log(JSON.stringify({ requests, batches, workloads: report }));

@@ -84,6 +84,9 @@ setup_bench() {
   # `make bench` only: the HTTP load generator (not part of `all`).
   command -v wrk >/dev/null || apt_install wrk
   say "wrk: $(command -v wrk)"
+  # Part 1's wasm side (bench/wasm_callbacks.mjs) runs in Node.
+  command -v node >/dev/null || apt_install nodejs
+  say "node $(node --version)"
 }
 
 setup_oci() {
