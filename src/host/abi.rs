@@ -157,7 +157,7 @@ fn serialize_map(map: &[(&str, &str)]) -> Vec<u8> {
 }
 
 fn serialize_path(path: &[&str]) -> Vec<u8> {
-    path.join("\0").into_bytes()
+    fusion_core::text::join(path, "\0").into_bytes()
 }
 
 pub fn current_time_ns() -> Result<u64, Status> {

@@ -19,6 +19,44 @@ pub fn json(value: &Value) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
+/// The `count` characters of `s` from its character `skip` on (fewer where
+/// `s` ends): what `s.chars().skip(skip).take(count).collect()` holds, as a
+/// slice, so previews share one loop instead of one `Extend<char>` each.
+pub fn char_span(s: &str, skip: usize, count: usize) -> &str {
+    let rest = s.get(char_boundary(s, skip)..).unwrap_or_default();
+    rest.get(..char_boundary(rest, count)).unwrap_or_default()
+}
+
+/// The byte offset of `s`'s character `n` (its length when it has fewer).
+fn char_boundary(s: &str, n: usize) -> usize {
+    s.char_indices().nth(n).map_or(s.len(), |(i, _)| i)
+}
+
+/// `parts` joined by `sep`: what `parts.join(sep)` writes, with one copy of
+/// the loop for `[String]` and `[&str]` (std's `join` is instantiated for each).
+pub fn join<S: AsRef<str>>(parts: &[S], sep: &str) -> String {
+    join_with(
+        parts.len(),
+        &|i| parts.get(i).map_or("", AsRef::as_ref),
+        sep,
+    )
+}
+
+fn join_with<'a>(count: usize, part: &dyn Fn(usize) -> &'a str, sep: &str) -> String {
+    let mut len = sep.len().saturating_mul(count.saturating_sub(1));
+    for i in 0..count {
+        len = len.saturating_add(part(i).len());
+    }
+    let mut out = String::with_capacity(len);
+    for i in 0..count {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        out.push_str(part(i));
+    }
+    out
+}
+
 /// A number with at most 10 decimal places (a cost as
 /// [`round_cost`](crate::wire::neutral::round_cost) leaves it, a sampling
 /// bound) written as `format!("{x}")` writes it: `0.004048`, `0`, `12.5`,

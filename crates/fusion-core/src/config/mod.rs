@@ -19,6 +19,7 @@ pub use models::{is_optional, ModelSettings};
 pub use named::Named;
 use serde_json::Value;
 use std::fmt;
+use std::rc::Rc;
 
 pub const DEFAULT_CONFIG: &str = r#"{
   "aliases": ["fusion"],
@@ -261,20 +262,23 @@ pub struct Config {
     pub outer_model: String,
     /// The default panel, judge, synthesizer and quorum.
     pub defaults: Preset,
-    pub presets: Named<Preset>,
+    // `Rc` on what a routed copy (`RoutePolicy::apply`) shares with the
+    // configuration it was made from: the copy is cheap and Wasm holds no
+    // `Clone` of these vectors.
+    pub presets: Rc<Named<Preset>>,
     /// Provider tools sent to every panel member.
     pub member_tools: Vec<Value>,
-    pub prices: Named<Price>,
+    pub prices: Rc<Named<Price>>,
     pub log: LogConfig,
     pub depth_header: String,
     pub max_depth: u32,
     pub limits: Limits,
     /// Per-model settings (`models`), by the model name requests use.
-    pub models: Named<ModelSettings>,
-    upstreams: Vec<Upstream>,
-    routes: Vec<Route>,
+    pub models: Rc<Named<ModelSettings>>,
+    upstreams: Rc<Vec<Upstream>>,
+    routes: Rc<Vec<Route>>,
     /// The body pre-scan for these aliases, built once here.
-    prescan: Prescan,
+    prescan: Rc<Prescan>,
 }
 
 /// Why a configuration was rejected: the field and the reason.
@@ -495,24 +499,24 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         check_provider_tool(&format!("member_tools[{i}]"), tool)?;
     }
     let config = Config {
-        prescan: Prescan::new(&raw.aliases),
+        prescan: Rc::new(Prescan::new(&raw.aliases)),
         aliases: raw.aliases,
         outer_model: raw.outer_model,
         defaults,
-        presets,
+        presets: Rc::new(presets),
         member_tools: raw.member_tools,
-        prices,
+        prices: Rc::new(prices),
         log: raw.log,
         depth_header: raw.depth_header,
         max_depth: raw.max_depth,
         limits: raw.limits,
-        models: raw.models,
-        upstreams,
-        routes,
+        models: Rc::new(raw.models),
+        upstreams: Rc::new(upstreams),
+        routes: Rc::new(routes),
     };
     models::check(&config.models).map_err(|(field, reason)| err(field, reason))?;
     check_preset(&config, "", &config.defaults, true)?;
-    for (name, preset) in &config.presets {
+    for (name, preset) in config.presets.iter() {
         check_preset(&config, &format!("presets.{name}."), preset, false)?;
     }
     if config.resolve(&config.outer_model).is_none() {

@@ -78,7 +78,7 @@ pub fn check(models: &Named<ModelSettings>) -> Result<(), (String, String)> {
                     format!("models.{model}.unsupported_params[{i}]"),
                     format!(
                         "`{p}` is not an optional parameter the filter may leave out (one of: {})",
-                        OPTIONAL_PARAMS.join(", ")
+                        crate::text::join(OPTIONAL_PARAMS, ", ")
                     ),
                 ));
             }

@@ -47,7 +47,7 @@ fn one_of(names: &[&str]) -> String {
         [a, b] => format!("`{a}` or `{b}`"),
         _ => {
             let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-            format!("one of {}", quoted.join(", "))
+            format!("one of {}", crate::text::join(&quoted, ", "))
         }
     }
 }

@@ -36,7 +36,7 @@ pub const QUESTION_PREVIEW_CHARS: usize = 200;
 
 /// The arguments of the fusion call the filter makes itself.
 pub fn forced_arguments(question: &str) -> String {
-    let mut preview: String = question.chars().take(QUESTION_PREVIEW_CHARS).collect();
+    let mut preview = crate::text::char_span(question, 0, QUESTION_PREVIEW_CHARS).to_string();
     if preview.len() < question.len() {
         preview.push('…');
     }

@@ -147,7 +147,7 @@ fn build(config: &Config, fields: &Map<String, Value>, src: Source) -> Result<Pl
                 let known: Vec<&str> = config.presets.keys().map(String::as_str).collect();
                 invalid(format!(
                     "unknown fusion preset `{name}`; configured presets: [{}]",
-                    known.join(", ")
+                    crate::text::join(&known, ", ")
                 ))
             })?;
             Plan::from_preset(config, preset, Some(name))

@@ -94,11 +94,7 @@ pub fn to_messages(c: &Citation, reply_text: &str) -> Option<Value> {
     let url = c.url.as_ref()?;
     let cited = c.cited_text.clone().unwrap_or_else(|| {
         let (s, e) = span(c, reply_text);
-        reply_text
-            .chars()
-            .skip(s as usize)
-            .take(e.saturating_sub(s) as usize)
-            .collect()
+        crate::text::char_span(reply_text, s as usize, e.saturating_sub(s) as usize).to_string()
     });
     Some(json!({"type": "web_search_result_location", "url": url,
         "title": c.title.clone().unwrap_or_default(), "cited_text": cited,

@@ -137,7 +137,7 @@ pub fn content_text(content: &Value) -> String {
                     _ => p.get("text").and_then(Value::as_str),
                 })
                 .collect();
-            texts.join("\n")
+            crate::text::join(&texts, "\n")
         }
         _ => String::new(),
     }

@@ -130,7 +130,7 @@ pub fn parts_text(parts: &[Part]) -> String {
             _ => None,
         })
         .collect();
-    texts.join("\n")
+    crate::text::join(&texts, "\n")
 }
 
 /// Adds a part, joining adjacent text parts with a newline.

@@ -18,7 +18,7 @@ pub fn user_turn_for_judge(parts: &[Part]) -> String {
             Part::Audio { .. } => "[audio omitted: the panel heard an audio clip]".to_string(),
         })
         .collect();
-    pieces.join("\n")
+    crate::text::join(&pieces, "\n")
 }
 
 /// Whether any user turn holds a part that is not text.

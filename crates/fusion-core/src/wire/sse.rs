@@ -38,7 +38,7 @@ pub(crate) fn events(body: &[u8]) -> Vec<Event> {
             if !data.is_empty() {
                 out.push(Event {
                     name: name.take(),
-                    data: data.join("\n"),
+                    data: crate::text::join(&data, "\n"),
                 });
             }
             name = None;
@@ -59,7 +59,7 @@ pub(crate) fn events(body: &[u8]) -> Vec<Event> {
     if !data.is_empty() {
         out.push(Event {
             name,
-            data: data.join("\n"),
+            data: crate::text::join(&data, "\n"),
         });
     }
     out

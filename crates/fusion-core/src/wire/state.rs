@@ -85,7 +85,7 @@ pub fn check_stateful(
         (None, Some(id)) => format!("`conversation` `{id}`"),
         (None, None) => format!(
             "`item_reference` input items ({})",
-            refs.item_references.join(", ")
+            crate::text::join(&refs.item_references, ", ")
         ),
     };
     Err(ApiError::invalid(

@@ -756,11 +756,15 @@ fn new_run_id(request_id: &str, now_ms: u64) -> String {
 }
 
 fn short_id(request_id: &str) -> String {
-    let id: String = request_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
+    // ASCII letters and digits are single bytes: the bytes filter as the chars would.
+    let mut id = String::with_capacity(32);
+    for b in request_id
+        .bytes()
+        .filter(u8::is_ascii_alphanumeric)
         .take(32)
-        .collect();
+    {
+        id.push(char::from(b));
+    }
     if id.is_empty() {
         "0".to_string()
     } else {

@@ -637,5 +637,5 @@ fn provider_message(body: &[u8]) -> Option<String> {
         .and_then(|e| e.get("message"))
         .or_else(|| v.get("message"))?
         .as_str()?;
-    Some(message.chars().take(500).collect())
+    Some(crate::text::char_span(message, 0, 500).to_string())
 }

@@ -276,7 +276,10 @@ impl Turn {
                 .collect();
             return self.fail(ApiError::upstream(
                 502,
-                format!("every fusion panel member failed ({})", failures.join("; ")),
+                format!(
+                    "every fusion panel member failed ({})",
+                    crate::text::join(&failures, "; ")
+                ),
             ));
         }
         let refs: Vec<&str> = answers.iter().map(String::as_str).collect();

@@ -59,7 +59,7 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
         req.conversation.messages.push(msg);
     }
     if !system.is_empty() {
-        req.conversation.system = Some(system.join("\n\n"));
+        req.conversation.system = Some(crate::text::join(&system, "\n\n"));
     }
     if let Some(tools) = obj.get("tools") {
         let tools = tools

@@ -155,7 +155,7 @@ fn parse_blocks(
     }
     if role == "assistant" {
         out.push(Message::Assistant {
-            text: text.join("\n"),
+            text: crate::text::join(&text, "\n"),
             tool_calls,
         });
         return Ok(());

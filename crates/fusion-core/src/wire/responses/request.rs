@@ -41,7 +41,7 @@ pub fn parse_request(body: &Value) -> Result<ClientRequest, ApiError> {
         }
     }
     if !system.is_empty() {
-        req.conversation.system = Some(system.join("\n\n"));
+        req.conversation.system = Some(crate::text::join(&system, "\n\n"));
     }
     if let Some(tools) = obj.get("tools").filter(|v| !v.is_null()) {
         let tools = tools
