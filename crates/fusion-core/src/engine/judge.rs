@@ -95,7 +95,7 @@ pub fn parse_analysis(text: &str) -> Option<Value> {
     let start = text.find('{')?;
     let end = text.rfind('}')?;
     let candidate = text.get(start..=end)?;
-    let parsed: Value = serde_json::from_str(candidate).ok()?;
+    let parsed: Value = serde_json::from_slice(candidate.as_bytes()).ok()?;
     let obj = parsed.as_object()?;
     if !ANALYSIS_KEYS.iter().any(|k| obj.contains_key(*k)) {
         return None;

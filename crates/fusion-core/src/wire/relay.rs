@@ -152,7 +152,7 @@ impl Relay {
                 data.push_str(v.strip_prefix(' ').unwrap_or(v));
             }
         }
-        let Ok(mut value) = serde_json::from_str::<Value>(&data) else {
+        let Ok(mut value) = serde_json::from_slice::<Value>(data.as_bytes()) else {
             if data.trim() == "[DONE]" {
                 self.completed = true;
                 // No usage chunk came: the report goes on the finishing chunk all the same.
@@ -392,7 +392,7 @@ mod tests {
             .unwrap()
             .lines()
             .filter_map(|l| l.strip_prefix("data: "))
-            .filter_map(|d| serde_json::from_str(d).ok())
+            .filter_map(|d| serde_json::from_slice(d.as_bytes()).ok())
             .collect()
     }
 

@@ -77,7 +77,7 @@ pub fn json_events(body: &[u8]) -> Result<Vec<(String, Value)>, String> {
             out.push(("[DONE]".to_string(), Value::Null));
             continue;
         }
-        let v: Value = match serde_json::from_str(&e.data) {
+        let v: Value = match serde_json::from_slice(e.data.as_bytes()) {
             Ok(v) => v,
             Err(_) if i + 1 == count => return Err(EARLY.to_string()),
             Err(err) => return Err(format!("stream event is not JSON: {err}")),

@@ -324,7 +324,7 @@ fn text_block(text: &str) -> Option<Value> {
 
 /// Tool-call arguments as a `tool_use` input: the parsed object, or `{}`.
 pub(crate) fn input_object(arguments: &str) -> Value {
-    serde_json::from_str::<Value>(arguments)
+    serde_json::from_slice::<Value>(arguments.as_bytes())
         .ok()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}))
