@@ -13,6 +13,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+mod common;
+use common::body_of;
+
 use fusion_core::config::{Config, DEFAULT_CONFIG};
 use fusion_core::engine::{self, CallResult, Callout, Command, RequestInfo, Start, Turn};
 use fusion_core::wire::Api;
@@ -66,10 +69,6 @@ fn dispatches(cmds: Vec<Command>) -> Vec<Callout> {
             _ => None,
         })
         .collect()
-}
-
-fn body_of(c: &Callout) -> Value {
-    serde_json::from_slice(&c.body).unwrap()
 }
 
 fn result(v: Value) -> CallResult {

@@ -11,6 +11,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+mod common;
+use common::body_of;
+
 use fusion_core::config::{Config, DEFAULT_CONFIG};
 use fusion_core::engine::{self, Callout, Command, Refusal, RequestInfo, Start};
 use fusion_core::wire::Api;
@@ -55,10 +58,6 @@ fn callouts(start: Start) -> Vec<Callout> {
             .collect(),
         other => panic!("expected a run, got {other:?}"),
     }
-}
-
-fn body_of(c: &Callout) -> Value {
-    serde_json::from_slice(&c.body).unwrap()
 }
 
 fn status(start: &Start) -> Option<u16> {

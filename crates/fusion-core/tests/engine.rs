@@ -12,6 +12,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+mod common;
+use common::{body_of, dispatches};
+
 use fusion_core::config::Config;
 use fusion_core::engine::{
     self, CallResult, Callout, Command, FailureClass, Outcome, RequestInfo, Start, Turn,
@@ -46,19 +49,6 @@ fn start(body: &[u8]) -> (Box<Turn>, Vec<Callout>) {
         Start::Run(turn, cmds) => (turn, dispatches(cmds)),
         other => panic!("expected a run, got {other:?}"),
     }
-}
-
-fn dispatches(cmds: Vec<Command>) -> Vec<Callout> {
-    cmds.into_iter()
-        .map(|c| match c {
-            Command::Dispatch(c) => c,
-            other => panic!("expected a dispatch, got {other:?}"),
-        })
-        .collect()
-}
-
-fn body_of(c: &Callout) -> Value {
-    serde_json::from_slice(&c.body).unwrap()
 }
 
 fn header<'a>(c: &'a Callout, name: &str) -> Option<&'a str> {

@@ -14,20 +14,14 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+mod common;
+use common::dispatches;
+
 use fusion_core::config::Config;
-use fusion_core::engine::{self, CallResult, Callout, Command, RequestInfo, Start};
+use fusion_core::engine::{self, CallResult, Command, RequestInfo, Start};
 use fusion_core::wire::Api;
 use serde_json::{json, Value};
 use std::rc::Rc;
-
-fn dispatches(cmds: Vec<Command>) -> Vec<Callout> {
-    cmds.into_iter()
-        .map(|c| match c {
-            Command::Dispatch(c) => c,
-            other => panic!("expected a dispatch, got {other:?}"),
-        })
-        .collect()
-}
 
 fn ok(text: &str) -> CallResult {
     CallResult {

@@ -11,6 +11,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+mod common;
+use common::dispatches;
+
 use fusion_core::config::Config;
 use fusion_core::engine::{self, CallResult, Callout, Command, Include, RequestInfo, Start, Turn};
 use fusion_core::wire::Api;
@@ -41,15 +44,6 @@ fn info(include: Include) -> RequestInfo {
         ],
         ..RequestInfo::default()
     }
-}
-
-fn dispatches(cmds: Vec<Command>) -> Vec<Callout> {
-    cmds.into_iter()
-        .map(|c| match c {
-            Command::Dispatch(c) => c,
-            other => panic!("expected a dispatch, got {other:?}"),
-        })
-        .collect()
 }
 
 fn ok(text: &str) -> CallResult {

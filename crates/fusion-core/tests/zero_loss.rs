@@ -13,6 +13,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+mod common;
+use common::{body_of, dispatches};
+
 use fusion_core::config::Config;
 use fusion_core::engine::{self, CallResult, Callout, Command, RequestInfo, Start, Turn};
 use fusion_core::wire::Api;
@@ -61,19 +64,6 @@ fn run(config: &Rc<Config>, api: Api, body: &Value) -> (Box<Turn>, Vec<Callout>)
         Start::Run(turn, cmds) => (turn, dispatches(cmds)),
         other => panic!("expected a run, got {other:?}"),
     }
-}
-
-fn dispatches(cmds: Vec<Command>) -> Vec<Callout> {
-    cmds.into_iter()
-        .map(|c| match c {
-            Command::Dispatch(c) => c,
-            other => panic!("expected a dispatch, got {other:?}"),
-        })
-        .collect()
-}
-
-fn body_of(c: &Callout) -> Value {
-    serde_json::from_slice(&c.body).unwrap()
 }
 
 fn answer(v: Value) -> CallResult {
