@@ -458,8 +458,8 @@ impl Turn {
             &choice,
             params,
         );
-        let body_is_patch = patched.is_some();
-        let body = match patched {
+        let is_patch = patched.is_some();
+        let mut body = match patched {
             Some(body) => body,
             None => {
                 // Anthropic refuses a `tool_use` without its signed thinking block
@@ -492,8 +492,6 @@ impl Turn {
                 wire::build_request(target.upstream.api, &request)
             }
         };
-        let patched = body_is_patch;
-        let mut body = body;
         if let Some(obj) = body.as_object_mut() {
             // The operator says this model does not take these (`models.<m>.unsupported_params`).
             for p in config.unsupported_params(model) {
@@ -503,7 +501,7 @@ impl Turn {
         // Each API's own range: a Chat client's temperature 1.5 reaches a Messages upstream as 1.
         let clamped = call::clamp_to_api(target.upstream.api, &mut body);
         let id = self.next_id;
-        let bytes = match (patched, role, &self.slots) {
+        let bytes = match (is_patch, role, &self.slots) {
             (true, _, _) => self.client.write(&body),
             (false, Role::Judge, Some(slots)) => slots.fill(call::json_bytes(&body)),
             (false, _, _) => call::json_bytes(&body),
@@ -532,7 +530,7 @@ impl Turn {
         }
         self.next_id += 1;
         self.pending.insert(id, role);
-        if patched {
+        if is_patch {
             callout
                 .headers
                 .extend(self.info.api_headers.iter().cloned());
