@@ -86,6 +86,20 @@ impl Rig {
         }
     }
 
+    /// A whole alias turn: the request, three members answering "blue", the
+    /// judge's analysis, and `final_text` from the outer model.
+    fn alias_turn(&mut self, final_text: &str) {
+        self.headers();
+        self.body(&chat("fusion"));
+        for d in &self.dispatched() {
+            self.answer(d.token, "blue");
+        }
+        let judge = self.dispatched()[3].clone();
+        self.answer(judge.token, &analysis());
+        let outer = self.dispatched()[4].clone();
+        self.answer(outer.token, final_text);
+    }
+
     fn sent_json(&self) -> (u32, Value) {
         let sent = self.host.sent.borrow();
         let last = sent.last().expect("a local reply");
@@ -701,15 +715,7 @@ fn a_fusion_request_reads_its_context_once_the_body_asks() {
 #[test]
 fn a_finished_run_publishes_filter_state_for_access_logs() {
     let mut r = rig("");
-    r.headers();
-    r.body(&chat("fusion"));
-    for d in &r.dispatched() {
-        r.answer(d.token, "blue");
-    }
-    let judge = r.dispatched()[3].clone();
-    r.answer(judge.token, &analysis());
-    let outer = r.dispatched()[4].clone();
-    r.answer(outer.token, "The sky is blue.");
+    r.alias_turn("The sky is blue.");
     r.filter.on_log();
     let props = r.host.properties.borrow();
     let get = |k: &str| String::from_utf8(props.get(k).cloned().unwrap_or_default()).unwrap();
@@ -737,15 +743,7 @@ fn a_finished_run_publishes_filter_state_for_access_logs() {
 fn a_refused_filter_state_write_does_not_stop_the_answer() {
     let mut r = rig("");
     r.host.refuse(Op::SetProperty);
-    r.headers();
-    r.body(&chat("fusion"));
-    for d in &r.dispatched() {
-        r.answer(d.token, "blue");
-    }
-    let judge = r.dispatched()[3].clone();
-    r.answer(judge.token, &analysis());
-    let outer = r.dispatched()[4].clone();
-    r.answer(outer.token, "fine");
+    r.alias_turn("fine");
     assert_eq!(r.sent_json().0, 200);
     assert!(r.host.refused.borrow().contains(&Op::SetProperty));
 }
@@ -807,15 +805,7 @@ fn a_fusion_body_without_a_json_content_type_is_told_why() {
 #[test]
 fn the_log_sets_only_the_filter_state_that_changed_since_the_answer() {
     let mut r = rig("");
-    r.headers();
-    r.body(&chat("fusion"));
-    for d in &r.dispatched() {
-        r.answer(d.token, "blue");
-    }
-    let judge = r.dispatched()[3].clone();
-    r.answer(judge.token, &analysis());
-    let outer = r.dispatched()[4].clone();
-    r.answer(outer.token, "The sky is blue.");
+    r.alias_turn("The sky is blue.");
     let at_answer = r.host.properties.borrow().clone();
     // From here every filter-state write is refused, and so recorded.
     r.host.refuse(Op::SetProperty);
