@@ -78,32 +78,85 @@ impl ClientBody {
         }
     }
 
-    /// The patched call, as a value: for a splice, with markers that only
-    /// [`Self::write`] turns into bytes. Top-level members may still be set,
-    /// removed or read (scalar parameters are always real values).
-    pub fn patch(&self, api: Api, spec: &PatchSpec<'_>) -> Result<Value, ApiError> {
-        match self {
-            ClientBody::Whole(v) => patch::patch_request(api, v, spec),
-            ClientBody::Spliced(s) => Ok(patch::patch_object(
-                api,
-                s.light.clone(),
-                spec,
-                s.history_has_tool_use,
-            )),
-        }
+    /// The patched call: for a splice, a value with markers that only
+    /// [`Self::write`] turns into bytes.
+    pub fn patch(&self, api: Api, spec: &PatchSpec<'_>) -> Result<Patched, ApiError> {
+        let value = match self {
+            ClientBody::Whole(v) => patch::patch_request(api, v, spec)?,
+            ClientBody::Spliced(s) => {
+                patch::patch_object(api, s.light.clone(), spec, s.history_has_tool_use)
+            }
+        };
+        Ok(Patched(value))
     }
 
-    /// The bytes of a body [`Self::patch`] returned.
-    pub fn write(&self, patched: &Value) -> Vec<u8> {
-        match (self, patched) {
+    /// The bytes of a call [`Self::patch`] returned.
+    pub fn write(&self, patched: &Patched) -> Vec<u8> {
+        match (self, &patched.0) {
             (ClientBody::Spliced(s), Value::Object(obj)) => s.write(obj),
-            _ => serde_json::to_vec(patched).unwrap_or_default(),
+            _ => serde_json::to_vec(&patched.0).unwrap_or_default(),
         }
     }
 
     /// Whether calls are written from the client's bytes (for tests and reports).
     pub fn is_spliced(&self) -> bool {
         matches!(self, ClientBody::Spliced(_))
+    }
+}
+
+/// A call patched from the client's body. Only [`ClientBody::patch`] makes one
+/// and [`ClientBody::write`] takes nothing else, so a body rebuilt from the
+/// neutral model cannot reach the splice writer (which would put the client's
+/// turns before its own): that pairing does not compile.
+///
+/// ```
+/// # use fusion_core::wire::{patch::{CallRole, PatchSpec}, splice::ClientBody, Api};
+/// # let text = r#"{"model":"fusion","messages":[{"role":"user","content":"Hi"}]}"#;
+/// # let client = ClientBody::new(Api::Chat, text.as_bytes(), serde_json::from_str(text).unwrap());
+/// # let spec = PatchSpec { role: CallRole::Panel, model: "m", stream: false, extra_tools: &[], set: &[], exchange: None };
+/// let patched = client.patch(Api::Chat, &spec).unwrap();
+/// let bytes = client.write(&patched);
+/// ```
+/// ```compile_fail,E0308
+/// # use fusion_core::wire::{patch::{CallRole, PatchSpec}, splice::ClientBody, Api};
+/// # let text = r#"{"model":"fusion","messages":[{"role":"user","content":"Hi"}]}"#;
+/// # let client = ClientBody::new(Api::Chat, text.as_bytes(), serde_json::from_str(text).unwrap());
+/// let rebuilt = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
+/// let bytes = client.write(&rebuilt); // expected `&Patched`, found `&Value`
+/// ```
+#[derive(Debug)]
+pub struct Patched(Value);
+
+impl Patched {
+    /// Drops a top-level member (a parameter the operator says the model does not take).
+    pub fn remove(&mut self, key: &str) {
+        if let Some(obj) = self.0.as_object_mut() {
+            obj.remove(key);
+        }
+    }
+
+    /// Edits the call's numeric members (`temperature`, `top_p`, ...) in place:
+    /// `edit` gets an object holding them alone. Markers are strings and the
+    /// conversation is an array, so none is within its reach; what it leaves
+    /// goes back (never over a member it was not given).
+    pub fn edit_numbers<R>(&mut self, edit: impl FnOnce(&mut Value) -> R) -> R {
+        let Value::Object(obj) = &mut self.0 else {
+            return edit(&mut Value::Object(Map::new()));
+        };
+        let (numbers, mut rest): (Map<String, Value>, Map<String, Value>) = std::mem::take(obj)
+            .into_iter()
+            .partition(|(_, v)| v.is_number());
+        let mut numbers = Value::Object(numbers);
+        let out = edit(&mut numbers);
+        if let Value::Object(numbers) = numbers {
+            for (key, value) in numbers {
+                if !rest.contains_key(&key) {
+                    rest.insert(key, value);
+                }
+            }
+        }
+        *obj = rest;
+        out
     }
 }
 

@@ -4,8 +4,10 @@
 //! - [`panel`]: the fusion call (panel fan-out, quorum, judge, merge synthesis);
 //! - [`outer`]: outer rounds, the final answer (local or up the route), failures;
 //! - [`ledger`]: call records, usage and the one cost rule;
-//! - [`report`]: the `fusion` object, debug headers, log line and metrics outcome.
+//! - [`report`]: the `fusion` object, debug headers, log line and metrics outcome;
+//! - [`call_body`]: a call's body, patched from the client's or rebuilt, until written.
 
+mod call_body;
 mod ledger;
 mod outer;
 mod panel;
@@ -24,9 +26,10 @@ use crate::vec_map::VecMap;
 use crate::wire::neutral::{Conversation, GenParams, Message, ModelRequest, ToolCall, ToolChoice};
 use crate::wire::patch::{self, CallRole, FusionExchange, PatchSpec};
 use crate::wire::relay::Relay;
-use crate::wire::splice::ClientBody;
+use crate::wire::splice::{ClientBody, Patched};
 use crate::wire::state::{self, StatefulRefs};
 use crate::wire::{self, Api, ApiError, ClientRequest, FUSION_TOOL};
+use call_body::CallBody;
 use ledger::Ledger;
 use serde_json::Value;
 use std::rc::Rc;
@@ -458,9 +461,8 @@ impl Turn {
             &choice,
             params,
         );
-        let is_patch = patched.is_some();
         let mut body = match patched {
-            Some(body) => body,
+            Some(patched) => CallBody::Patched(patched),
             None => {
                 // Anthropic refuses a `tool_use` without its signed thinking block
                 // when thinking is on; the fusion call it did not make has none.
@@ -489,22 +491,18 @@ impl Turn {
                     tool_choice: &choice,
                     params: &params,
                 };
-                wire::build_request(target.upstream.api, &request)
+                CallBody::Rebuilt(wire::build_request(target.upstream.api, &request))
             }
         };
-        if let Some(obj) = body.as_object_mut() {
-            // The operator says this model does not take these (`models.<m>.unsupported_params`).
-            for p in config.unsupported_params(model) {
-                obj.remove(p);
-            }
+        for p in config.unsupported_params(model) {
+            body.remove(p);
         }
-        // Each API's own range: a Chat client's temperature 1.5 reaches a Messages upstream as 1.
-        let clamped = call::clamp_to_api(target.upstream.api, &mut body);
+        let clamped = body.clamp_to_api(target.upstream.api);
         let id = self.next_id;
-        let bytes = match (is_patch, role, &self.slots) {
-            (true, _, _) => self.client.write(&body),
-            (false, Role::Judge, Some(slots)) => slots.fill(call::json_bytes(&body)),
-            (false, _, _) => call::json_bytes(&body),
+        let bytes = match (&body, role, &self.slots) {
+            (CallBody::Patched(p), _, _) => self.client.write(p),
+            (CallBody::Rebuilt(v), Role::Judge, Some(slots)) => slots.fill(call::json_bytes(v)),
+            (CallBody::Rebuilt(v), _, _) => call::json_bytes(v),
         };
         let mut callout = call::build_body(
             id,
@@ -530,7 +528,7 @@ impl Turn {
         }
         self.next_id += 1;
         self.pending.insert(id, role);
-        if is_patch {
+        if matches!(body, CallBody::Patched(_)) {
             callout
                 .headers
                 .extend(self.info.api_headers.iter().cloned());
@@ -613,7 +611,7 @@ impl Turn {
         with_tools: bool,
         choice: &ToolChoice,
         params: &GenParams,
-    ) -> Option<Value> {
+    ) -> Option<Patched> {
         if api != self.api {
             return None;
         }

@@ -2,6 +2,7 @@
 //! the answer), the final answer goes to the client locally or streams up the
 //! request's own route, and failures answer in the client's API.
 
+use super::call_body::CallBody;
 use super::ledger::{CallRecord, CallStatus};
 use super::{Budget, Command, Convo, Mode, NotSent, Phase, Role, Turn};
 use crate::config::Auth;
@@ -12,6 +13,7 @@ use crate::wire::neutral::{
 };
 use crate::wire::patch::{self, CallRole, FusionExchange, PatchSpec};
 use crate::wire::relay::{FinalCall, Relay};
+use crate::wire::splice::Patched;
 use crate::wire::{self, Api, ApiError, ResponseMeta, FUSION_TOOL};
 use serde_json::{json, Value};
 use std::rc::Rc;
@@ -189,20 +191,17 @@ impl Turn {
         {
             return None;
         }
-        let (mut body, patched) = match self.final_patch(target.model) {
-            Some(body) => (body, true),
+        let mut body = match self.final_patch(target.model) {
+            Some(patched) => CallBody::Patched(patched),
             // Merge mode, or more than the one fusion exchange: rebuilt, and only
             // without client tools (a rebuilt call cannot carry them all).
             None if self.req.tools.is_empty() => {
                 let conversation = self.outer_conversation();
-                (
-                    self.final_rebuilt(target.model, &conversation, params),
-                    false,
-                )
+                CallBody::Rebuilt(self.final_rebuilt(target.model, &conversation, params))
             }
             None => return None,
         };
-        let clamped = call::clamp_to_api(target.upstream.api, &mut body);
+        let clamped = body.clamp_to_api(target.upstream.api);
         if let (false, Some(rec)) = (clamped.is_empty(), self.ledger.outer.last_mut()) {
             rec.clamped = clamped;
         }
@@ -246,10 +245,9 @@ impl Turn {
             self.report(),
             final_call,
         ));
-        let body = if patched {
-            self.client.write(&body)
-        } else {
-            call::json_bytes(&body)
+        let body = match &body {
+            CallBody::Patched(p) => self.client.write(p),
+            CallBody::Rebuilt(v) => call::json_bytes(v),
         };
         Some(Command::Resume(Resume {
             headers,
@@ -275,7 +273,7 @@ impl Turn {
     /// sent goes along: images, `cache_control`, `response_format`, its tools),
     /// with the one fusion exchange appended. `None` when the history is not
     /// exactly that exchange (merge mode, capped extra calls).
-    fn final_patch(&self, model: &str) -> Option<Value> {
+    fn final_patch(&self, model: &str) -> Option<Patched> {
         if self.mode == Mode::Merge {
             return None;
         }
