@@ -84,7 +84,7 @@ mod tests {
             let clamped = call::clamp_to_api(api, &mut tree);
             assert_eq!(body.clamp_to_api(api), clamped, "{api:?}");
             let CallBody::Patched(patched) = &body else {
-                unreachable!()
+                panic!("patched above")
             };
             let written: Value = serde_json::from_slice(&client.write(patched)).unwrap();
             assert_eq!(written, tree, "{api:?}");
