@@ -107,7 +107,8 @@ impl ClientBody {
 /// A call patched from the client's body. Only [`ClientBody::patch`] makes one
 /// and [`ClientBody::write`] takes nothing else, so a body rebuilt from the
 /// neutral model cannot reach the splice writer (which would put the client's
-/// turns before its own): that pairing does not compile.
+/// turns before its own): that pairing does not compile. The two examples
+/// differ in that one line (the error code is checked on nightly only).
 ///
 /// ```
 /// # use fusion_core::wire::{patch::{CallRole, PatchSpec}, splice::ClientBody, Api};
@@ -138,7 +139,8 @@ impl Patched {
     /// Edits the call's numeric members (`temperature`, `top_p`, ...) in place:
     /// `edit` gets an object holding them alone. Markers are strings and the
     /// conversation is an array, so none is within its reach; what it leaves
-    /// goes back (never over a member it was not given).
+    /// goes back (never over a member it was not given). The map is sorted (no
+    /// `preserve_order`), so the members are written in the same order as before.
     pub fn edit_numbers<R>(&mut self, edit: impl FnOnce(&mut Value) -> R) -> R {
         let Value::Object(obj) = &mut self.0 else {
             return edit(&mut Value::Object(Map::new()));
