@@ -107,8 +107,9 @@ impl ClientBody {
 /// A call patched from the client's body. Only [`ClientBody::patch`] makes one
 /// and [`ClientBody::write`] takes nothing else, so a body rebuilt from the
 /// neutral model cannot reach the splice writer (which would put the client's
-/// turns before its own): that pairing does not compile. The two examples
-/// differ in that one line (the error code is checked on nightly only).
+/// turns before its own): that pairing does not compile. The first example,
+/// the right pairing, shows the second fails for that alone (its error code
+/// is checked on nightly only).
 ///
 /// ```
 /// # use fusion_core::wire::{patch::{CallRole, PatchSpec}, splice::ClientBody, Api};
