@@ -10,13 +10,14 @@
 //! the body (keys and values alike: it does not track where strings begin), so a
 //! `false` is always safe; a `true` only means "parse it".
 //!
-//! Cost: one pass over the body for the configurations that ship (needles of five
-//! bytes or more sharing their first and fifth byte, escape beginnings `\uXXX`):
-//! [`Pairs`] looks, 32 positions per step (wasm SIMD in the shipped module, SSE2
-//! natively), for the needles' first byte with their fifth byte four bytes later,
-//! or for a backslash with the fifth byte of an escape beginning (`\u006`: `6`)
-//! four bytes later; each such rare candidate is then checked in full.
-//! Other configurations take one memmem pass per needle for the literal
+//! Cost: in the shipped module (wasm SIMD), one pass over the body for the
+//! configurations that ship (needles of five bytes or more sharing their first
+//! and fifth byte, escape beginnings `\uXXX`): [`Pairs`] looks, 64 positions per
+//! block, for the needles' first byte with their fifth byte four bytes later, or
+//! for a backslash with the fifth byte of an escape beginning (`\u006`: `6`)
+//! four bytes later; each such rare candidate is then checked in full. Native
+//! builds (memchr's memmem runs with AVX2 there) and other configurations take
+//! one memmem pass per needle for the literal
 //! spellings, then one memmem pass for `\u` (plus one for `\/` or `\"` when a
 //! needle holds that character). Either way only an escape that decodes to a
 //! character of some needle can be part of an escaped spelling, and `\n`, `\"` or
