@@ -6,7 +6,10 @@
 // median over batches; Node's V8, not Envoy's, so read it as a difference between
 // modules, not as Envoy's cost: a host call costs more in Envoy than here).
 //
-// Usage: node bench/wasm_callbacks.mjs [--requests 2000] [--batches 15] [--json] A.wasm B.wasm ...
+// Usage: node bench/wasm_callbacks.mjs [--requests 2000] [--batches 15] [--json] [--more] A.wasm B.wasm ...
+// --more adds two 64 KB non-fusion Chat bodies of other text: English prose whose JSON holds
+// \n, \" and \\ escapes, and CJK text escaped as \uXXXX (Python's json.dumps default), where
+// the alias scan's escape handling shows.
 // --json prints one JSON document instead (bench/run.py part 1 reads it): per workload
 // and module, the host calls of one request and the time per request of every batch
 // (batch b of every module ran in the same rotation round: differences are paired).
@@ -28,12 +31,14 @@ let requests = 2000;
 let batches = 15;
 let only = null;
 let json = false;
+let more = false;
 const modules = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === "--requests") requests = Number(args[++i]);
   else if (args[i] === "--batches") batches = Number(args[++i]);
   else if (args[i] === "--only") only = Number(args[++i]);
   else if (args[i] === "--json") json = true;
+  else if (args[i] === "--more") more = true;
   else modules.push(args[i]);
 }
 if (modules.length === 0) {
@@ -53,10 +58,10 @@ function pluginConfig() {
   return Buffer.from(out.join("\n"));
 }
 
-// bench/run.py chat_body: model mock-a, no tools, exactly `size` bytes.
-function chatBody(size) {
-  const words = "the quick brown fox jumps over the lazy dog while the model keeps reading ";
-  const body = (filler) =>
+// bench/run.py chat_body: model mock-a, no tools, exactly `size` bytes; `words` repeated
+// as the user's message, `escape` applied to the JSON text.
+function chatBody(size, words = "the quick brown fox jumps over the lazy dog while the model keeps reading ", escape = (t) => t) {
+  const body = (filler) => escape(
     JSON.stringify({
       model: "mock-a",
       messages: [
@@ -64,11 +69,23 @@ function chatBody(size) {
         { role: "user", content: filler },
       ],
       max_tokens: 64,
-    }).replaceAll('":', '": ').replaceAll(',"', ', "');
-  const base = body("").length;
-  const filler = words.repeat(Math.floor(size / words.length) + 1).slice(0, Math.max(0, size - base));
-  return Buffer.from(body(filler));
+    }).replaceAll('":', '": ').replaceAll(',"', ', "'));
+  // The longest prefix of the repeated words whose body fits in `size` bytes.
+  const all = words.repeat(Math.floor(size / words.length) + 1);
+  let [lo, hi] = [0, all.length];
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (body(all.slice(0, mid)).length <= size) lo = mid;
+    else hi = mid - 1;
+  }
+  return Buffer.from(body(all.slice(0, lo)));
 }
+
+const PROSE =
+  'She wrote: "Keep the answer short."\nThe model read the whole thread, quoted C:\\logs\\run.txt ' +
+  "and the line\t\"exit 0\", then asked what to check next.\nNobody replied for an hour.\n";
+const CJK = "模型读取整个对话并给出简短的回答，然后等待下一条消息。请检查日志文件中的错误。";
+const asciiEscaped = (t) => t.replace(/[\u0080-\uffff]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 
 const MAP_REQUEST = 0;
 const MAP_RESPONSE = 2;
@@ -220,6 +237,12 @@ const workloads = [
   workload("non-fusion Chat, 2 KB", "POST", "/v1/chat/completions", chatBody(2048)),
   workload("non-fusion Chat, 64 KB", "POST", "/v1/chat/completions", chatBody(65536)),
 ];
+if (more) {
+  workloads.push(
+    workload("non-fusion Chat, 64 KB prose", "POST", "/v1/chat/completions", chatBody(65536, PROSE)),
+    workload("non-fusion Chat, 64 KB CJK \\u-escaped", "POST", "/v1/chat/completions", chatBody(65536, CJK, asciiEscaped)),
+  );
+}
 
 const config = pluginConfig();
 const instances = modules.map((m) => new Instance(m, config));

@@ -10,13 +10,14 @@
 //! the body (keys and values alike: it does not track where strings begin), so a
 //! `false` is always safe; a `true` only means "parse it".
 //!
-//! Cost: one pass over the body for the configurations that ship (needles of five
-//! bytes or more sharing their first and fifth byte, escape beginnings `\uXXX`):
-//! [`Pairs`] looks, 32 positions per step (wasm SIMD in the shipped module, SSE2
-//! natively), for the needles' first byte with their fifth byte four bytes later,
-//! or for a backslash with the fifth byte of an escape beginning (`\u006`: `6`)
-//! four bytes later; each such rare candidate is then checked in full.
-//! Other configurations take one memmem pass per needle for the literal
+//! Cost: in the shipped module (wasm SIMD), one pass over the body for the
+//! configurations that ship (needles of five bytes or more sharing their first
+//! and fifth byte, escape beginnings `\uXXX`): [`Pairs`] looks, 64 positions per
+//! block, for the needles' first byte with their fifth byte four bytes later, or
+//! for a backslash with the fifth byte of an escape beginning (`\u006`: `6`)
+//! four bytes later; each such rare candidate is then checked in full. Native
+//! builds (memchr's memmem runs with AVX2 there) and other configurations take
+//! one memmem pass per needle for the literal
 //! spellings, then one memmem pass for `\u` (plus one for `\/` or `\"` when a
 //! needle holds that character). Either way only an escape that decodes to a
 //! character of some needle can be part of an escaped spelling, and `\n`, `\"` or
@@ -96,9 +97,11 @@ impl Prescan {
             }
             Some(starts)
         };
-        let pairs = escape_starts
-            .as_ref()
-            .and_then(|starts| Pairs::new(&texts, starts));
+        let pairs = escape_starts.as_ref().and_then(|starts| {
+            ONE_PASS
+                .then(|| Pairs::fitting(texts.iter().map(|t| t.as_bytes()), starts))
+                .flatten()
+        });
         Prescan {
             pairs,
             escape_starts,
@@ -127,24 +130,57 @@ impl Prescan {
         }
     }
 
-    /// The scan in one pass over the body (see [`Pairs`]).
+    /// The scan in one pass over the body (see [`Pairs`]): 64 positions per
+    /// block tested at once with [`vector::Lanes::block`]; a block that may hold a
+    /// candidate (rare) is looked at again 16 positions at a time with the exact
+    /// candidates, and each candidate checked in full.
     fn one_pass(&self, pairs: &Pairs, body: &[u8]) -> bool {
         let lanes = pairs.lanes();
         let mut pos = 0;
         while pos + BLOCK + GAP <= body.len() {
-            let mut candidates = lanes.block(body, pos);
-            while candidates != 0 {
-                let at = pos + candidates.trailing_zeros() as usize;
-                if self.candidate_holds(body, at) {
-                    return true;
-                }
-                candidates &= candidates - 1;
+            if lanes.block(body, pos)
+                && self.any_holds(pairs, body, pos, lanes.exact_block(body, pos))
+            {
+                return true;
             }
             pos += BLOCK;
         }
-        // The last positions, one at a time (a candidate needs its fifth byte).
-        (pos..body.len().saturating_sub(GAP))
-            .any(|at| pairs.is_candidate(body, at) && self.candidate_holds(body, at))
+        // The last positions (a candidate needs its fifth byte): 16 at a time, the
+        // last step moved back to end at the body's end, its positions already
+        // looked at shifted out.
+        let end = body.len().saturating_sub(GAP);
+        let Some(last) = body.len().checked_sub(STEP + GAP) else {
+            return (pos..end)
+                .any(|at| pairs.is_candidate(body, at) && self.candidate_holds(body, at));
+        };
+        while pos < end {
+            let at = pos.min(last);
+            let candidates = u64::from(lanes.step(body, at) >> (pos - at));
+            if self.any_holds(pairs, body, pos, candidates) {
+                return true;
+            }
+            pos = at + STEP;
+        }
+        false
+    }
+
+    /// Whether a needle is spelled from some candidate of `candidates` (bit k:
+    /// position `pos + k`). An escape candidate whose next three bytes are not
+    /// the escape beginnings' (`u00`: most `\uXXXX` escapes of CJK text have a
+    /// `6` or `7` where the pair looks) goes no further.
+    fn any_holds(&self, pairs: &Pairs, body: &[u8], pos: usize, mut candidates: u64) -> bool {
+        while candidates != 0 {
+            let at = pos + candidates.trailing_zeros() as usize;
+            let head = body.get(at..at + GAP);
+            if (head.and_then(<[u8]>::first) != Some(&b'\\')
+                || head == Some(&pairs.escape_head[..]))
+                && self.candidate_holds(body, at)
+            {
+                return true;
+            }
+            candidates &= candidates - 1;
+        }
+        false
     }
 
     /// Whether a needle is spelled from `at`, a candidate of [`Pairs`]: a needle
@@ -235,8 +271,17 @@ impl Prescan {
     }
 }
 
-/// Positions the one-pass scan looks at per step.
-const BLOCK: usize = 32;
+/// Whether this build scans with the one pass. The shipped module (wasm SIMD)
+/// does; a native build takes the memmem passes, which memchr runs with AVX2
+/// there (32 bytes per step against the one pass's 16: 2 us against 7 us per
+/// 64 KB body), and a wasm build without SIMD has no vector step. Both paths give
+/// the same answer on every body (`one_pass_agrees_with_the_memmem_passes` runs
+/// both, natively and in wasm).
+const ONE_PASS: bool = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
+/// Positions the one-pass scan looks at per block: four vector steps, one test.
+const BLOCK: usize = 64;
+/// Positions one vector step looks at.
+const STEP: usize = 16;
 /// The distance between the two bytes of a candidate: a needle's first and fifth
 /// byte, or the backslash and the fifth byte of a `\uXXX` escape beginning.
 const GAP: usize = 4;
@@ -246,50 +291,67 @@ const GAP: usize = 4;
 /// escape beginning `GAP` later. Every spelling of a needle has one: literally, at
 /// its start; with an escape, at the backslash of its first escape that can spell
 /// a needle character (an escape beginning). With the default alias: `f` then
-/// `o`, or `\` then `6` or `7` (`\u006`, `\u007`).
+/// `o`, or `\` then `6` or `7` (`\u006`, `\u007`). `\n`, `\"` or `\\` in
+/// ordinary text are no candidates (no `6` or `7` four bytes on), so they cost
+/// the scan nothing.
 ///
-/// Sizes fixed at what the shipped configurations need, so the step is five
-/// comparisons per 16 positions: one (first, fifth) pair shared by every needle
-/// (aliases that contain `fusion` add none), two escape beginnings' fifth bytes.
-/// Another configuration (an alias beginning otherwise, one shorter than five
-/// bytes, escape beginnings other than `\uXXX`) takes the memmem passes.
+/// Sizes fixed at what the shipped configurations need: one (first, fifth) pair
+/// shared by every needle (aliases that contain `fusion` add none), its first
+/// byte within 16 above the backslash (`f`: 10), and escape beginnings' fifth
+/// bytes that differ in at most one bit (`6` and `7`: one comparison once that
+/// bit is set). Another configuration (an alias beginning otherwise, one shorter
+/// than five bytes, escape beginnings other than `\uXXX`) takes the memmem passes.
 #[derive(Debug, Clone)]
 struct Pairs {
+    /// The needles' first and fifth byte.
     literal: [u8; 2],
-    escape_fifths: [u8; 2],
+    /// The escape beginnings' first four bytes (`\u00`): all the same.
+    escape_head: [u8; GAP],
+    /// A byte `b` is an escape beginning's fifth byte when `b | fifth_bit == fifth`.
+    fifth_bit: u8,
+    fifth: u8,
 }
 
 impl Pairs {
-    fn new(texts: &[&str], escape_starts: &[Finder<'static>]) -> Option<Pairs> {
-        if !vector::AVAILABLE {
-            return None;
-        }
+    /// The pairs, when the needles and escape beginnings fit them.
+    fn fitting<'a>(
+        needles: impl Iterator<Item = &'a [u8]>,
+        escape_starts: &[Finder<'static>],
+    ) -> Option<Pairs> {
         let mut literal = None;
-        for text in texts {
-            let bytes = text.as_bytes();
+        for bytes in needles {
             let pair = [*bytes.first()?, *bytes.get(GAP)?];
             if *literal.get_or_insert(pair) != pair {
                 return None;
             }
         }
-        let mut escape_fifths = Vec::with_capacity(2);
+        let (mut all, mut any) = (u8::MAX, 0u8);
+        let mut escape_head = None;
         for start in escape_starts {
-            let bytes = start.needle();
-            if bytes.len() != GAP + 1 || !bytes.starts_with(b"\\u") {
+            let (head, fifth) = start.needle().split_last_chunk::<1>()?;
+            let head: [u8; GAP] = head.try_into().ok()?;
+            if !head.starts_with(b"\\u") || *escape_head.get_or_insert(head) != head {
                 return None;
             }
-            let fifth = *bytes.get(GAP)?;
-            if !escape_fifths.contains(&fifth) {
-                escape_fifths.push(fifth);
-            }
+            all &= fifth[0];
+            any |= fifth[0];
         }
-        // Padded with a repeat: a repeated comparison changes nothing.
-        if let [one] = escape_fifths[..] {
-            escape_fifths.push(one);
+        // The bits where the fifth bytes differ; at most one, or the one
+        // comparison would let others in.
+        let fifth_bit = all ^ any;
+        if escape_starts.is_empty() || fifth_bit.count_ones() > 1 {
+            return None;
+        }
+        let literal: [u8; 2] = literal?;
+        // The block's table is indexed by a first byte's distance from the backslash.
+        if !(1..16).contains(&literal[0].wrapping_sub(b'\\')) {
+            return None;
         }
         Some(Pairs {
-            literal: literal?,
-            escape_fifths: escape_fifths.try_into().ok()?,
+            literal,
+            escape_head: escape_head?,
+            fifth_bit,
+            fifth: any,
         })
     }
 
@@ -297,7 +359,7 @@ impl Pairs {
         let (Some(&first), Some(fifth)) = (body.get(at), body.get(at + GAP)) else {
             return false;
         };
-        [first, *fifth] == self.literal || (first == b'\\' && self.escape_fifths.contains(fifth))
+        [first, *fifth] == self.literal || (first == b'\\' && *fifth | self.fifth_bit == self.fifth)
     }
 
     fn lanes(&self) -> vector::Lanes {
@@ -305,62 +367,108 @@ impl Pairs {
     }
 }
 
-/// [`Pairs`]' step in SIMD: two 16-byte halves, the first bytes and the bytes
-/// [`GAP`] later compared at once, 16 positions per comparison. The same code in
-/// wasm SIMD (`simd128`, the shipped module) and in x86-64's SSE2 (native builds:
-/// tests, benches); elsewhere (a wasm build without SIMD) the memmem passes run.
+/// [`Pairs`] in SIMD, 16 positions per vector. A block (64 positions) asks one
+/// question, with five operations per 16 positions: a table, indexed by the first
+/// byte's distance from the backslash, gives the fifth byte a candidate starting
+/// with that first byte needs (`\`: the escape beginnings' fifth byte, `f`:
+/// `o`), compared with the fifth byte once [`Pairs`]' `fifth_bit` is set in it.
+/// That question lets a few non-candidates in (the needles' first byte with
+/// the fifth byte's `fifth_bit` neighbour: `f` then `n`), never a candidate out;
+/// the rare block it lets through is looked at again 16 positions at a time with
+/// the exact pairs (eight operations). V8 (wasm SIMD) keeps a block's loads in
+/// order and its comparisons next to their use, so only the or of the four
+/// answers stays live: four masks kept for later spilled to the stack.
+///
+/// The same code in wasm SIMD (`simd128`, the shipped module) and in x86-64's
+/// SSE2 (native builds, which scan with memmem: the tests run it against the
+/// memmem passes); a wasm build without SIMD takes the memmem passes.
+#[cfg(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(target_arch = "x86_64", target_feature = "sse2")
+))]
 mod vector {
-    use super::{Pairs, BLOCK, GAP};
+    use super::{Pairs, BLOCK, GAP, STEP};
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     use core::arch::wasm32::{
-        u8x16_bitmask as bitmask, u8x16_eq as eq, u8x16_splat as splat, v128 as V, v128_and as and,
-        v128_any_true as any, v128_load, v128_or as or,
+        u8x16_bitmask as bitmask, u8x16_eq as eq, u8x16_splat as splat, u8x16_sub as sub,
+        u8x16_swizzle as swizzle, v128 as V, v128_and as and, v128_any_true as any, v128_load,
+        v128_or as or,
     };
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     use core::arch::x86_64::{
         __m128i as V, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8,
-        _mm_or_si128, _mm_set1_epi8,
+        _mm_or_si128, _mm_set1_epi8, _mm_sub_epi8,
     };
 
-    /// Whether this build has the one-pass step.
-    pub(super) const AVAILABLE: bool = cfg!(any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        all(target_arch = "x86_64", target_feature = "sse2")
-    ));
+    /// Whether this build has the vector step.
+    #[cfg(test)]
+    pub(super) const AVAILABLE: bool = true;
 
     // SSE2 is part of every x86-64 CPU (the cfg says this build targets one), so
     // these calls are sound wherever they compile.
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
     fn splat(b: u8) -> V {
         // SAFETY: SSE2 (above).
         unsafe { _mm_set1_epi8(i8::from_ne_bytes([b])) }
     }
 
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
     fn eq(a: V, b: V) -> V {
         // SAFETY: SSE2 (above).
         unsafe { _mm_cmpeq_epi8(a, b) }
     }
 
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
     fn or(a: V, b: V) -> V {
         // SAFETY: SSE2 (above).
         unsafe { _mm_or_si128(a, b) }
     }
 
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
     fn and(a: V, b: V) -> V {
         // SAFETY: SSE2 (above).
         unsafe { _mm_and_si128(a, b) }
     }
 
+    /// Lane-wise wrapping `a - b`.
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
+    fn sub(a: V, b: V) -> V {
+        // SAFETY: SSE2 (above).
+        unsafe { _mm_sub_epi8(a, b) }
+    }
+
+    /// wasm's `i8x16.swizzle`: lane k is `table[index[k]]`, 0 when that index is
+    /// 16 or more. SSE2 has no byte shuffle: lane by lane (native builds only run
+    /// it in tests).
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn swizzle(table: V, index: V) -> V {
+        // SAFETY: a 16-byte vector and [u8; 16] have the same size, and every bit
+        // pattern is valid for both.
+        let (table, index) = unsafe {
+            (
+                core::mem::transmute::<V, [u8; 16]>(table),
+                core::mem::transmute::<V, [u8; 16]>(index),
+            )
+        };
+        let lanes = index.map(|i| table.get(usize::from(i)).copied().unwrap_or(0));
+        // SAFETY: as above.
+        unsafe { core::mem::transmute::<[u8; 16], V>(lanes) }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
     fn bitmask(v: V) -> u16 {
         // SAFETY: SSE2 (above). Only the low 16 bits can be set: one per byte.
         unsafe { _mm_movemask_epi8(v) as u16 }
     }
 
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
     fn any(v: V) -> bool {
         bitmask(v) != 0
     }
@@ -369,10 +477,6 @@ mod vector {
     ///
     /// # Safety
     /// `at..at + 16` must be readable.
-    #[cfg(any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        all(target_arch = "x86_64", target_feature = "sse2")
-    ))]
     #[inline(always)]
     unsafe fn load(at: *const u8) -> V {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -383,90 +487,153 @@ mod vector {
         return unsafe { _mm_loadu_si128(at.cast::<V>()) };
     }
 
-    /// The candidate bytes, each in all 16 lanes.
-    #[cfg(any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        all(target_arch = "x86_64", target_feature = "sse2")
-    ))]
+    /// The candidate bytes, each in all 16 lanes, and the block's table.
     pub(super) struct Lanes {
-        literal: [V; 2],
+        first: V,
+        fifth: V,
         backslash: V,
-        escape_fifths: [V; 2],
+        fifth_bit: V,
+        escape_fifth: V,
+        /// At `first - \`: the fifth byte (with `fifth_bit` set) a candidate
+        /// starting with `first` needs; 0 (never a fifth byte with `fifth_bit`
+        /// set) elsewhere.
+        table: V,
     }
 
-    #[cfg(any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        all(target_arch = "x86_64", target_feature = "sse2")
-    ))]
     impl Lanes {
         pub(super) fn new(pairs: &Pairs) -> Lanes {
-            let [l0, l4] = pairs.literal;
-            let [e0, e1] = pairs.escape_fifths;
+            let [first, fifth] = pairs.literal;
+            let mut table = [0u8; 16];
+            for (i, need) in [
+                (0, pairs.fifth),
+                (first.wrapping_sub(b'\\'), fifth | pairs.fifth_bit),
+            ] {
+                if let Some(slot) = table.get_mut(usize::from(i)) {
+                    *slot = need;
+                }
+            }
             Lanes {
-                literal: [splat(l0), splat(l4)],
+                first: splat(first),
+                fifth: splat(fifth),
                 backslash: splat(b'\\'),
-                escape_fifths: [splat(e0), splat(e1)],
+                fifth_bit: splat(pairs.fifth_bit),
+                escape_fifth: splat(pairs.fifth),
+                // SAFETY: `table` holds 16 bytes.
+                table: unsafe { load(table.as_ptr()) },
             }
         }
 
+        /// Positions from `at` (16) that may be candidates, a superset of
+        /// [`Lanes::exact`]'s: five operations.
+        ///
+        /// # Safety
+        /// `at..at + STEP + GAP` must be readable.
         #[inline(always)]
-        fn candidates(&self, first: V, fifth: V) -> V {
-            let [l0, l4] = self.literal;
-            let [e0, e1] = self.escape_fifths;
-            or(
-                and(eq(first, l0), eq(fifth, l4)),
-                and(eq(first, self.backslash), or(eq(fifth, e0), eq(fifth, e1))),
+        unsafe fn likely(&self, at: *const u8) -> V {
+            // SAFETY: the caller's contract: 16 bytes from `at` and from `at + GAP`.
+            let (first, fifth) = unsafe { (load(at), load(at.add(GAP))) };
+            eq(
+                swizzle(self.table, sub(first, self.backslash)),
+                or(fifth, self.fifth_bit),
             )
         }
 
-        /// The candidates among positions `pos..pos + BLOCK` as a bit mask (bit k:
-        /// position `pos + k`); needs `pos + BLOCK + GAP <= body.len()`.
+        /// The candidates among the 16 positions from `at`: eight operations.
+        ///
+        /// # Safety
+        /// `at..at + STEP + GAP` must be readable.
         #[inline(always)]
-        pub(super) fn block(&self, body: &[u8], pos: usize) -> u32 {
+        unsafe fn exact(&self, at: *const u8) -> V {
+            // SAFETY: the caller's contract: 16 bytes from `at` and from `at + GAP`.
+            let (first, fifth) = unsafe { (load(at), load(at.add(GAP))) };
+            or(
+                and(eq(first, self.first), eq(fifth, self.fifth)),
+                and(
+                    eq(first, self.backslash),
+                    eq(or(fifth, self.fifth_bit), self.escape_fifth),
+                ),
+            )
+        }
+
+        /// Whether any of positions `pos..pos + BLOCK` may be a candidate; false
+        /// when `pos + BLOCK + GAP` passes the body's end.
+        #[inline(always)]
+        pub(super) fn block(&self, body: &[u8], pos: usize) -> bool {
+            let Some(bytes) = body.get(pos..pos + BLOCK + GAP) else {
+                return false;
+            };
+            let at = bytes.as_ptr();
+            // SAFETY: `bytes` holds BLOCK + GAP bytes; the step from k * STEP
+            // (k < 4) reads STEP + GAP of them.
+            let seen = unsafe {
+                or(
+                    or(self.likely(at), self.likely(at.add(STEP))),
+                    or(self.likely(at.add(2 * STEP)), self.likely(at.add(3 * STEP))),
+                )
+            };
+            any(seen)
+        }
+
+        /// The candidates among positions `pos..pos + BLOCK` as a bit mask (bit k:
+        /// position `pos + k`); none when `pos + BLOCK + GAP` passes the body's end.
+        pub(super) fn exact_block(&self, body: &[u8], pos: usize) -> u64 {
             let Some(bytes) = body.get(pos..pos + BLOCK + GAP) else {
                 return 0;
             };
             let at = bytes.as_ptr();
-            // SAFETY: `bytes` holds BLOCK + GAP = 36 bytes; the four loads read 16
-            // bytes each from offsets 0, 16, GAP and 16 + GAP, all within it.
-            let (a0, a1, b0, b1) = unsafe {
-                (
-                    load(at),
-                    load(at.add(16)),
-                    load(at.add(GAP)),
-                    load(at.add(16 + GAP)),
-                )
-            };
-            let c0 = self.candidates(a0, b0);
-            let c1 = self.candidates(a1, b1);
-            if !any(or(c0, c1)) {
+            (0..BLOCK / STEP).fold(0, |mask, k| {
+                // SAFETY: `bytes` holds BLOCK + GAP bytes; the step from k * STEP
+                // (k < 4) reads STEP + GAP of them.
+                let step = bitmask(unsafe { self.exact(at.add(k * STEP)) });
+                mask | u64::from(step) << (k * STEP)
+            })
+        }
+
+        /// The candidates among positions `pos..pos + STEP` as a bit mask (bit k:
+        /// position `pos + k`); none when `pos + STEP + GAP` passes the body's end.
+        #[inline(always)]
+        pub(super) fn step(&self, body: &[u8], pos: usize) -> u16 {
+            let Some(bytes) = body.get(pos..pos + STEP + GAP) else {
                 return 0;
-            }
-            u32::from(bitmask(c0)) | (u32::from(bitmask(c1)) << 16)
+            };
+            // SAFETY: `bytes` holds STEP + GAP bytes.
+            bitmask(unsafe { self.exact(bytes.as_ptr()) })
         }
     }
+}
 
-    /// Without a vector step [`Pairs`] is never built (`AVAILABLE` is false): this
-    /// stub only keeps the one-pass code compiling.
-    #[cfg(not(any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        all(target_arch = "x86_64", target_feature = "sse2")
-    )))]
+/// Without a vector step [`Pairs`] is never built: this stub only keeps the
+/// one-pass code compiling.
+#[cfg(not(any(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    all(target_arch = "x86_64", target_feature = "sse2")
+)))]
+mod vector {
+    use super::Pairs;
+
+    #[cfg(test)]
+    pub(super) const AVAILABLE: bool = false;
+
     pub(super) struct Lanes;
 
-    #[cfg(not(any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        all(target_arch = "x86_64", target_feature = "sse2")
-    )))]
     impl Lanes {
         pub(super) fn new(_: &Pairs) -> Lanes {
             Lanes
         }
 
+        /// Every block may hold a candidate.
+        pub(super) fn block(&self, _: &[u8], _: usize) -> bool {
+            true
+        }
+
         /// Every position a candidate: the full check decides each.
-        pub(super) fn block(&self, _: &[u8], _: usize) -> u32 {
-            let _ = (BLOCK, GAP);
-            u32::MAX
+        pub(super) fn exact_block(&self, _: &[u8], _: usize) -> u64 {
+            u64::MAX
+        }
+
+        /// Every position a candidate: the full check decides each.
+        pub(super) fn step(&self, _: &[u8], _: usize) -> u16 {
+            u16::MAX
         }
     }
 }
@@ -986,8 +1153,39 @@ mod tests {
         );
     }
 
+    /// The one pass's pairs for `scan` (built whether or not this build scans
+    /// with the one pass), and the memmem passes' verdict.
+    fn both_paths(scan: &Prescan) -> (Pairs, impl Fn(&[u8]) -> bool + '_) {
+        let Some(pairs) = scan
+            .escape_starts
+            .as_ref()
+            .and_then(|starts| Pairs::fitting(scan.literal.iter().map(|f| f.needle()), starts))
+        else {
+            panic!("{:?} takes the memmem passes", scan.needles);
+        };
+        let passes = |body: &[u8]| {
+            scan.literal.iter().any(|f| f.find(body).is_some()) || scan.escaped_spelling(body)
+        };
+        (pairs, passes)
+    }
+
+    /// Asserts that the one pass and the memmem passes agree on `body`, and
+    /// returns their verdict.
+    fn agree(scan: &Prescan, body: &[u8]) -> bool {
+        let (pairs, passes) = both_paths(scan);
+        let verdict = passes(body);
+        assert_eq!(
+            scan.one_pass(&pairs, body),
+            verdict,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(scan.may_ask_for_fusion(body), verdict);
+        verdict
+    }
+
     /// The one-pass scan says what the memmem passes say, wherever a spelling
-    /// falls against its 32-position blocks and the body's end.
+    /// falls against its 16-position steps, 64-position blocks and the body's end.
     #[test]
     fn one_pass_agrees_with_the_memmem_passes() {
         if !vector::AVAILABLE {
@@ -995,12 +1193,7 @@ mod tests {
         }
         for aliases in [vec!["fusion"], vec!["fusion", "my-fusion", "fasto"]] {
             let scan = Prescan::new(&aliases);
-            let Some(pairs) = &scan.pairs else {
-                panic!("{aliases:?} takes the memmem passes");
-            };
-            let passes = |body: &[u8]| {
-                scan.literal.iter().any(|f| f.find(body).is_some()) || scan.escaped_spelling(body)
-            };
+            assert_eq!(scan.pairs.is_some(), ONE_PASS, "{aliases:?}");
             let mut seed = 0x2545_F491_4F6C_DD1Du64;
             let mut next = move |n: usize| {
                 seed ^= seed << 13;
@@ -1014,52 +1207,63 @@ mod tests {
                 "usion",
                 "f",
                 "o",
+                "n",
                 "\\",
                 "\\\\",
                 "\\n",
+                "\\\"",
                 "\\u0066",
                 "\\u0075",
                 "\\u006F",
                 "\\u006e",
                 "\\u0073",
                 "\\u00e9",
+                "\\u4e6d",
                 "\\u007",
                 "6",
                 "7",
                 "fox of ",
                 " ",
                 "fasto",
+                "left.\\n",
                 "\\u0061",
                 "the quick brown ",
             ];
             let (mut yes, mut no) = (0, 0);
             for _ in 0..20_000 {
                 let mut body = String::new();
-                for _ in 0..next(24) {
+                for _ in 0..next(48) {
                     body.push_str(pieces[next(pieces.len())]);
                 }
-                let verdict = passes(body.as_bytes());
-                assert_eq!(scan.one_pass(pairs, body.as_bytes()), verdict, "{body:?}");
-                if verdict {
+                if agree(&scan, body.as_bytes()) {
                     yes += 1;
                 } else {
                     no += 1;
                 }
             }
             assert!(yes > 1000 && no > 1000, "{yes} / {no}");
-            // A needle at every offset of a long body: inside a block, across two, in the tail.
-            for len in [36, 37, 64, 100] {
-                for at in 0..len - 6 {
-                    for needle in ["fusion", "\\u0066usion", "fusi\\u006fn", "fu\\u0073ion"] {
+            // A needle at every offset of bodies around the step and block sizes:
+            // inside a step, across two steps or blocks, in the tail, at the very
+            // start and end.
+            for len in [
+                5, 6, 11, 19, 20, 21, 36, 37, 63, 64, 67, 68, 69, 84, 100, 131, 132, 133, 200,
+            ] {
+                for needle in [
+                    "fusion",
+                    "\\u0066usion",
+                    "fusi\\u006fn",
+                    "fu\\u0073ion",
+                    "\\u0066\\u0075\\u0073\\u0069\\u006f\\u006e",
+                ] {
+                    for at in 0..len {
                         let mut body = vec![b'a'; len];
                         let end = (at + needle.len()).min(len);
-                        body.splice(at..end, needle.bytes());
-                        assert_eq!(
-                            scan.one_pass(pairs, &body),
-                            passes(&body),
-                            "{}",
-                            String::from_utf8_lossy(&body)
-                        );
+                        body.splice(at..end, needle.bytes().take(end - at));
+                        // A cut escape (`\u006`) is unreadable: never ruled out.
+                        let found = agree(&scan, &body);
+                        if end - at == needle.len() {
+                            assert!(found, "{}", String::from_utf8_lossy(&body));
+                        }
                     }
                 }
             }
@@ -1068,6 +1272,100 @@ mod tests {
         assert!(Prescan::new(&["fusion", "openrouter/auto"]).pairs.is_none());
         assert!(Prescan::new(&["fusion", "ai"]).pairs.is_none());
         assert!(Prescan::new(&["fusion", "délibération"]).pairs.is_none());
+    }
+
+    /// Long message text full of the escapes real bodies hold (`\n`, `\"`, `\\`,
+    /// `\t`, `\/`), JSON-escaped non-ASCII text (CJK escapes often have a `6` or
+    /// `7` where the escape pair looks), and the block question's near misses
+    /// (`f` then `n` four bytes on): nothing to find, and a needle spelled
+    /// anywhere in such text is found.
+    #[test]
+    fn long_text_with_escapes_is_ruled_out_and_needles_in_it_found() {
+        let scan = Prescan::new(&["fusion"]);
+        let prose =
+            r#"He said \"wait\".\nThen\tshe wrote C:\\path\\to and left.\nIf an \/ of one:\r\n"#;
+        let cjk: String = (0..400u32)
+            .filter_map(|i| char::from_u32(0x4e00 + i * 37))
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
+        for filler in [prose.to_string(), cjk, "\\\\".repeat(40), "\\n".repeat(40)] {
+            for size in [100, 2048, 65536] {
+                let mut text = String::new();
+                while text.len() < size {
+                    text.push_str(&filler);
+                }
+                let body = format!(
+                    r#"{{"model": "gpt", "messages": [{{"role": "user", "content": "{text}"}}]}}"#
+                );
+                assert_eq!(oracle(&["fusion"], body.as_bytes()), Some(false));
+                assert!(!agree(&scan, body.as_bytes()), "{size} {filler}");
+                // One needle, each spelling, at a few places in the text.
+                for needle in [
+                    "fusion",
+                    "\\u0066usion",
+                    "fusio\\u006e",
+                    "f\\u0075\\u0073ion",
+                ] {
+                    for at in [
+                        0,
+                        1,
+                        15,
+                        16,
+                        63,
+                        64,
+                        65,
+                        text.len() / 2,
+                        text.len() - 1,
+                        text.len(),
+                    ] {
+                        // Only between two of the filler's characters, not inside an escape.
+                        if !text.is_char_boundary(at)
+                            || text
+                                .get(..at)
+                                .is_some_and(|head| head.ends_with('\\') && !head.ends_with("\\\\"))
+                        {
+                            continue;
+                        }
+                        let mut with = text.clone();
+                        with.insert_str(at, needle);
+                        let body =
+                            format!(r#"{{"model": "gpt", "messages": [{{"content": "{with}"}}]}}"#);
+                        if oracle(&["fusion"], body.as_bytes()) == Some(true) {
+                            assert!(agree(&scan, body.as_bytes()), "{size} {at} {needle}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every needle byte pair's near misses: the block question lets them in, the
+    /// exact pairs and the full check rule them out.
+    #[test]
+    fn near_misses_of_the_block_question_are_ruled_out() {
+        let scan = Prescan::new(&["fusion"]);
+        for near in [
+            "f   n",
+            "left.\\n",
+            "\\u0060",
+            "\\u4e6d",
+            "\\u0076",
+            "fusian",
+            "\\u006",
+            "\\n\\u0065",
+        ] {
+            for pad in [0, 3, 16, 60, 61, 62, 63, 64, 65] {
+                let body = format!(
+                    "{{\"x\": \"{}{}{}\"}}",
+                    "a".repeat(pad),
+                    near.repeat(20),
+                    "b".repeat(pad)
+                );
+                if oracle(&["fusion"], body.as_bytes()) == Some(false) {
+                    assert!(!agree(&scan, body.as_bytes()), "{body}");
+                }
+            }
+        }
     }
 
     #[test]
