@@ -161,9 +161,12 @@ fn serialize_map(map: &[(&str, &str)]) -> Vec<u8> {
     bytes
 }
 
+/// Header names and values as the host gave them (bytes, in its order).
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The ABI's serialized header map back into pairs; `None` when the bytes are
 /// not a well-formed map (never a panic). An empty buffer is an empty map.
-fn deserialize_map(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+fn deserialize_map(bytes: &[u8]) -> Option<Pairs> {
     fn u32_at(bytes: &[u8], at: usize) -> Option<usize> {
         let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(b)).ok()
@@ -237,7 +240,7 @@ pub fn get_map_value(map: MapType, key: &str) -> Result<Option<String>, Status> 
 }
 
 /// Every pair of a header map, in the host's order, in one call.
-pub fn get_map_pairs(map: MapType) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Status> {
+pub fn get_map_pairs(map: MapType) -> Result<Pairs, Status> {
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: the host writes its own allocation and its size.
     check(unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) })?;
