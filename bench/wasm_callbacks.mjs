@@ -90,6 +90,8 @@ const BUF_PLUGIN_CONFIG = 7;
 const OK = 0;
 const NOT_FOUND = 1;
 
+const SERIALIZED = new WeakMap();
+
 class Instance {
   constructor(path, config) {
     this.name = basename(path);
@@ -151,16 +153,22 @@ class Instance {
       },
       proxy_get_property: () => NOT_FOUND,
       // Pairs as the ABI serializes them: count, (key size, value size) each, then
-      // every key and value NUL-terminated.
+      // every key and value NUL-terminated. Serialized once per map (the stub's
+      // own work stays out of the count, as for the single-value reads).
       proxy_get_header_map_pairs: (map, dataPtr, sizePtr) => {
         const m = this.headers[map];
         if (!m) return NOT_FOUND;
-        const parts = [...m.entries()].map(([k, v]) => [Buffer.from(k), Buffer.from(v)]);
-        const head = Buffer.alloc(4 + parts.length * 8);
-        head.writeUInt32LE(parts.length, 0);
-        parts.forEach(([k, v], i) => (head.writeUInt32LE(k.length, 4 + i * 8), head.writeUInt32LE(v.length, 8 + i * 8)));
-        const nul = Buffer.alloc(1);
-        return this.give(Buffer.concat([head, ...parts.flatMap(([k, v]) => [k, nul, v, nul])]), dataPtr, sizePtr);
+        let bytes = SERIALIZED.get(m);
+        if (!bytes) {
+          const parts = [...m.entries()].map(([k, v]) => [Buffer.from(k), Buffer.from(v)]);
+          const head = Buffer.alloc(4 + parts.length * 8);
+          head.writeUInt32LE(parts.length, 0);
+          parts.forEach(([k, v], i) => (head.writeUInt32LE(k.length, 4 + i * 8), head.writeUInt32LE(v.length, 8 + i * 8)));
+          const nul = Buffer.alloc(1);
+          bytes = Buffer.concat([head, ...parts.flatMap(([k, v]) => [k, nul, v, nul])]);
+          SERIALIZED.set(m, bytes);
+        }
+        return this.give(bytes, dataPtr, sizePtr);
       },
       proxy_http_call: (_u, _ul, _h, _hl, _b, bodyLen, _t, _tl, _timeout, tokenPtr) => {
         const token = this.nextToken++;
