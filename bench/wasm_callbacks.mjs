@@ -7,9 +7,16 @@
 // modules, not as Envoy's cost: a host call costs more in Envoy than here).
 //
 // Usage: node bench/wasm_callbacks.mjs [--requests 2000] [--batches 15] [--json] [--more] A.wasm B.wasm ...
+//        node bench/wasm_callbacks.mjs --turn [--requests 500] [--batches 15] A.wasm B.wasm ...
 // --more adds two 64 KB non-fusion Chat bodies of other text: English prose whose JSON holds
 // \n, \" and \\ escapes, and CJK text escaped as \uXXXX (Python's json.dumps default), where
 // the alias scan's escape handling shows.
+// --turn runs a forced 3-member fusion turn instead (bench/run.py forced_body: the alias
+// on Chat): request headers and body, the three members' answers, the judge's, the final
+// answer's (canned answers shaped and sized like the mock's, each delivered through
+// proxy_on_http_call_response as Envoy does), the local reply, log, done, delete. It
+// prints the wasm time per turn and every host call of one turn by name, the numbers to
+// set against bench/cpu_turn.py --own (Envoy's CPU per turn and the filter's share).
 // --json prints one JSON document instead (bench/run.py part 1 reads it): per workload
 // and module, the host calls of one request and the time per request of every batch
 // (batch b of every module ran in the same rotation round: differences are paired).
@@ -32,6 +39,7 @@ let batches = 15;
 let only = null;
 let json = false;
 let more = false;
+let turn = false;
 const modules = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === "--requests") requests = Number(args[++i]);
@@ -39,6 +47,7 @@ for (let i = 0; i < args.length; i++) {
   else if (args[i] === "--only") only = Number(args[++i]);
   else if (args[i] === "--json") json = true;
   else if (args[i] === "--more") more = true;
+  else if (args[i] === "--turn") turn = true;
   else modules.push(args[i]);
 }
 if (modules.length === 0) {
@@ -89,12 +98,16 @@ const asciiEscaped = (t) => t.replace(/[\u0080-\uffff]/g, (c) => "\\u" + c.charC
 
 const MAP_REQUEST = 0;
 const MAP_RESPONSE = 2;
+const MAP_CALL_RESPONSE = 6;
 const BUF_REQUEST_BODY = 0;
+const BUF_CALL_RESPONSE_BODY = 4;
 const BUF_RESPONSE_BODY = 1;
 const BUF_VM_CONFIG = 6;
 const BUF_PLUGIN_CONFIG = 7;
 const OK = 0;
 const NOT_FOUND = 1;
+
+const SERIALIZED = new WeakMap();
 
 class Instance {
   constructor(path, config) {
@@ -136,7 +149,7 @@ class Instance {
     this.x = new WebAssembly.Instance(mod, imports).exports;
     this.host = {
       proxy_log: (level, ptr, len) => {
-        if (level >= 3) console.error(`${this.name}: ${Buffer.from(this.x.memory.buffer, ptr, len)}`);
+        if (level >= 3 || process.env.DEBUG_TURN) console.error(`${this.name}: ${Buffer.from(this.x.memory.buffer, ptr, len)}`);
         return OK;
       },
       proxy_get_current_time_nanoseconds: (ptr) => {
@@ -156,7 +169,41 @@ class Instance {
         return v === undefined ? NOT_FOUND : this.give(Buffer.from(v), dataPtr, sizePtr);
       },
       proxy_get_property: () => NOT_FOUND,
+      // Pairs as the ABI serializes them: count, (key size, value size) each, then
+      // every key and value NUL-terminated. Serialized once per map (the stub's
+      // own work stays out of the count, as for the single-value reads).
+      proxy_get_header_map_pairs: (map, dataPtr, sizePtr) => {
+        const m = this.headers[map];
+        if (!m) return NOT_FOUND;
+        let bytes = SERIALIZED.get(m);
+        if (!bytes) {
+          const parts = [...m.entries()].map(([k, v]) => [Buffer.from(k), Buffer.from(v)]);
+          const head = Buffer.alloc(4 + parts.length * 8);
+          head.writeUInt32LE(parts.length, 0);
+          parts.forEach(([k, v], i) => (head.writeUInt32LE(k.length, 4 + i * 8), head.writeUInt32LE(v.length, 8 + i * 8)));
+          const nul = Buffer.alloc(1);
+          bytes = Buffer.concat([head, ...parts.flatMap(([k, v]) => [k, nul, v, nul])]);
+          SERIALIZED.set(m, bytes);
+        }
+        return this.give(bytes, dataPtr, sizePtr);
+      },
+      proxy_http_call: (_u, _ul, _h, _hl, _b, bodyLen, _t, _tl, _timeout, tokenPtr) => {
+        const token = this.nextToken++;
+        this.pending.push(token);
+        this.calloutBytes += bodyLen;
+        if (process.env.DEBUG_TURN) console.error(`http_call body ${bodyLen}: ${Buffer.from(this.x.memory.buffer, _b, Math.min(bodyLen, 300))}`);
+        this.u32(tokenPtr, token);
+        return OK;
+      },
+      proxy_send_local_response: (status) => {
+        this.replies.push(status);
+        return OK;
+      },
     };
+    this.nextToken = 1;
+    this.pending = [];
+    this.replies = [];
+    this.calloutBytes = 0;
     this.x._initialize && this.x._initialize();
     this.buffers.set(BUF_VM_CONFIG, Buffer.alloc(0));
     this.buffers.set(BUF_PLUGIN_CONFIG, config);
@@ -202,6 +249,61 @@ class Instance {
   }
 }
 
+Instance.prototype.turn = function (w) {
+  const x = this.x;
+  const id = this.next++;
+  this.headers[MAP_REQUEST] = w.headers;
+  this.replies = [];
+  x.proxy_on_context_create(id, 1);
+  x.proxy_on_request_headers(id, w.headers.size, 0);
+  this.buffers.set(BUF_REQUEST_BODY, w.body);
+  x.proxy_on_request_body(id, w.body.length, 1);
+  // Members, then the judge, then the outer model: each step's calls are dispatched
+  // once the previous step's answers are in.
+  for (const answer of [TURN_MEMBER, TURN_JUDGE, TURN_OUTER]) {
+    const tokens = this.pending;
+    this.pending = [];
+    for (const token of tokens) {
+      this.headers[MAP_CALL_RESPONSE] = CALL_RESPONSE_HEADERS;
+      this.buffers.set(BUF_CALL_RESPONSE_BODY, answer);
+      x.proxy_on_http_call_response(1, token, CALL_RESPONSE_HEADERS.size, answer.length, 0);
+    }
+  }
+  if (this.replies.length !== 1 || this.replies[0] !== 200 || this.pending.length !== 0) {
+    throw new Error(`${this.name}: the turn did not end in one 200 local reply: ${this.replies}, ${this.pending.length} calls left`);
+  }
+  this.headers[MAP_RESPONSE] = RESPONSE_HEADERS;
+  x.proxy_on_response_headers(id, RESPONSE_HEADERS.size, 0);
+  x.proxy_on_log(id);
+  x.proxy_on_done(id);
+  x.proxy_on_delete(id);
+};
+
+// Chat completions as the mock answers them (bench/run.py's turn, a few hundred bytes).
+function completion(model, content, prompt, completionTokens) {
+  return Buffer.from(JSON.stringify({
+    choices: [{ finish_reason: "stop", index: 0, logprobs: null,
+      message: { annotations: [], content, refusal: null, role: "assistant" } }],
+    created: 1795888998, id: "chatcmpl-mock-1", model, object: "chat.completion",
+    service_tier: "default", system_fingerprint: null,
+    usage: { completion_tokens: completionTokens,
+      completion_tokens_details: { accepted_prediction_tokens: 0, audio_tokens: 0, reasoning_tokens: 0, rejected_prediction_tokens: 0 },
+      prompt_tokens: prompt, prompt_tokens_details: { audio_tokens: 0, cached_tokens: 0 },
+      total_tokens: prompt + completionTokens },
+  }));
+}
+const TURN_MEMBER = completion("mock-a", "mock-a answers #e0601465: reason result model about [bench t-0] Why is the sky blue?", 7, 14);
+const TURN_JUDGE = completion("mock-judge", JSON.stringify({
+  consensus: ["The sky is blue because of Rayleigh scattering."],
+  contradictions: [], partial_coverage: ["mock-b leaves out sunsets."],
+  unique_insights: ["mock-c names the wavelength dependence."], blind_spots: [],
+}), 180, 60);
+const TURN_OUTER = completion("mock-outer", "mock-outer answers #5a1c09e2: the sky is blue because air scatters short wavelengths more.", 420, 20);
+const CALL_RESPONSE_HEADERS = new Map([
+  [":status", "200"],
+  ["content-type", "application/json"],
+]);
+
 const RESPONSE_HEADERS = new Map([
   [":status", "200"],
   ["content-type", "application/json"],
@@ -246,6 +348,53 @@ if (more) {
 
 const config = pluginConfig();
 const instances = modules.map((m) => new Instance(m, config));
+if (turn) {
+  const body = Buffer.from(JSON.stringify({ model: "fusion", messages: [
+    { role: "user", content: "[bench t-0] Why is the sky blue?" }] }).replaceAll('":', '": ').replaceAll(',"', ', "'));
+  const w = workload("forced 3-member fusion turn (Chat)", "POST", "/v1/chat/completions", body);
+  if (only !== null) {
+    for (const inst of instances) for (let r = 0; r < requests; r++) inst.turn(w);
+    process.exit(0);
+  }
+  for (const inst of instances) {
+    for (let i = 0; i < 200; i++) inst.turn(w);
+    inst.calls.clear();
+    inst.calloutBytes = 0;
+    inst.counting = true;
+    inst.turn(w);
+    inst.counting = false;
+    inst.turnCalloutBytes = inst.calloutBytes;
+  }
+  const times = instances.map(() => []);
+  for (let b = 0; b < batches; b++) {
+    for (let k = 0; k < instances.length; k++) {
+      const i = (b + k) % instances.length;
+      const t0 = process.hrtime.bigint();
+      for (let r = 0; r < requests; r++) instances[i].turn(w);
+      times[i].push(Number(process.hrtime.bigint() - t0) / 1000 / requests);
+    }
+  }
+  const med = (a) => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)];
+  const out = instances.map((inst, i) => ({
+    module: inst.name,
+    us_per_turn: times[i],
+    median_us: med(times[i]),
+    host_calls: [...inst.calls.values()].reduce((a, c) => a + c, 0),
+    calls: Object.fromEntries([...inst.calls.entries()].sort((p, q) => q[1] - p[1]).map(([n, c]) => [n.replace(/^proxy_/, ""), c])),
+    callout_body_bytes: inst.turnCalloutBytes,
+    memory_pages: inst.x.memory.buffer.byteLength / 65536,
+  }));
+  if (json) {
+    console.log(JSON.stringify({ requests, batches, workload: w.label, modules: out }));
+  } else {
+    for (const [i, o] of out.entries()) {
+      const rel = i === 0 ? "" : `, ${o.median_us - out[0].median_us >= 0 ? "+" : ""}${(o.median_us - out[0].median_us).toFixed(2)} us vs ${out[0].module}`;
+      console.log(`${w.label}: ${o.module}: ${o.median_us.toFixed(2)} us per turn${rel} (batches ${times[i].map((t) => t.toFixed(1)).join(" ")}); ` +
+        `host calls ${o.host_calls}: ${Object.entries(o.calls).map(([n, c]) => `${n} x${c}`).join(", ")}; callout bodies ${o.callout_body_bytes} bytes`);
+    }
+  }
+  process.exit(0);
+}
 if (only !== null) {
   for (const inst of instances) for (let r = 0; r < requests; r++) inst.request(workloads[only]);
   process.exit(0);

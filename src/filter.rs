@@ -6,7 +6,7 @@
 //! The stream's state lives in `Rc<RefCell<Stream>>` so the root's tick can
 //! reach it too (a quorum's grace period ends there).
 
-use crate::host::{BufferType, Host, MapType};
+use crate::host::{BufferType, HeaderPairs, Host, MapType};
 use crate::shared::{Shared, StreamHandle, StreamRef};
 use fusion_core::engine::admit::{self, RequestHead};
 use fusion_core::engine::route::RoutePolicy;
@@ -157,7 +157,7 @@ impl StreamHandle for RefCell<Stream> {
                 .as_mut()
                 .map(|t| t.on_timer(now_ms))
                 .unwrap_or_default();
-            s.run(commands, true);
+            s.run(commands, true, now_ms);
         }
     }
 
@@ -209,11 +209,6 @@ impl Stream {
         self.me.clone()
     }
 
-    /// A request header; a host refusal reads as absent.
-    fn header(&self, name: &str) -> Option<String> {
-        request_header(self.host(), name)
-    }
-
     fn set_header(&self, map: MapType, name: &str, value: Option<&str>) {
         if let Err(status) = self.host().set_map_value(map, name, value) {
             log::warn!("fusion: setting header {name} ({map:?}) refused: {status:?}");
@@ -251,7 +246,8 @@ impl Stream {
 
     /// Carries out commands; a dispatch the host refuses is fed back as a failed call.
     /// `as_root`: running in the root's tick, so callout answers come to the root.
-    fn run(&mut self, commands: Vec<Command>, as_root: bool) {
+    /// `now`: the clock as the callback read it (one read per callback).
+    fn run(&mut self, commands: Vec<Command>, as_root: bool, now: u64) {
         let mut queue: VecDeque<Command> = commands.into();
         while let Some(command) = queue.pop_front() {
             match command {
@@ -278,9 +274,8 @@ impl Stream {
                             let sent = u64::try_from(c.body.len()).unwrap_or(u64::MAX);
                             self.held_bytes = self.held_bytes.saturating_add(sent);
                             self.shared.take_bytes(sent);
-                            self.calls_end_ms = self
-                                .calls_end_ms
-                                .max(self.now_ms().saturating_add(c.timeout_ms));
+                            self.calls_end_ms =
+                                self.calls_end_ms.max(now.saturating_add(c.timeout_ms));
                             self.shared.register_root_token(token, self.me());
                         }
                         Err(status) => {
@@ -288,7 +283,6 @@ impl Stream {
                                 "fusion: dispatch to cluster {} failed: {status:?}",
                                 c.cluster
                             );
-                            let now = self.now_ms();
                             if let Some(turn) = self.turn.as_mut() {
                                 queue.extend(turn.on_call_result(c.id, CallResult::default(), now));
                             }
@@ -418,7 +412,7 @@ impl Stream {
             oversize,
         };
         let commands = turn.on_call_result(id, result, now);
-        self.run(commands, as_root);
+        self.run(commands, as_root, now);
         // A run that answered keeps its slot until its last straggler ended.
         if self.tokens.is_empty()
             && self
@@ -431,30 +425,42 @@ impl Stream {
     }
 
     /// What the run needs from the request besides its body; read only for a
-    /// request whose body asks for fusion.
+    /// request whose body asks for fusion. The request headers come in one
+    /// host call (about 18 names are looked up), the route's in one call each.
     fn request_info(&self) -> RequestInfo {
         let config = &self.shared.config;
-        let depth = admit::depth(self.header(&config.depth_header).as_deref());
-        let client_auth = ["authorization", "x-api-key"]
-            .iter()
-            .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
-            .collect();
+        let headers = match self.host().get_map_pairs(MapType::HttpRequestHeaders) {
+            Ok(pairs) => pairs,
+            Err(status) => {
+                log::warn!("fusion: reading the request headers failed: {status:?}");
+                HeaderPairs::default()
+            }
+        };
+        let header = |name: &str| match headers.get(name) {
+            Ok(v) => v,
+            Err(status) => {
+                log::warn!("fusion: reading request header {name} failed: {status:?}");
+                None
+            }
+        };
+        let present = |names: &[&str]| -> Vec<(String, String)> {
+            names
+                .iter()
+                .filter_map(|h| header(h).map(|v| (h.to_string(), v)))
+                .collect()
+        };
+        let depth = admit::depth(header(&config.depth_header).as_deref());
+        let client_auth = present(&["authorization", "x-api-key"]);
         let route_cluster = self.route_cluster();
-        let trace = engine::TRACE_HEADERS
-            .iter()
-            .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
-            .collect();
-        let api_headers = ["anthropic-beta", "openai-beta"]
-            .iter()
-            .filter_map(|h| self.header(h).map(|v| (h.to_string(), v)))
-            .collect();
+        let trace = present(&engine::TRACE_HEADERS);
+        let api_headers = present(&["anthropic-beta", "openai-beta"]);
         RequestInfo {
-            request_id: self.header("x-request-id").unwrap_or_default(),
+            request_id: header("x-request-id").unwrap_or_default(),
             depth,
             client_auth,
             api_headers,
             route_cluster,
-            include: Include::parse(self.header(engine::INCLUDE_HEADER).as_deref()),
+            include: Include::parse(header(engine::INCLUDE_HEADER).as_deref()),
             trace,
             route: RoutePolicy::from_values(|key| {
                 self.host()
@@ -534,10 +540,10 @@ impl Stream {
         if !engine::may_be_fusion(&shared.config, &body) {
             return Action::Continue;
         }
-        shared.expire_gone(self.now_ms());
+        let now = self.now_ms();
+        shared.expire_gone(now);
         let at_capacity = admit::at_capacity(&shared.config, shared.active_runs.get())
             || admit::over_bytes_in_flight(&shared.config, shared.bytes_in_flight.get());
-        let now = self.now_ms();
         let started = engine::start_with(
             &shared.config,
             api,
@@ -571,7 +577,7 @@ impl Stream {
                 self.turn = Some(turn);
                 self.holds_slot = true;
                 shared.take_slot();
-                self.run(commands, false);
+                self.run(commands, false, now);
                 Action::Pause
             }
         }

@@ -57,6 +57,11 @@ imports! {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
     fn proxy_replace_header_map_value(
         map_type: MapType,
         key_data: *const u8,
@@ -156,6 +161,38 @@ fn serialize_map(map: &[(&str, &str)]) -> Vec<u8> {
     bytes
 }
 
+/// Header names and values as the host gave them (bytes, in its order).
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The ABI's serialized header map back into pairs; `None` when the bytes are
+/// not a well-formed map (never a panic). An empty buffer is an empty map.
+fn deserialize_map(bytes: &[u8]) -> Option<Pairs> {
+    fn u32_at(bytes: &[u8], at: usize) -> Option<usize> {
+        let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(b)).ok()
+    }
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let count = u32_at(bytes, 0)?;
+    let mut strings = count.checked_mul(8)?.checked_add(4)?;
+    // Each pair takes at least its 8 size bytes: a count past that is malformed.
+    let mut pairs = Vec::with_capacity(count.min(bytes.len() / 8));
+    for n in 0..count {
+        let sizes = n.checked_mul(8)?.checked_add(4)?;
+        let mut take = |size: usize| -> Option<Vec<u8>> {
+            let end = strings.checked_add(size)?;
+            let s = bytes.get(strings..end)?.to_vec();
+            strings = end.checked_add(1)?;
+            Some(s)
+        };
+        let key = take(u32_at(bytes, sizes)?)?;
+        let value = take(u32_at(bytes, sizes.checked_add(4)?)?)?;
+        pairs.push((key, value));
+    }
+    Some(pairs)
+}
+
 fn serialize_path(path: &[&str]) -> Vec<u8> {
     fusion_core::text::join(path, "\0").into_bytes()
 }
@@ -200,6 +237,16 @@ pub fn get_map_value(map: MapType, key: &str) -> Result<Option<String>, Status> 
     String::from_utf8(bytes)
         .map(Some)
         .map_err(|_| Status::ParseFailure)
+}
+
+/// Every pair of a header map, in the host's order, in one call.
+pub fn get_map_pairs(map: MapType) -> Result<Pairs, Status> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: the host writes its own allocation and its size.
+    check(unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) })?;
+    // SAFETY: the call returned Ok.
+    let bytes = unsafe { host_bytes(data, size) }.unwrap_or_default();
+    deserialize_map(&bytes).ok_or(Status::ParseFailure)
 }
 
 /// Sets a header (`Some`) or removes it (`None`).
@@ -336,6 +383,23 @@ mod tests {
             serialize_path(&["xds", "cluster_name"]),
             b"xds\0cluster_name"
         );
+    }
+
+    #[test]
+    fn maps_deserialize_as_they_serialize_and_malformed_ones_fail() {
+        let pairs = [("a", "bc"), (":path", ""), ("x-y", "z")];
+        let owned: Vec<(Vec<u8>, Vec<u8>)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        let bytes = serialize_map(&pairs);
+        assert_eq!(deserialize_map(&bytes), Some(owned));
+        assert_eq!(deserialize_map(&[]), Some(Vec::new()));
+        // Anything short of the last string fails (its closing NUL is not needed).
+        for cut in 1..bytes.len() - 1 {
+            assert_eq!(deserialize_map(&bytes[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(deserialize_map(&[255, 255, 255, 255]), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::{BufferType, Host, MapType, MetricType, Status};
+use super::{BufferType, HeaderPairs, Host, MapType, MetricType, Status};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -60,7 +60,8 @@ pub struct FakeHost {
     pub refuse: RefCell<BTreeSet<Op>>,
     /// Every refused call, in order.
     pub refused: RefCell<Vec<Op>>,
-    /// Every request header and property read, in order (`xds.cluster_name` for a property).
+    /// Every request header and property read, in order (`xds.cluster_name` for a
+    /// property, `*` for the whole request header map).
     pub reads: RefCell<Vec<String>>,
     /// How often the clock was read.
     pub clock_reads: Cell<u32>,
@@ -149,6 +150,21 @@ impl Host for FakeHost {
             self.reads.borrow_mut().push(key.to_string());
         }
         Ok(self.header(map, key))
+    }
+    fn get_map_pairs(&self, map: MapType) -> Result<HeaderPairs, Status> {
+        self.log(format!("get_map_pairs {map:?}"));
+        if map_key(map) == map_key(MapType::HttpRequestHeaders) {
+            self.reads.borrow_mut().push("*".to_string());
+        }
+        let m = map_key(map);
+        Ok(HeaderPairs::new(
+            self.maps
+                .borrow()
+                .iter()
+                .filter(|((k, _), _)| *k == m)
+                .map(|((_, name), v)| (name.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect(),
+        ))
     }
     fn set_map_value(&self, map: MapType, key: &str, value: Option<&str>) -> Result<(), Status> {
         self.log(format!("set_map_value {key}"));

@@ -13,6 +13,8 @@ pub trait Host {
     /// Milliseconds since the epoch (0 when the host cannot tell).
     fn now_ms(&self) -> u64;
     fn get_map_value(&self, map: MapType, key: &str) -> Result<Option<String>, Status>;
+    /// Every header of a map in one call (one host call instead of one per name).
+    fn get_map_pairs(&self, map: MapType) -> Result<HeaderPairs, Status>;
     /// Sets (`Some`) or removes (`None`) one header.
     fn set_map_value(&self, map: MapType, key: &str, value: Option<&str>) -> Result<(), Status>;
     fn get_buffer(
@@ -57,6 +59,33 @@ pub trait Host {
     fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status>;
 }
 
+/// A header map as read in one call: lookups answer as
+/// [`Host::get_map_value`] would for the same map.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct HeaderPairs(Vec<(Vec<u8>, Vec<u8>)>);
+
+impl HeaderPairs {
+    pub fn new(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> HeaderPairs {
+        HeaderPairs(pairs)
+    }
+
+    /// The first value of header `name` (matched as Envoy does: its names are
+    /// lower case, the name asked for is lowered); a value that is not UTF-8
+    /// fails as `get_map_value`'s does.
+    pub fn get(&self, name: &str) -> Result<Option<String>, Status> {
+        let Some((_, value)) = self
+            .0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+        else {
+            return Ok(None);
+        };
+        String::from_utf8(value.clone())
+            .map(Some)
+            .map_err(|_| Status::ParseFailure)
+    }
+}
+
 /// Envoy, through [`abi`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct AbiHost;
@@ -71,6 +100,9 @@ impl Host for AbiHost {
     }
     fn get_map_value(&self, map: MapType, key: &str) -> Result<Option<String>, Status> {
         abi::get_map_value(map, key)
+    }
+    fn get_map_pairs(&self, map: MapType) -> Result<HeaderPairs, Status> {
+        abi::get_map_pairs(map).map(HeaderPairs::new)
     }
     fn set_map_value(&self, map: MapType, key: &str, value: Option<&str>) -> Result<(), Status> {
         abi::set_map_value(map, key, value)
