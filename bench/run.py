@@ -329,7 +329,8 @@ def part1(mock: Mock, cfg: dict) -> dict:
             for e in envoys.values():
                 e.stop()
     log("  the wasm side: bench/wasm_callbacks.mjs (Node's V8, stub host)")
-    side = pass_through.wasm_side([FLOORS["noop"], FLOORS["body"], WASM], cfg["wasm_requests"], cfg["wasm_batches"])
+    side = pass_through.wasm_side([FLOORS["noop"], FLOORS["body"], WASM, WASM_NOOPT], cfg["wasm_requests"],
+                                  cfg["wasm_batches"])
     results = []
     for label, method, path, body, floor in workloads:
         rates, cpu_us, bad = throughput[label]
@@ -339,6 +340,8 @@ def part1(mock: Mock, cfg: dict) -> dict:
         rps = {n: statistics.median(v) for n, v in rates.items()}
         cpu = {n: statistics.median(v) for n, v in cpu_us.items()}
         wasm = pass_through.wasm_over(side[WASM_WORKLOADS.get(label, label)], WASM.name, WASM_FLOOR_FILES[floor])
+        # "No loss of speed": the wasm-opt module's own cost against the unoptimized one's.
+        wasm_noopt = pass_through.wasm_over(side[WASM_WORKLOADS.get(label, label)], WASM.name, WASM_NOOPT.name)
         row = {
             "workload": label,
             "floor": floor,
@@ -365,6 +368,7 @@ def part1(mock: Mock, cfg: dict) -> dict:
             "control": reps["control"],
             "control_spread_us": pass_through.control_spread(reps["control"]["reps"]),
             "wasm_over_floor": wasm,
+            "wasm_over_noopt": wasm_noopt,
         }
         if "routed" in rps:
             row["throughput_ratio_routed"] = rps["routed"] / rps["plain"]
@@ -1233,9 +1237,21 @@ def targets(r: dict) -> list[dict]:
             f"{mods['filter']:,} bytes ({mods['filter_without_wasm_opt']:,} without wasm-opt)",
             mods["filter"] <= MODULE_TARGET_BYTES)
         if p1:
-            worst = max(row["paired_us"]["filter-noopt"] for row in p1["workloads"])
-            add("... with no loss of speed (wasm-opt module against the unoptimized one, worst workload)",
-                f"{worst:+.1f} us", worst <= SPEED_TOLERANCE_US)
+            # Part 1's rule: the wasm side within the tolerance, and the Envoy difference within
+            # the tolerance plus the A/A control's spread (one Envoy loop moves more than 2 us).
+            rows = p1["workloads"]
+            worst = max(rows, key=lambda row: row["paired_us"]["filter-noopt"])
+            e = worst["paired_us"]["filter-noopt"]
+            if all("wasm_over_noopt" in row for row in rows):
+                w = max(rows, key=lambda row: row["wasm_over_noopt"]["median"])
+                wm = w["wasm_over_noopt"]
+                add("... with no loss of speed (wasm-opt module against the unoptimized one, worst workload)",
+                    f"Envoy: {e:+.1f} us ({worst['workload']}; A/A spread {worst['control_spread_us']:.1f} us); "
+                    f"wasm side {wm['median']:+.2f} us ({w['workload']}; batch IQR {wm['q1']:+.2f} .. {wm['q3']:+.2f})",
+                    wm["median"] <= SPEED_TOLERANCE_US and e <= SPEED_TOLERANCE_US + worst["control_spread_us"])
+            else:
+                add("... with no loss of speed (wasm-opt module against the unoptimized one, worst workload)",
+                    f"{e:+.1f} us", e <= SPEED_TOLERANCE_US)
     p6 = r.get("part6")
     if p6:
         rss = p6["idle_rss"]
@@ -1501,7 +1517,9 @@ def write_doc(r: dict) -> None:
             "body floor on the 2 KB and 64 KB POSTs): *met* when the filter's wasm cost over the floor is "
             "within the target **and** the Envoy paired difference (median over repetitions) is within the "
             "target plus the A/A control's spread; *NOT met* otherwise. Both numbers are printed with the "
-            "target, and the Envoy difference's range and the control are printed next to it.",
+            "target, and the Envoy difference's range and the control are printed next to it. \"No loss of "
+            "speed\" (the wasm-opt module against the unoptimized one, 2 us) follows the same rule: the wasm "
+            "side of the two modules in the same rotation, and the Envoy difference within 2 us plus the spread.",
             "",
             "Added latency, paired medians over repetitions (us); the control and the filter's differences "
             "to its floor with their range:",
