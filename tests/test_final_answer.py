@@ -107,8 +107,8 @@ GATEWAY = [{
 PROVIDERS = [{**GATEWAY[0], "domains": ["*"]}]
 
 
-def fusion_config(outer: str) -> dict:
-    return {
+def fusion_config(outer: str, extra: dict | None = None) -> dict:
+    return {**{
         "aliases": ["fusion"],
         "outer_model": outer,
         "panel": [{"model": "good/a"}, {"model": "good/b"}],
@@ -128,7 +128,7 @@ def fusion_config(outer: str) -> dict:
             {"prefix": "evil/", "strip_prefix": True, "upstream": "evil"},
             {"prefix": "evilm/", "strip_prefix": True, "upstream": "evil-messages"},
         ],
-    }
+    }, **(extra or {})}
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +144,10 @@ def clean_evil(evil):
     yield
 
 
-def start(mock, evil, name: str, vhosts: list, outer: str) -> Envoy:
+def start(mock, evil, name: str, vhosts: list, outer: str, extra: dict | None = None) -> Envoy:
     def transform(text: str) -> str:
         return (text.replace("VIRTUAL_HOSTS", json.dumps(vhosts))
-                .replace("FUSION_CONFIG", json.dumps(json.dumps(fusion_config(outer))))
+                .replace("FUSION_CONFIG", json.dumps(json.dumps(fusion_config(outer, extra))))
                 .replace("EVIL_PORT", str(evil.port)))
     RUN_DIR.mkdir(exist_ok=True)
     path = RUN_DIR / f"{name}.template.yaml"
@@ -383,3 +383,69 @@ def test_answer_from_a_rerouted_final_request_is_refused(mock, evil):
         assert runs_counted(e, "error") == 1
     finally:
         e.stop()
+
+
+# --- the streamed final request is a call like any other -------------------------------------
+#
+# It goes up the client's own route instead of by callout, but the bounds and edits every
+# callout gets apply to it alike: the upstream-call budget, the operator's
+# `unsupported_params`, and (Messages) thinking off when the fusion call it answers has no
+# signed thinking block (the mock refuses that as Anthropic does).
+
+def test_streamed_final_request_counts_against_the_upstream_budget(mock, evil):
+    # Panel (2) and judge (1) spend the 3 calls: the final request is not sent, up the
+    # route or by callout, and the turn ends truncated by the upstream budget.
+    limits = {"tool_timeout_ms": 20000, "turn_timeout_ms": 40000, "max_upstream_calls": 3}
+    e = start(mock, evil, "final-budget", ADVERSARIAL, "evil/outer", {"limits": limits})
+    try:
+        r = e.post("/secure" + CHAT, chat_request())
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("text/event-stream")
+        fusion = events(r.text)[-1]["fusion"]
+        assert fusion["truncated_by"] == "upstream", fusion
+        assert finals(evil) == [] and finals(mock) == [], "a 4th call was sent"
+        assert len(mock.calls()) + len(evil.calls()) == 3
+    finally:
+        e.stop()
+
+
+@pytest.fixture(scope="module")
+def messages_route(mock, evil):
+    # The final answer of a Messages client streams up its route to evil; the operator
+    # says the answering model takes no `metadata`.
+    extra = {"models": {"evilm/outer": {"unsupported_params": ["metadata"]}}}
+    e = start(mock, evil, "final-messages-edits", GATEWAY, "evilm/outer", extra)
+    yield e
+    e.stop()
+
+
+def messages_request(**extra) -> dict:
+    body = {"model": "fusion", "stream": True, "max_tokens": 2048,
+            "messages": [{"role": "user", "content": "Why is the sky blue?"}]}
+    body.update(extra)
+    return body
+
+
+MESSAGES_HEADERS = {"host": "llm.example.com", "anthropic-version": "2023-06-01"}
+
+
+def test_streamed_final_request_turns_thinking_off_without_signed_blocks(messages_route, mock, evil):
+    # The fusion call the final request answers was the filter's, with no signed thinking
+    # block: with thinking on, Anthropic refuses the request, so it goes without thinking.
+    r = messages_route.post(MESSAGES, messages_request(thinking={"type": "enabled", "budget_tokens": 1024}),
+                            headers=MESSAGES_HEADERS)
+    assert r.status_code == 200, r.text
+    assert "event: message_stop" in r.text
+    [final] = finals(evil)
+    assert final["body"]["stream"] is True, "streamed up the route"
+    assert "thinking" not in final["body"], final["body"]
+
+
+def test_streamed_final_request_drops_the_operators_unsupported_params(messages_route, mock, evil):
+    evil.script({"outer": "unsupported=metadata"})
+    r = messages_route.post(MESSAGES, messages_request(metadata={"user_id": "u-1"}), headers=MESSAGES_HEADERS)
+    assert r.status_code == 200, r.text
+    assert "event: message_stop" in r.text
+    [final] = finals(evil)
+    assert final["body"]["stream"] is True, "streamed up the route"
+    assert "metadata" not in final["body"], final["body"]

@@ -289,3 +289,56 @@ fn costs_print_without_float_noise() {
     assert_eq!(report["cost"].to_string(), "0.003678", "{report}");
     assert_eq!(report["panel"][0]["cost"].to_string(), "0.001166");
 }
+
+/// A streamed Messages turn whose outer model thought before calling fusion:
+/// its final request, up the client's own route, carries the signed thinking
+/// blocks before the `tool_use` (Anthropic refuses the turn without them while
+/// thinking is on), and keeps thinking on, as the callout's outer round does.
+#[test]
+fn messages_final_up_the_route_carries_the_outer_models_thinking_blocks() {
+    let c = messages_config(r#""outer_model": "claude-outer""#);
+    let body = json!({"model": "claude-outer", "max_tokens": 2048, "stream": true,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "Is tea healthy?"}], "tools": [{"type": "fusion"}]});
+    let info = RequestInfo {
+        request_id: "r".into(),
+        route_cluster: Some("a".into()),
+        ..RequestInfo::default()
+    };
+    let Start::Run(mut turn, cmds) = engine::start(
+        &c,
+        Api::Messages,
+        info,
+        body.to_string().as_bytes(),
+        1_000,
+        false,
+    ) else {
+        panic!("expected a run")
+    };
+    let first = dispatches(cmds);
+    let thinking =
+        json!({"type": "thinking", "thinking": "Ask the panel.", "signature": "c2lnLTE="});
+    let decided = result(
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+        "content": [thinking, {"type": "tool_use", "id": "toolu_1", "name": "fusion", "input": {}}],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 5, "output_tokens": 5}}),
+    );
+    let panel = dispatches(turn.on_call_result(first[0].id, decided, 1_500));
+    let mut next = Vec::new();
+    for p in &panel {
+        next = dispatches(turn.on_call_result(p.id, chat_text("an answer", 10, 5), 2_000));
+    }
+    let judge = next.pop().expect("the judge");
+    let last = turn.on_call_result(judge.id, chat_text(&analysis(), 10, 5), 3_000);
+    let [Command::Resume(resume)] = last.as_slice() else {
+        panic!("expected the final answer up the route, got {last:?}")
+    };
+    let b: Value = serde_json::from_slice(&resume.body).unwrap();
+    assert_eq!(b["stream"], true, "{b}");
+    assert_eq!(b["thinking"]["type"], "enabled", "{b}");
+    let messages = b["messages"].as_array().unwrap();
+    let assistant = &messages[messages.len() - 2];
+    assert_eq!(assistant["role"], "assistant", "{b}");
+    assert_eq!(assistant["content"][0], thinking, "{b}");
+    assert_eq!(assistant["content"][1]["type"], "tool_use", "{b}");
+}

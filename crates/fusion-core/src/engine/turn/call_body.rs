@@ -27,6 +27,16 @@ impl CallBody {
         }
     }
 
+    /// The edits every call gets, by callout or up the client's route: the
+    /// parameters the operator says the model does not take removed, then the
+    /// API's range applied ([`Self::clamp_to_api`]).
+    pub(super) fn fit(&mut self, unsupported: &[String], api: Api) -> Vec<Clamped> {
+        for p in unsupported {
+            self.remove(p);
+        }
+        self.clamp_to_api(api)
+    }
+
     /// Each API's own range: a Chat client's temperature 1.5 reaches a Messages
     /// upstream as 1 ([`call::clamp_to_api`]).
     pub(super) fn clamp_to_api(&mut self, api: Api) -> Vec<Clamped> {

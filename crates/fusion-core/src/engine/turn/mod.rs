@@ -464,18 +464,7 @@ impl Turn {
         let mut body = match patched {
             Some(patched) => CallBody::Patched(patched),
             None => {
-                // Anthropic refuses a `tool_use` without its signed thinking block
-                // when thinking is on; the fusion call it did not make has none.
-                let params = if target.upstream.api == Api::Messages
-                    && history_has_tool_call(&self.history)
-                {
-                    GenParams {
-                        reasoning: None,
-                        ..params.clone()
-                    }
-                } else {
-                    params.clone()
-                };
+                let params = self.rebuilt_params(target.upstream.api, params);
                 let outer;
                 let conversation = match conversation {
                     Convo::Of(c) => c,
@@ -494,10 +483,7 @@ impl Turn {
                 CallBody::Rebuilt(wire::build_request(target.upstream.api, &request))
             }
         };
-        for p in config.unsupported_params(model) {
-            body.remove(p);
-        }
-        let clamped = body.clamp_to_api(target.upstream.api);
+        let clamped = body.fit(config.unsupported_params(model), target.upstream.api);
         let id = self.next_id;
         let bytes = match (&body, role, &self.slots) {
             (CallBody::Patched(p), _, _) => self.client.write(p),
@@ -513,16 +499,9 @@ impl Turn {
             &self.info.trace,
             timeout_ms,
         );
-        // The amplification bound: calls and request bytes one turn may send.
-        let limits = &self.config.limits;
-        let bytes = self
-            .upstream_bytes
-            .saturating_add(u64::try_from(callout.body.len()).unwrap_or(u64::MAX));
-        if self.upstream_calls >= limits.max_upstream_calls || bytes > limits.max_upstream_bytes {
+        if !self.take_upstream_budget(callout.body.len()) {
             return Err(NotSent::OverBudget);
         }
-        self.upstream_calls += 1;
-        self.upstream_bytes = bytes;
         if let (false, Some(rec)) = (clamped.is_empty(), self.record_mut(role)) {
             rec.clamped = clamped;
         }
@@ -542,6 +521,53 @@ impl Turn {
             },
         );
         Ok(Command::Dispatch(callout))
+    }
+
+    /// The amplification bound: calls and request bytes one turn may send,
+    /// by callout or up the client's route. Counts a call of `len` bytes;
+    /// false (nothing counted) when it would pass the bound.
+    fn take_upstream_budget(&mut self, len: usize) -> bool {
+        let limits = &self.config.limits;
+        let bytes = self
+            .upstream_bytes
+            .saturating_add(u64::try_from(len).unwrap_or(u64::MAX));
+        if self.upstream_calls >= limits.max_upstream_calls || bytes > limits.max_upstream_bytes {
+            return false;
+        }
+        self.upstream_calls += 1;
+        self.upstream_bytes = bytes;
+        true
+    }
+
+    /// The parameters of a call rebuilt from the neutral model for `api`.
+    /// Anthropic refuses a `tool_use` without its signed thinking block when
+    /// thinking is on, and a rebuilt history has none: thinking is off there.
+    fn rebuilt_params(&self, api: Api, params: &GenParams) -> GenParams {
+        let mut params = params.clone();
+        if api == Api::Messages && history_has_tool_call(&self.history) {
+            params.reasoning = None;
+        }
+        params
+    }
+
+    /// The turn's one fusion exchange (the outer model's call and its result),
+    /// with the outer model's signed thinking blocks (Messages). `None` when
+    /// the history is not exactly that exchange (capped extra calls).
+    fn fusion_exchange(&self) -> Option<FusionExchange> {
+        match self.history.as_slice() {
+            [Message::Assistant { text, tool_calls }, Message::ToolResult { call_id, content }] => {
+                match tool_calls.as_slice() {
+                    [call] if &call.id == call_id => Some(FusionExchange {
+                        text: text.clone(),
+                        call: call.clone(),
+                        result: content.clone(),
+                        thinking: self.outer_thinking.clone(),
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
     }
 
     /// A call its provider refused naming an optional parameter the model does
@@ -627,20 +653,10 @@ impl Turn {
                 if self.merge_conversation.is_some() {
                     return None;
                 }
-                let exchange = match self.history.as_slice() {
-                    [] => None,
-                    [Message::Assistant { text, tool_calls }, Message::ToolResult { content, .. }] => {
-                        match tool_calls.as_slice() {
-                            [call] => Some(FusionExchange {
-                                text: text.clone(),
-                                call: call.clone(),
-                                result: content.clone(),
-                                thinking: self.outer_thinking.clone(),
-                            }),
-                            _ => return None,
-                        }
-                    }
-                    _ => return None,
+                let exchange = if self.history.is_empty() {
+                    None
+                } else {
+                    Some(self.fusion_exchange()?)
                 };
                 let mut extra = Vec::new();
                 if with_tools && self.mode != Mode::Merge {
@@ -671,12 +687,7 @@ impl Turn {
                 set.push((key.as_str(), Value::Null));
             }
         }
-        // Anthropic refuses a `tool_use` without its signed thinking block when
-        // thinking is on: the fabricated fusion call has none, so thinking is
-        // off for the calls that carry it.
-        if api == Api::Messages && exchange.as_ref().is_some_and(|e| e.thinking.is_empty()) {
-            set.push(("thinking", Value::Null));
-        }
+        set.extend(thinking_off(api, exchange.as_ref()));
         let spec = PatchSpec {
             role: call_role,
             model,
@@ -696,6 +707,14 @@ struct SentCall {
     deadline_ms: u64,
     /// Already sent again once without a parameter.
     retried: bool,
+}
+
+/// Anthropic refuses a `tool_use` without its signed thinking block when
+/// thinking is on: a fusion call without one (the filter's own, or one whose
+/// blocks did not come) goes with thinking off (a setting of the patch).
+fn thinking_off(api: Api, exchange: Option<&FusionExchange>) -> Option<(&'static str, Value)> {
+    (api == Api::Messages && exchange.is_some_and(|e| e.thinking.is_empty()))
+        .then_some(("thinking", Value::Null))
 }
 
 /// Whether the turn's own history holds a tool call (the fusion call).

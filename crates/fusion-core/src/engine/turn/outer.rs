@@ -11,7 +11,7 @@ use crate::engine::{fusion_tool, LocalReply, Resume};
 use crate::wire::neutral::{
     Conversation, GenParams, Message, ModelRequest, Reply, ToolCall, ToolChoice,
 };
-use crate::wire::patch::{self, CallRole, FusionExchange, PatchSpec};
+use crate::wire::patch::{self, CallRole, PatchSpec};
 use crate::wire::relay::{FinalCall, Relay};
 use crate::wire::splice::Patched;
 use crate::wire::{self, Api, ApiError, ResponseMeta, FUSION_TOOL};
@@ -180,6 +180,8 @@ impl Turn {
     /// again once headers change) stays the one whose cluster was compared here:
     /// only the body, the auth header configured for that cluster, the depth and
     /// the timeout change. See docs/deployment.md, "Streaming the final answer".
+    /// The body is a callout's: the same exchange (with the outer model's thinking
+    /// blocks), the same `unsupported_params` removed, the same upstream budget.
     fn route_final(&mut self, model: &str, params: &GenParams) -> Option<Command> {
         if self.invocations == 0 || !self.req.stream {
             return None;
@@ -201,7 +203,16 @@ impl Turn {
             }
             None => return None,
         };
-        let clamped = body.clamp_to_api(target.upstream.api);
+        let clamped = body.fit(config.unsupported_params(model), target.upstream.api);
+        let body = match &body {
+            CallBody::Patched(p) => self.client.write(p),
+            CallBody::Rebuilt(v) => call::json_bytes(v),
+        };
+        // A call like a callout's: over the amplification bound, the callout
+        // path decides (and refuses it too, unless its own body fits).
+        if !self.take_upstream_budget(body.len()) {
+            return None;
+        }
         if let (false, Some(rec)) = (clamped.is_empty(), self.ledger.outer.last_mut()) {
             rec.clamped = clamped;
         }
@@ -245,10 +256,6 @@ impl Turn {
             self.report(),
             final_call,
         ));
-        let body = match &body {
-            CallBody::Patched(p) => self.client.write(p),
-            CallBody::Rebuilt(v) => call::json_bytes(v),
-        };
         Some(Command::Resume(Resume {
             headers,
             remove,
@@ -277,20 +284,7 @@ impl Turn {
         if self.mode == Mode::Merge {
             return None;
         }
-        let exchange = match self.history.as_slice() {
-            [Message::Assistant { text, tool_calls }, Message::ToolResult { call_id, content }] => {
-                match tool_calls.as_slice() {
-                    [call] if &call.id == call_id => FusionExchange {
-                        text: text.clone(),
-                        call: call.clone(),
-                        result: content.clone(),
-                        thinking: Vec::new(),
-                    },
-                    _ => return None,
-                }
-            }
-            _ => return None,
-        };
+        let exchange = self.fusion_exchange()?;
         // The history holds the fusion call: Anthropic wants the tool declared;
         // OpenAI's APIs take the history without it (see `offers_fusion`).
         // Without client tools it stays, with `tool_choice: none`.
@@ -309,6 +303,7 @@ impl Turn {
             };
             set.push(("tool_choice", none));
         }
+        set.extend(super::thinking_off(self.api, Some(&exchange)));
         let spec = PatchSpec {
             role: CallRole::Final,
             model,
@@ -328,12 +323,13 @@ impl Turn {
         } else {
             vec![fusion_tool::tool_def()]
         };
+        let params = self.rebuilt_params(self.api, params);
         let request = ModelRequest {
             model,
             conversation,
             tools: &tools,
             tool_choice: &ToolChoice::None,
-            params,
+            params: &params,
         };
         let mut body = wire::build_request(self.api, &request);
         if let Some(obj) = body.as_object_mut() {
