@@ -6,7 +6,7 @@
 //! The stream's state lives in `Rc<RefCell<Stream>>` so the root's tick can
 //! reach it too (a quorum's grace period ends there).
 
-use crate::host::{BufferType, HeaderPairs, Host, MapType};
+use crate::host::{BufferType, HeaderPairs, Host, MapType, Status};
 use crate::shared::{Shared, StreamHandle, StreamRef};
 use fusion_core::engine::admit::{self, RequestHead};
 use fusion_core::engine::route::RoutePolicy;
@@ -137,13 +137,15 @@ impl FusionFilter {
 
 /// A request header; a host refusal reads as absent.
 fn request_header(host: &dyn Host, name: &str) -> Option<String> {
-    match host.get_map_value(MapType::HttpRequestHeaders, name) {
-        Ok(v) => v,
-        Err(status) => {
-            log::warn!("fusion: reading request header {name} failed: {status:?}");
-            None
-        }
-    }
+    absent_if_refused(name, host.get_map_value(MapType::HttpRequestHeaders, name))
+}
+
+/// A request header read the host refused reads as absent (with a warning).
+fn absent_if_refused(name: &str, read: Result<Option<String>, Status>) -> Option<String> {
+    read.unwrap_or_else(|status| {
+        log::warn!("fusion: reading request header {name} failed: {status:?}");
+        None
+    })
 }
 
 impl StreamHandle for RefCell<Stream> {
@@ -436,13 +438,7 @@ impl Stream {
                 HeaderPairs::default()
             }
         };
-        let header = |name: &str| match headers.get(name) {
-            Ok(v) => v,
-            Err(status) => {
-                log::warn!("fusion: reading request header {name} failed: {status:?}");
-                None
-            }
-        };
+        let header = |name: &str| absent_if_refused(name, headers.get(name));
         let present = |names: &[&str]| -> Vec<(String, String)> {
             names
                 .iter()

@@ -3,7 +3,7 @@
 //! model (serialized). Which writer applies is the variant, never a flag beside it.
 
 use crate::engine::call::{self, Clamped};
-use crate::wire::splice::Patched;
+use crate::wire::splice::{ClientBody, Patched};
 use crate::wire::Api;
 use serde_json::Value;
 
@@ -37,6 +37,15 @@ impl CallBody {
         self.clamp_to_api(api)
     }
 
+    /// The call's bytes: a patched body spliced into the client's own bytes, a
+    /// rebuilt one serialized.
+    pub(super) fn write(&self, client: &ClientBody) -> Vec<u8> {
+        match self {
+            CallBody::Patched(p) => client.write(p),
+            CallBody::Rebuilt(v) => call::json_bytes(v),
+        }
+    }
+
     /// Each API's own range: a Chat client's temperature 1.5 reaches a Messages
     /// upstream as 1 ([`call::clamp_to_api`]).
     pub(super) fn clamp_to_api(&mut self, api: Api) -> Vec<Clamped> {
@@ -54,7 +63,6 @@ mod tests {
 
     use super::*;
     use crate::wire::patch::{self, CallRole, PatchSpec};
-    use crate::wire::splice::ClientBody;
     use serde_json::json;
 
     /// A patched body's edits (an operator's `unsupported_params`, the API's
@@ -93,10 +101,7 @@ mod tests {
             }
             let clamped = call::clamp_to_api(api, &mut tree);
             assert_eq!(body.clamp_to_api(api), clamped, "{api:?}");
-            let CallBody::Patched(patched) = &body else {
-                panic!("patched above")
-            };
-            let written: Value = serde_json::from_slice(&client.write(patched)).unwrap();
+            let written: Value = serde_json::from_slice(&body.write(&client)).unwrap();
             assert_eq!(written, tree, "{api:?}");
             assert_eq!(
                 written["temperature"],

@@ -486,9 +486,8 @@ impl Turn {
         let clamped = body.fit(config.unsupported_params(model), target.upstream.api);
         let id = self.next_id;
         let bytes = match (&body, role, &self.slots) {
-            (CallBody::Patched(p), _, _) => self.client.write(p),
             (CallBody::Rebuilt(v), Role::Judge, Some(slots)) => slots.fill(call::json_bytes(v)),
-            (CallBody::Rebuilt(v), _, _) => call::json_bytes(v),
+            _ => body.write(&self.client),
         };
         let mut callout = call::build_body(
             id,

@@ -204,10 +204,7 @@ impl Turn {
             None => return None,
         };
         let clamped = body.fit(config.unsupported_params(model), target.upstream.api);
-        let body = match &body {
-            CallBody::Patched(p) => self.client.write(p),
-            CallBody::Rebuilt(v) => call::json_bytes(v),
-        };
+        let body = body.write(&self.client);
         // A call like a callout's: over the amplification bound, the callout
         // path decides (and refuses it too, unless its own body fits).
         if !self.take_upstream_budget(body.len()) {
