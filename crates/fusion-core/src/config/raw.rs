@@ -6,8 +6,8 @@
 //! reported after the object's other entries. Defaults are those of the types.
 
 use super::read::{
-    any, boolean, entries, join, list, missing_field, number, object, optional, required, string,
-    u32_, u64_, unknown_field, usize_, variant,
+    boolean, entries, join, list, missing_field, number, object, optional, required, sequence,
+    string, u32_, u64_, unknown_field, usize_, variant,
 };
 use super::{
     models, ConfigError, JudgeSpec, Limits, LogConfig, Overload, PanelMember, PriceDecl, RawAuth,
@@ -69,7 +69,7 @@ pub(super) fn config(v: Value) -> Result<RawConfig, ConfigError> {
             "aliases" => c.aliases = list(f, v, string)?,
             "outer_model" => outer_model = Some(string(f, v)?),
             "panel" => c.panel = list(f, v, panel_member)?,
-            "member_tools" => c.member_tools = list(f, v, any)?,
+            "member_tools" => c.member_tools = sequence(f, v)?,
             "judge" => judge = Some(judge_spec(f, v)?),
             "synthesizer" => c.synthesizer = optional(f, v, string)?,
             "min_panel_answers" => c.min_panel_answers = usize_(f, v)?,
@@ -100,7 +100,7 @@ fn panel_member(at: &str, v: Value) -> Result<PanelMember, ConfigError> {
         let f = &join(at, &key);
         match key.as_str() {
             "model" => model = Some(string(f, v)?),
-            "tools" => tools = list(f, v, any)?,
+            "tools" => tools = sequence(f, v)?,
             _ => return Err(unknown_field(at, &key, &["model", "tools"])),
         }
     }

@@ -164,18 +164,31 @@ pub(super) fn variant<'n>(
     })
 }
 
-/// A list; `item` reads each element under `field[i]`.
+/// A list of any JSON values, kept as they are (provider tools).
+pub(super) fn sequence(field: &str, v: Value) -> Result<Vec<Value>, ConfigError> {
+    match v {
+        Value::Array(items) => Ok(items),
+        other => Err(invalid_type(field, &other, "a sequence")),
+    }
+}
+
+/// `field[i]`, the path of a list's element.
+fn element(field: &str, i: usize) -> String {
+    format!("{field}[{i}]")
+}
+
+/// A list; `item` reads each element under `field[i]`. (The type check and the
+/// element's path are the non-generic helpers above: each `T` costs only the
+/// loop, in the module and in the compiled code V8 keeps.)
 pub(super) fn list<T>(
     field: &str,
     v: Value,
     item: fn(&str, Value) -> Result<T, ConfigError>,
 ) -> Result<Vec<T>, ConfigError> {
-    let Value::Array(items) = v else {
-        return Err(invalid_type(field, &v, "a sequence"));
-    };
+    let items = sequence(field, v)?;
     let mut out = Vec::with_capacity(items.len());
     for (i, v) in items.into_iter().enumerate() {
-        out.push(item(&format!("{field}[{i}]"), v)?);
+        out.push(item(&element(field, i), v)?);
     }
     Ok(out)
 }
@@ -195,9 +208,4 @@ pub(super) fn entries<T>(
         out.push((k, value));
     }
     Ok(out)
-}
-
-/// Any JSON value, kept as it is (provider tools).
-pub(super) fn any(_field: &str, v: Value) -> Result<Value, ConfigError> {
-    Ok(v)
 }
