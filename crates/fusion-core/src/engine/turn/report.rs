@@ -249,8 +249,20 @@ impl Turn {
     /// The run's one structured log line: the whole chain, no user text unless
     /// the operator turned `log.include_text` on.
     pub fn log_line(&self, stream_over: bool) -> Value {
+        self.log_line_of(self.report(), stream_over)
+    }
+
+    /// [`Self::log_line`], with the report the local reply carried when no
+    /// event came since (the same tree, not built a second time).
+    pub fn take_log_line(&mut self, stream_over: bool) -> Value {
+        match self.answered_report.take() {
+            Some(report) => self.log_line_of(report, stream_over),
+            None => self.log_line(stream_over),
+        }
+    }
+
+    fn log_line_of(&self, mut line: Value, stream_over: bool) -> Value {
         let stats = self.stats(stream_over);
-        let mut line = self.report();
         if let Some(obj) = line.as_object_mut() {
             obj.insert("event".into(), json!("fusion_run"));
             obj.insert("api".into(), json!(self.api.name()));
