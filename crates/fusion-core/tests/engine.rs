@@ -752,8 +752,7 @@ fn answered_before_the_straggler() -> (Box<Turn>, u32, Value) {
     turn.on_call_result(panel[1].id, ok("b", 1, 1), 1_020);
     let judge = dispatches(turn.on_timer(1_120));
     let outer = dispatches(turn.on_call_result(judge[0].id, ok(&analysis(), 2, 2), 1_200));
-    let (status, reply) =
-        reply_json(turn.on_call_result(outer[0].id, ok("final", 3, 3), 1_300));
+    let (status, reply) = reply_json(turn.on_call_result(outer[0].id, ok("final", 3, 3), 1_300));
     assert_eq!(status, 200);
     (turn, panel[2].id, reply)
 }

@@ -548,7 +548,19 @@ impl Turn {
                     .into_bytes(),
             }
         } else {
-            LocalReply::json(200, &wire::write_response(self.api, &reply, &meta))
+            // Every API's response carries `fusion` at its top level: the
+            // report goes in as it is and comes back out once the reply is
+            // written (`json!` in the writers would copy it through serde).
+            let fusion = std::mem::take(&mut meta.fusion);
+            let mut written = wire::write_response(self.api, &reply, &meta);
+            if let Some(obj) = written.as_object_mut() {
+                obj.insert("fusion".into(), fusion);
+            }
+            let response = LocalReply::json(200, &written);
+            if let Some(fusion) = written.get_mut("fusion") {
+                meta.fusion = fusion.take();
+            }
+            response
         };
         if let Some((_, text)) = tool_result {
             splice_marker(
