@@ -49,6 +49,7 @@ RESULTS = RUN_DIR / "bench-results.json"
 WRK_LUA = ROOT / "bench" / "wrk-body.lua"
 # Issue 19's memory and burst findings (measured once, with their commands), kept after part 6.
 MEMORY_FINDINGS = ROOT / "bench" / "memory-findings.md"
+CPU_FINDINGS = ROOT / "bench" / "cpu-findings.md"
 COMMAND = "make bench"
 
 PANEL = ["mock-a", "mock-b", "mock-c"]
@@ -1790,6 +1791,8 @@ def write_doc(r: dict) -> None:
             ]
     if p4 or p6:
         L += [line for line in MEMORY_FINDINGS.read_text().splitlines() if not line.startswith("<!--")] + [""]
+    if p6:
+        L += [line for line in CPU_FINDINGS.read_text().splitlines() if not line.startswith("<!--")] + [""]
     p7 = r.get("part7")
     if p7:
         L += [

@@ -754,13 +754,13 @@ impl Stream {
             turn.observe_time(now);
         }
         self.publish_state(true);
-        let Some(turn) = self.turn.take() else {
+        let Some(mut turn) = self.turn.take() else {
             return;
         };
         let stats = turn.stats(true);
         self.shared.metrics.run_ended(self.host(), &stats);
         if self.shared.config.log.runs {
-            log::info!("{}", fusion_core::text::json(&turn.log_line(true)));
+            log::info!("{}", fusion_core::text::json(&turn.take_log_line(true)));
         }
         if !self.tokens.is_empty() {
             log::info!(

@@ -401,6 +401,8 @@ pub fn drive(
     let _ = turn.stats(false);
     let line = turn.log_line(true);
     assert!(line.is_object(), "the run's log line is not an object");
+    // The log line kept from the answer is the one built afresh.
+    assert_eq!(turn.take_log_line(true), line, "the kept log line differs");
     out
 }
 

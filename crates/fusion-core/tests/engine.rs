@@ -739,3 +739,46 @@ fn an_outer_call_cut_at_the_turn_deadline_truncates_the_turn() {
     assert_eq!(turn.stats(false).truncated_by, Some(engine::Budget::Turn));
     assert_eq!(turn.stats(false).outcome, Outcome::Truncated);
 }
+
+/// A quorum turn answered with a local reply (the final answer a callout),
+/// its third member still out; returns the turn, that member's id and the reply.
+fn answered_before_the_straggler() -> (Box<Turn>, u32, Value) {
+    let c = config_with(|v| {
+        v["min_panel_answers"] = json!(2);
+        v["panel_grace_ms"] = json!(100);
+    });
+    let (mut turn, panel) = run(&c, &chat("fusion"));
+    turn.on_call_result(panel[0].id, ok("a", 1, 1), 1_010);
+    turn.on_call_result(panel[1].id, ok("b", 1, 1), 1_020);
+    let judge = dispatches(turn.on_timer(1_120));
+    let outer = dispatches(turn.on_call_result(judge[0].id, ok(&analysis(), 2, 2), 1_200));
+    let (status, reply) = reply_json(turn.on_call_result(outer[0].id, ok("final", 3, 3), 1_300));
+    assert_eq!(status, 200);
+    (turn, panel[2].id, reply)
+}
+
+#[test]
+fn the_log_line_kept_from_the_answer_is_the_one_built_afresh() {
+    let (mut turn, _, reply) = answered_before_the_straggler();
+    let fresh = turn.log_line(true);
+    let kept = turn.take_log_line(true);
+    assert_eq!(kept, fresh);
+    assert_eq!(kept["event"], "fusion_run");
+    assert_eq!(kept["panel"], reply["fusion"]["panel"]);
+    assert!(kept.get("tool_result").is_none() && kept.get("call_id").is_none());
+    // Taken once: the next line is built afresh, the same.
+    assert_eq!(turn.take_log_line(true), fresh);
+}
+
+#[test]
+fn the_log_line_shows_what_came_after_the_answer() {
+    let (mut turn, straggler, reply) = answered_before_the_straggler();
+    assert_eq!(reply["fusion"]["usage"]["output_tokens"], 7);
+    assert!(turn
+        .on_call_result(straggler, ok("c", 7, 9), 1_500)
+        .is_empty());
+    let line = turn.take_log_line(true);
+    assert_eq!(line, turn.log_line(true));
+    assert_eq!(line["panel"][2]["usage"]["output_tokens"], 9);
+    assert_eq!(line["usage"]["output_tokens"], 16);
+}

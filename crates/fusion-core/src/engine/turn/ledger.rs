@@ -110,9 +110,12 @@ impl CallRecord {
                 CallStatus::Late => FailureClass::Late.name(),
             },
             "latency_ms": self.latency_ms,
-            "usage": self.usage.report_json(),
             "cost": self.cost(config),
         });
+        if let Some(obj) = v.as_object_mut() {
+            // Inserted as built: `json!` would copy the tree through serde.
+            obj.insert("usage".into(), self.usage.report_json());
+        }
         let reason = match &self.status {
             CallStatus::Pending => None,
             other => other.failure_reason(),

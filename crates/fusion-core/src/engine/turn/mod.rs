@@ -184,6 +184,10 @@ pub struct Turn {
     capped_rounds: u32,
     /// The final answer's text, kept only for a log that includes text.
     answer_text: Option<String>,
+    /// The `fusion` report the local reply carried, kept for the run's log
+    /// line (`take_log_line`) while nothing it shows can have changed: every
+    /// event after the answer drops it.
+    answered_report: Option<Value>,
 }
 
 impl Turn {
@@ -307,6 +311,7 @@ impl Turn {
             cap_hits: 0,
             capped_rounds: 0,
             answer_text: None,
+            answered_report: None,
         };
         let commands = if mode == Mode::Auto {
             turn.outer_round(now_ms)
@@ -353,6 +358,7 @@ impl Turn {
 
     /// A callout answered (or failed). Unknown ids (answers after the turn ended) are ignored.
     pub fn on_call_result(&mut self, id: u32, result: CallResult, now_ms: u64) -> Vec<Command> {
+        self.answered_report = None;
         self.clock_ms = self.clock_ms.max(now_ms);
         let Some(role) = self.pending.remove(&id) else {
             return Vec::new();
@@ -390,6 +396,7 @@ impl Turn {
 
     /// The time asked for with [`Command::WakeAt`] came: the grace period is over.
     pub fn on_timer(&mut self, now_ms: u64) -> Vec<Command> {
+        self.answered_report = None;
         self.clock_ms = self.clock_ms.max(now_ms);
         match self.grace_deadline_ms {
             Some(d) if self.phase == Phase::Panel && now_ms >= d => self.after_panel(now_ms),

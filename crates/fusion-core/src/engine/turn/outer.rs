@@ -362,6 +362,7 @@ impl Turn {
         content_type: Option<&str>,
         served_by: Option<&str>,
     ) -> bool {
+        self.answered_report = None;
         if self.relay.is_none() {
             return false;
         }
@@ -395,6 +396,7 @@ impl Turn {
         body: &[u8],
         now_ms: u64,
     ) -> LocalReply {
+        self.answered_report = None;
         self.clock_ms = self.clock_ms.max(now_ms);
         self.relay_buffered = false;
         let model = self.answering_model().to_string();
@@ -459,6 +461,7 @@ impl Turn {
     /// One chunk of the route's response body; returns what to send the client now.
     /// `end`: the response is complete (its last body chunk, or its trailers came).
     pub fn on_response_body(&mut self, chunk: &[u8], end: bool, now_ms: u64) -> Vec<u8> {
+        self.answered_report = None;
         self.clock_ms = self.clock_ms.max(now_ms);
         match self.relay.as_mut() {
             Some(relay) => {
@@ -526,7 +529,7 @@ impl Turn {
             obj.insert("call_id".into(), json!(id));
             obj.insert("tool_result".into(), json!(marker));
         }
-        let meta = ResponseMeta {
+        let mut meta = ResponseMeta {
             id: format!("fusion-{}", super::short_id(&self.run_id)),
             created_s: self.started_ms / 1000,
             usage: self.ledger.usage,
@@ -545,7 +548,19 @@ impl Turn {
                     .into_bytes(),
             }
         } else {
-            LocalReply::json(200, &wire::write_response(self.api, &reply, &meta))
+            // Every API's response carries `fusion` at its top level: the
+            // report goes in as it is and comes back out once the reply is
+            // written (`json!` in the writers would copy it through serde).
+            let fusion = std::mem::take(&mut meta.fusion);
+            let mut written = wire::write_response(self.api, &reply, &meta);
+            if let Some(obj) = written.as_object_mut() {
+                obj.insert("fusion".into(), fusion);
+            }
+            let response = LocalReply::json(200, &written);
+            if let Some(fusion) = written.get_mut("fusion") {
+                meta.fusion = fusion.take();
+            }
+            response
         };
         if let Some((_, text)) = tool_result {
             splice_marker(
@@ -555,6 +570,12 @@ impl Turn {
             );
         }
         response.headers.extend(self.debug_headers());
+        // The run's log line shows the same report: kept instead of built again.
+        if let Some(obj) = meta.fusion.as_object_mut() {
+            obj.remove("call_id");
+            obj.remove("tool_result");
+        }
+        self.answered_report = Some(meta.fusion);
         vec![Command::Reply(response)]
     }
 

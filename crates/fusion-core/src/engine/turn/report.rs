@@ -2,7 +2,7 @@
 //! the debug headers, the run's log line and what its metrics count.
 
 use super::super::call::FailureClass;
-use super::ledger::CallStatus;
+use super::ledger::{CallRecord, CallStatus};
 use super::{Mode, Turn};
 use serde_json::{json, Value};
 
@@ -139,21 +139,26 @@ impl Turn {
             "outcome": outcome.name(),
             "truncated_by": self.truncated_by.map(Budget::name),
             "preset": self.plan.preset,
-            "panel": ledger.panel.iter().map(|r| r.report(config)).collect::<Vec<_>>(),
-            "judge": ledger.judge.as_ref().map(|r| r.report(config)),
-            "analysis": analysis,
             "synthesizer": self.answering_model(),
-            "final": ledger.outer.iter().map(|r| r.report(config)).collect::<Vec<_>>(),
             "rounds": self.rounds,
             "invocations": self.invocations,
             "wall_ms": self.wall_ms(),
             "panel_wait_ms": self.panel_wait_ms,
-            "usage": ledger.usage.report_json(),
             "cost": ledger.cost(config),
             "unpriced_models": ledger.unpriced(config),
         });
-        if include.responses {
-            if let Some(obj) = report.as_object_mut() {
+        // The trees go in as built (`json!` would copy each through serde).
+        let records = |records: &[CallRecord]| {
+            Value::Array(records.iter().map(|r| r.report(config)).collect())
+        };
+        if let Some(obj) = report.as_object_mut() {
+            obj.insert("panel".into(), records(&ledger.panel));
+            let judge = ledger.judge.as_ref().map(|r| r.report(config));
+            obj.insert("judge".into(), judge.unwrap_or_default());
+            obj.insert("analysis".into(), analysis);
+            obj.insert("final".into(), records(&ledger.outer));
+            obj.insert("usage".into(), ledger.usage.report_json());
+            if include.responses {
                 obj.insert("responses".into(), Value::Array(self.responses()));
             }
         }
@@ -249,8 +254,18 @@ impl Turn {
     /// The run's one structured log line: the whole chain, no user text unless
     /// the operator turned `log.include_text` on.
     pub fn log_line(&self, stream_over: bool) -> Value {
+        self.log_line_of(self.report(), stream_over)
+    }
+
+    /// [`Self::log_line`], with the report the local reply carried when no
+    /// event came since (the same tree, not built a second time).
+    pub fn take_log_line(&mut self, stream_over: bool) -> Value {
+        let report = self.answered_report.take();
+        self.log_line_of(report.unwrap_or_else(|| self.report()), stream_over)
+    }
+
+    fn log_line_of(&self, mut line: Value, stream_over: bool) -> Value {
         let stats = self.stats(stream_over);
-        let mut line = self.report();
         if let Some(obj) = line.as_object_mut() {
             obj.insert("event".into(), json!("fusion_run"));
             obj.insert("api".into(), json!(self.api.name()));

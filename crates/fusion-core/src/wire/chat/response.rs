@@ -67,20 +67,25 @@ pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
             &reply.text,
         )),
     );
-    json!({
+    let mut choice = json!({
+        "index": 0,
+        "logprobs": null,
+        "finish_reason": finish_reason(reply, meta.truncated),
+    });
+    let mut response = json!({
         "id": meta.id,
         "object": "chat.completion",
         "created": meta.created_s,
         "model": reply.model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reason(reply, meta.truncated),
-        }],
-        "usage": usage::write(Api::Chat, &meta.usage),
         "fusion": meta.fusion,
-    })
+    });
+    // The message and usage trees go in as built (`json!` copies a tree through serde).
+    if let (Some(c), Some(r)) = (choice.as_object_mut(), response.as_object_mut()) {
+        c.insert("message".into(), Value::Object(message));
+        r.insert("choices".into(), Value::Array(vec![choice]));
+        r.insert("usage".into(), usage::write(Api::Chat, &meta.usage));
+    }
+    response
 }
 
 pub(crate) fn finish_reason(reply: &Reply, truncated: bool) -> &'static str {
