@@ -8,7 +8,7 @@
 
 use crate::host::{BufferType, HeaderPairs, Host, MapType, Status};
 use crate::shared::{Shared, StreamHandle, StreamRef};
-use fusion_core::engine::admit::{self, RequestHead};
+use fusion_core::engine::admit;
 use fusion_core::engine::route::RoutePolicy;
 use fusion_core::engine::{
     self, CallResult, Command, Include, LocalReply, Refusal, RequestInfo, Resume, Start, Turn,
@@ -119,23 +119,12 @@ impl FusionFilter {
             return Action::Continue;
         }
         let path = request_header(host, ":path");
-        if !path.as_deref().is_some_and(|p| Api::from_path(p).is_some()) {
+        // The rules of admit::candidate and admit::mislabelled, the path's API read once.
+        let Some(api) = path.as_deref().and_then(Api::from_path) else {
             return Action::Continue;
-        }
+        };
         let content_type = request_header(host, "content-type");
-        let head = RequestHead {
-            method: method.as_deref(),
-            path: path.as_deref(),
-            content_type: content_type.as_deref(),
-            end_of_stream,
-        };
-        let (api, json) = match admit::candidate(&head) {
-            Some(api) => (api, true),
-            None => match admit::mislabelled(&head) {
-                Some(api) => (api, false),
-                None => return Action::Continue,
-            },
-        };
+        let json = admit::json_content_type(content_type.as_deref());
         self.held = Some(Held {
             api,
             json,
