@@ -172,6 +172,13 @@ impl Prescan {
     /// position `pos + k`). An escape candidate whose next three bytes are not
     /// the escape beginnings' (`u00`: most `\uXXXX` escapes of CJK text have a
     /// `6` or `7` where the pair looks) goes no further.
+    ///
+    /// Out of line: the rare path kept out of [`vector::Lanes::skip_blocks`]'s
+    /// loop lets V8 compile that loop compact (offsets folded into the loads,
+    /// its values in registers, 43 instructions per block against 49-53); with
+    /// it inlined, the scan took ~0.5 us more per 64 KB body in Node's V8
+    /// (bench/wasm_callbacks.mjs).
+    #[inline(never)]
     fn any_holds(&self, pairs: &Pairs, body: &[u8], pos: usize, mut candidates: u64) -> bool {
         while candidates != 0 {
             let at = pos + candidates.trailing_zeros() as usize;
@@ -571,11 +578,8 @@ mod vector {
 
         /// The first block from `pos` on that may hold a candidate, or `whole`
         /// when none before `whole` does (`pos` and `whole`: multiples of BLOCK,
-        /// `whole + GAP` within the body). A function of its own: V8 then compiles
-        /// the loop compact, with its few values in registers (inlined into the
-        /// scan, its hot path was split around the rare path and its counters
-        /// went through the stack: ~0.3 us more per 64 KB in Node's V8).
-        #[inline(never)]
+        /// `whole + GAP` within the body): the hot loop, one question per block.
+        #[inline(always)]
         pub(super) fn skip_blocks(&self, body: &[u8], mut pos: usize, whole: usize) -> usize {
             let (Some(bytes), true) = (body.get(..whole + GAP), pos <= whole) else {
                 return whole;
