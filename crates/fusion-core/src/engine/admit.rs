@@ -31,11 +31,13 @@ pub fn candidate(head: &RequestHead<'_>) -> Option<Api> {
 /// Whether a content type says JSON (`application/json`, any case, with or
 /// without parameters).
 pub fn json_content_type(content_type: Option<&str>) -> bool {
-    // Compared in place: no lowercased copy per request.
+    // Compared in place: no lowercased copy per request; the usual lowercase
+    // spelling with one memcmp, any other case byte by byte.
     content_type.is_some_and(|t| {
-        t.as_bytes()
-            .get(..JSON.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(JSON.as_bytes()))
+        t.starts_with(JSON)
+            || t.as_bytes()
+                .get(..JSON.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(JSON.as_bytes()))
     })
 }
 
