@@ -8,7 +8,7 @@
 
 use crate::host::{BufferType, HeaderPairs, Host, MapType, Status};
 use crate::shared::{Shared, StreamHandle, StreamRef};
-use fusion_core::engine::admit::{self, RequestHead};
+use fusion_core::engine::admit;
 use fusion_core::engine::route::RoutePolicy;
 use fusion_core::engine::{
     self, CallResult, Command, Include, LocalReply, Refusal, RequestInfo, Resume, Start, Turn,
@@ -26,10 +26,6 @@ pub struct Stream {
     context_id: u32,
     shared: Rc<Shared>,
     me: Weak<RefCell<Stream>>,
-    /// Set when the request may be fusion: its body is buffered and inspected.
-    /// `false`: its content type is not JSON, so it is only checked for a
-    /// fusion request to say why it got none.
-    candidate: Option<(Api, bool)>,
     /// Why a request that asked for fusion went on without it (`x-fusion-skipped`).
     skipped: Option<Refusal>,
     turn: Option<Box<Turn>>,
@@ -58,10 +54,24 @@ pub struct Stream {
 pub struct FusionFilter {
     context_id: u32,
     shared: Rc<Shared>,
-    /// The stream's state, made once its request headers make it a candidate
-    /// for fusion: any other request (a GET, a POST elsewhere) allocates nothing
-    /// and every later callback returns at once.
+    /// A request whose headers make it a candidate for fusion, held until its
+    /// body is complete (plain fields, no allocation).
+    held: Option<Held>,
+    /// The stream's state, made once the body may ask for fusion: any other
+    /// request (a GET, a POST elsewhere, a body naming no fusion) allocates
+    /// nothing and every later callback returns at once.
     stream: Option<Rc<RefCell<Stream>>>,
+}
+
+/// A candidate request whose body is being buffered.
+#[derive(Clone, Copy)]
+struct Held {
+    api: Api,
+    /// `false`: its content type is not JSON, so it is only checked for a
+    /// fusion request to say why it got none.
+    json: bool,
+    /// Size of the body buffered so far.
+    body_size: usize,
 }
 
 impl FusionFilter {
@@ -69,6 +79,7 @@ impl FusionFilter {
         FusionFilter {
             context_id,
             shared,
+            held: None,
             stream: None,
         }
     }
@@ -99,7 +110,7 @@ impl FusionFilter {
     /// read, one whose headers end the stream none): what the run needs besides
     /// is read once the body asks for fusion.
     fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
-        if end_of_stream || self.stream.is_some() {
+        if end_of_stream || self.held.is_some() || self.stream.is_some() {
             return Action::Continue;
         }
         let host = &*self.shared.host;
@@ -108,30 +119,63 @@ impl FusionFilter {
             return Action::Continue;
         }
         let path = request_header(host, ":path");
-        if !path.as_deref().is_some_and(|p| Api::from_path(p).is_some()) {
+        // The rules of admit::candidate and admit::mislabelled, the path's API read once.
+        let Some(api) = path.as_deref().and_then(Api::from_path) else {
             return Action::Continue;
-        }
+        };
         let content_type = request_header(host, "content-type");
-        let head = RequestHead {
-            method: method.as_deref(),
-            path: path.as_deref(),
-            content_type: content_type.as_deref(),
-            end_of_stream,
-        };
-        let candidate = match admit::candidate(&head) {
-            Some(api) => (api, true),
-            None => match admit::mislabelled(&head) {
-                Some(api) => (api, false),
-                None => return Action::Continue,
-            },
-        };
-        self.stream = Some(Stream::new(
-            self.context_id,
-            Rc::clone(&self.shared),
-            candidate,
-        ));
+        let json = admit::json_content_type(content_type.as_deref());
+        self.held = Some(Held {
+            api,
+            json,
+            body_size: 0,
+        });
         // Hold the headers until the body decides (allow_on_headers_stop_iteration).
         Action::Pause
+    }
+
+    /// A held request's body chunk: buffered until its end (nothing read per chunk).
+    fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(held) = self.held.as_mut() else {
+            return Action::Continue;
+        };
+        if !end_of_stream {
+            held.body_size = body_size;
+            return Action::Pause;
+        }
+        self.request_complete(body_size)
+    }
+
+    /// The held request's whole body is buffered: read once and scanned. One
+    /// that cannot ask for fusion goes on before any state, host call (clock,
+    /// leases, headers, properties) or allocation besides the read: the
+    /// pass-through floor. Otherwise the stream's state is made and the engine
+    /// decides.
+    fn request_complete(&mut self, body_size: usize) -> Action {
+        let Some(held) = self.held.take() else {
+            return Action::Continue;
+        };
+        let body = match self
+            .shared
+            .host
+            .get_buffer(BufferType::HttpRequestBody, 0, body_size)
+        {
+            Ok(b) => b.unwrap_or_default(),
+            Err(status) => {
+                log::warn!("fusion: reading the request body failed: {status:?}");
+                Vec::new()
+            }
+        };
+        if !engine::may_be_fusion(&self.shared.config, &body) {
+            return Action::Continue;
+        }
+        let stream = Stream::new(self.context_id, Rc::clone(&self.shared));
+        let action = match stream.try_borrow_mut() {
+            Ok(mut s) => s.request_complete(held.api, held.json, &body, body_size),
+            Err(_) => Action::Continue,
+        };
+        self.stream = Some(stream);
+        action
     }
 }
 
@@ -177,14 +221,13 @@ impl StreamHandle for RefCell<Stream> {
 }
 
 impl Stream {
-    /// The state of a stream whose request may be fusion (`candidate`).
-    fn new(context_id: u32, shared: Rc<Shared>, candidate: (Api, bool)) -> Rc<RefCell<Stream>> {
+    /// The state of a stream whose request body may ask for fusion.
+    fn new(context_id: u32, shared: Rc<Shared>) -> Rc<RefCell<Stream>> {
         Rc::new_cyclic(|me| {
             RefCell::new(Stream {
                 context_id,
                 shared,
                 me: me.clone(),
-                candidate: Some(candidate),
                 skipped: None,
                 turn: None,
                 published: Vec::new(),
@@ -498,42 +541,16 @@ impl Stream {
         self.published = published;
     }
 
-    fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !end_of_stream {
-            self.body_size = body_size;
-            return if self.candidate.is_some() {
-                Action::Pause
-            } else {
-                Action::Continue
-            };
-        }
-        self.request_complete(body_size)
-    }
-
-    /// Trailers end the request as `end_of_stream` does: the buffered body is complete.
-    fn on_request_trailers(&mut self) -> Action {
-        let size = self.body_size;
-        self.request_complete(size)
-    }
-
-    /// The whole request body is buffered: the engine decides what happens.
-    fn request_complete(&mut self, body_size: usize) -> Action {
-        let Some((api, json)) = self.candidate.take() else {
-            return Action::Continue;
-        };
-        let body = self.buffer(BufferType::HttpRequestBody, body_size);
+    /// The whole request body (`body`, `body_size` bytes buffered by the host)
+    /// may ask for fusion: the engine decides what happens.
+    fn request_complete(&mut self, api: Api, json: bool, body: &[u8], body_size: usize) -> Action {
         self.body_size = body_size;
         let shared = Rc::clone(&self.shared);
         let host = &*shared.host;
         if !json {
-            if engine::names_fusion(&shared.config, &body) {
+            if engine::names_fusion(&shared.config, body) {
                 self.skip(Refusal::ContentType);
             }
-            return Action::Continue;
-        }
-        // A body that cannot ask for fusion goes on before any host call
-        // (clock, leases, headers, properties): the pass-through floor.
-        if !engine::may_be_fusion(&shared.config, &body) {
             return Action::Continue;
         }
         let now = self.now_ms();
@@ -544,7 +561,7 @@ impl Stream {
             &shared.config,
             api,
             || self.request_info(),
-            &body,
+            body,
             now,
             at_capacity,
         );
@@ -822,13 +839,13 @@ impl HttpContext for FusionFilter {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.with(Action::Continue, |s| {
-            s.on_request_body(body_size, end_of_stream)
-        })
+        self.on_request_body(body_size, end_of_stream)
     }
 
+    /// Trailers end the request as `end_of_stream` does: the buffered body is complete.
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.with(Action::Continue, Stream::on_request_trailers)
+        let size = self.held.map_or(0, |h| h.body_size);
+        self.request_complete(size)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {

@@ -25,13 +25,20 @@ pub fn candidate(head: &RequestHead<'_>) -> Option<Api> {
         return None;
     }
     let api = head.path.and_then(Api::from_path)?;
-    // Compared in place: no lowercased copy per request.
-    let json = head.content_type.is_some_and(|t| {
-        t.as_bytes()
-            .get(..JSON.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(JSON.as_bytes()))
-    });
-    json.then_some(api)
+    json_content_type(head.content_type).then_some(api)
+}
+
+/// Whether a content type says JSON (`application/json`, any case, with or
+/// without parameters).
+pub fn json_content_type(content_type: Option<&str>) -> bool {
+    // Compared in place: no lowercased copy per request; the usual lowercase
+    // spelling with one memcmp, any other case byte by byte.
+    content_type.is_some_and(|t| {
+        t.starts_with(JSON)
+            || t.as_bytes()
+                .get(..JSON.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(JSON.as_bytes()))
+    })
 }
 
 /// The API of a POST with a body to an API path whose content type is not

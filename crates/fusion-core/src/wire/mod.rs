@@ -36,7 +36,9 @@ pub enum Api {
 impl Api {
     /// Which API a request path is, ignoring any query string.
     pub fn from_path(path: &str) -> Option<Api> {
-        let path = path.split('?').next().unwrap_or(path);
+        // Before the query; a byte loop, not `split('?')`'s char searcher.
+        let end = path.bytes().position(|b| b == b'?').unwrap_or(path.len());
+        let path = path.get(..end).unwrap_or(path);
         if path.ends_with("/chat/completions") {
             Some(Api::Chat)
         } else if path.ends_with("/responses") {
