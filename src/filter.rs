@@ -14,7 +14,6 @@ use fusion_core::engine::{
     self, CallResult, Command, Include, LocalReply, Refusal, RequestInfo, Resume, Start, Turn,
 };
 use fusion_core::vec_map::VecMap;
-use fusion_core::wire::Api;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
@@ -66,10 +65,7 @@ pub struct FusionFilter {
 /// A candidate request whose body is being buffered.
 #[derive(Clone, Copy)]
 struct Held {
-    api: Api,
-    /// `false`: its content type is not JSON, so it is only checked for a
-    /// fusion request to say why it got none.
-    json: bool,
+    candidate: admit::Candidate,
     /// Size of the body buffered so far.
     body_size: usize,
 }
@@ -114,20 +110,12 @@ impl FusionFilter {
             return Action::Continue;
         }
         let host = &*self.shared.host;
-        let method = request_header(host, ":method");
-        if method.as_deref() != Some("POST") {
-            return Action::Continue;
-        }
-        let path = request_header(host, ":path");
-        // The rules of admit::candidate and admit::mislabelled, the path's API read once.
-        let Some(api) = path.as_deref().and_then(Api::from_path) else {
+        let Some(candidate) = admit::candidate(end_of_stream, |name| request_header(host, name))
+        else {
             return Action::Continue;
         };
-        let content_type = request_header(host, "content-type");
-        let json = admit::json_content_type(content_type.as_deref());
         self.held = Some(Held {
-            api,
-            json,
+            candidate,
             body_size: 0,
         });
         // Hold the headers until the body decides (allow_on_headers_stop_iteration).
@@ -171,7 +159,7 @@ impl FusionFilter {
         }
         let stream = Stream::new(self.context_id, Rc::clone(&self.shared));
         let action = match stream.try_borrow_mut() {
-            Ok(mut s) => s.request_complete(held.api, held.json, &body, body_size),
+            Ok(mut s) => s.request_complete(held.candidate, &body, body_size),
             Err(_) => Action::Continue,
         };
         self.stream = Some(stream);
@@ -543,7 +531,13 @@ impl Stream {
 
     /// The whole request body (`body`, `body_size` bytes buffered by the host)
     /// may ask for fusion: the engine decides what happens.
-    fn request_complete(&mut self, api: Api, json: bool, body: &[u8], body_size: usize) -> Action {
+    fn request_complete(
+        &mut self,
+        candidate: admit::Candidate,
+        body: &[u8],
+        body_size: usize,
+    ) -> Action {
+        let admit::Candidate { api, json } = candidate;
         self.body_size = body_size;
         let shared = Rc::clone(&self.shared);
         let host = &*shared.host;

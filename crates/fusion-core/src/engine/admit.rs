@@ -6,26 +6,36 @@
 use crate::config::Config;
 use crate::wire::Api;
 
-/// What the host read from a request's headers.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestHead<'a> {
-    pub method: Option<&'a str>,
-    pub path: Option<&'a str>,
-    pub content_type: Option<&'a str>,
-    /// The request has no body.
-    pub end_of_stream: bool,
-}
-
 const JSON: &str = "application/json";
 
-/// The API of a request that may ask for fusion: a POST of JSON with a body
-/// to one of the API paths. `None`: pass it through untouched at once.
-pub fn candidate(head: &RequestHead<'_>) -> Option<Api> {
-    if head.end_of_stream || head.method != Some("POST") {
+/// A request the glue holds until its body is complete: a POST with a body to
+/// one of the API paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    pub api: Api,
+    /// Its content type says JSON: it may be fusion. `false`: never fusion,
+    /// but its body is looked at to tell a client that asked for fusion why it
+    /// got none (`x-fusion-skipped: content_type`).
+    pub json: bool,
+}
+
+/// Which requests the filter looks at. Each header is read (through
+/// `header`) only when the ones before left the request in question: a GET
+/// costs one read, a POST elsewhere two, a request whose headers end the
+/// stream none. `None`: pass it through untouched at once.
+pub fn candidate<H: AsRef<str>>(
+    end_of_stream: bool,
+    mut header: impl FnMut(&str) -> Option<H>,
+) -> Option<Candidate> {
+    if end_of_stream || header(":method").as_ref().map(AsRef::as_ref) != Some("POST") {
         return None;
     }
-    let api = head.path.and_then(Api::from_path)?;
-    json_content_type(head.content_type).then_some(api)
+    let api = Api::from_path(header(":path")?.as_ref())?;
+    let content_type = header("content-type");
+    Some(Candidate {
+        api,
+        json: json_content_type(content_type.as_ref().map(AsRef::as_ref)),
+    })
 }
 
 /// Whether a content type says JSON (`application/json`, any case, with or
@@ -39,16 +49,6 @@ pub fn json_content_type(content_type: Option<&str>) -> bool {
                 .get(..JSON.len())
                 .is_some_and(|p| p.eq_ignore_ascii_case(JSON.as_bytes()))
     })
-}
-
-/// The API of a POST with a body to an API path whose content type is not
-/// JSON: never fusion, but the filter looks at its body to tell a client that
-/// asked for fusion why it got none (`x-fusion-skipped: content_type`).
-pub fn mislabelled(head: &RequestHead<'_>) -> Option<Api> {
-    if head.end_of_stream || head.method != Some("POST") || candidate(head).is_some() {
-        return None;
-    }
-    head.path.and_then(Api::from_path)
 }
 
 /// The depth header's value: 0 when absent; an unreadable value reads as
@@ -75,47 +75,65 @@ pub fn over_bytes_in_flight(config: &Config, bytes: u64) -> bool {
 mod tests {
     use super::*;
 
-    fn head<'a>(method: &'a str, path: &'a str, ct: &'a str) -> RequestHead<'a> {
-        RequestHead {
-            method: Some(method),
-            path: Some(path),
-            content_type: Some(ct),
-            end_of_stream: false,
-        }
+    /// The rule over a fixed set of headers, recording which were read.
+    fn classify(end_of_stream: bool, headers: &[(&str, &str)]) -> (Option<Candidate>, Vec<String>) {
+        let mut read = Vec::new();
+        let got = candidate(end_of_stream, |name| {
+            read.push(name.to_string());
+            headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        });
+        (got, read)
+    }
+
+    fn post(path: &str, ct: &str) -> Option<Candidate> {
+        let headers = [(":method", "POST"), (":path", path), ("content-type", ct)];
+        classify(false, &headers).0
     }
 
     #[test]
-    fn only_json_posts_to_api_paths_are_candidates() {
-        assert_eq!(
-            candidate(&head(
-                "POST",
-                "/v1/chat/completions",
-                "Application/JSON; charset=utf-8"
-            )),
-            Some(Api::Chat)
-        );
-        assert_eq!(
-            candidate(&head("GET", "/v1/chat/completions", "application/json")),
-            None
-        );
-        assert_eq!(
-            candidate(&head("POST", "/v1/models", "application/json")),
-            None
-        );
-        assert_eq!(candidate(&head("POST", "/v1/messages", "text/plain")), None);
-        assert_eq!(
-            candidate(&head("POST", "/v1/messages", "application/jso")),
-            None
-        );
-        assert_eq!(
-            candidate(&head("POST", "/v1/messages", "APPLICATION/JSON")),
-            Some(Api::Messages)
-        );
-        let no_body = RequestHead {
-            end_of_stream: true,
-            ..head("POST", "/v1/messages", "application/json")
+    fn posts_with_a_body_to_api_paths_are_held_json_or_not() {
+        let chat = |json| {
+            Some(Candidate {
+                api: Api::Chat,
+                json,
+            })
         };
-        assert_eq!(candidate(&no_body), None);
+        let messages = |json| {
+            Some(Candidate {
+                api: Api::Messages,
+                json,
+            })
+        };
+        assert_eq!(
+            post("/v1/chat/completions", "Application/JSON; charset=utf-8"),
+            chat(true)
+        );
+        assert_eq!(post("/v1/messages", "APPLICATION/JSON"), messages(true));
+        assert_eq!(post("/v1/messages", "text/plain"), messages(false));
+        assert_eq!(post("/v1/messages", "application/jso"), messages(false));
+        assert_eq!(post("/v1/models", "application/json"), None);
+        let (no_type, _) = classify(false, &[(":method", "POST"), (":path", "/v1/messages")]);
+        assert_eq!(no_type, messages(false));
+    }
+
+    #[test]
+    fn headers_are_read_only_while_the_request_is_in_question() {
+        let all = [
+            (":method", "GET"),
+            (":path", "/v1/chat/completions"),
+            ("content-type", "application/json"),
+        ];
+        assert_eq!(classify(false, &all), (None, vec![":method".to_string()]));
+        assert_eq!(classify(true, &all), (None, vec![]));
+        let elsewhere = [
+            (":method", "POST"),
+            (":path", "/healthz"),
+            ("content-type", "application/json"),
+        ];
+        assert_eq!(
+            classify(false, &elsewhere),
+            (None, vec![":method".to_string(), ":path".to_string()])
+        );
     }
 
     #[test]
