@@ -82,16 +82,24 @@ pub fn tool_result(members: &[MemberOutcome<'_>], analysis: Option<&Value>) -> V
         } else {
             "all_panels_failed"
         };
-        return json!({
+        let mut out = json!({
             "status": "error",
             "error": "no panel member produced a usable answer; answer without the panel",
             "failure_reason": failure_reason,
-            "failed_models": failed,
         });
+        // The lists go in as built (`json!` would copy each through serde).
+        if let Some(obj) = out.as_object_mut() {
+            obj.insert("failed_models".into(), Value::Array(failed));
+        }
+        return out;
     }
-    let mut out = json!({"status": "ok", "responses": responses, "failed_models": failed});
-    if let (Some(a), Some(obj)) = (analysis, out.as_object_mut()) {
-        obj.insert("analysis".into(), a.clone());
+    let mut out = json!({"status": "ok"});
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("responses".into(), Value::Array(responses));
+        obj.insert("failed_models".into(), Value::Array(failed));
+        if let Some(a) = analysis {
+            obj.insert("analysis".into(), a.clone());
+        }
     }
     out
 }

@@ -308,7 +308,7 @@ pub fn error_body(api: Api, err: &ApiError) -> Value {
                 "message": err.message,
                 "type": openai_error_type(err.status),
                 "param": err.param,
-                "code": Value::Null,
+                "code": null,
             }
         }),
     }

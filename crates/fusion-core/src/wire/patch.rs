@@ -116,13 +116,18 @@ pub(crate) fn patch_object(
 
 /// A function tool entry in the API's spelling (e.g. the fusion tool for outer rounds).
 pub fn tool_entry(api: Api, tool: &super::neutral::ToolDef) -> Value {
+    // The schema is cloned, not interpolated: `json!` would copy it through serde.
+    let mut entry = serde_json::json!({"name": tool.name, "description": tool.description});
+    let schema_key = if api == Api::Messages {
+        "input_schema"
+    } else {
+        "parameters"
+    };
+    super::common::set(&mut entry, schema_key, tool.parameters.clone());
     match api {
-        Api::Chat => serde_json::json!({"type": "function", "function": {
-            "name": tool.name, "description": tool.description, "parameters": tool.parameters}}),
-        Api::Responses => serde_json::json!({"type": "function", "name": tool.name,
-            "description": tool.description, "parameters": tool.parameters}),
-        Api::Messages => serde_json::json!({"name": tool.name, "description": tool.description,
-            "input_schema": tool.parameters}),
+        Api::Chat => super::sse::with(serde_json::json!({"type": "function"}), "function", entry),
+        Api::Responses => super::sse::with(entry, "type", serde_json::json!("function")),
+        Api::Messages => entry,
     }
 }
 

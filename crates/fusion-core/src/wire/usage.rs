@@ -56,13 +56,15 @@ pub fn write(api: Api, u: &Usage) -> Value {
                     json!(u.cache_write_tokens),
                 );
             }
-            json!({
+            let mut v = json!({
                 "prompt_tokens": u.input_tokens,
                 "completion_tokens": u.output_tokens,
                 "total_tokens": u.total(),
-                "prompt_tokens_details": prompt,
                 "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-            })
+            });
+            // Inserted as built: `json!` would copy it through serde.
+            insert(&mut v, "prompt_tokens_details", prompt);
+            v
         }
         Api::Responses => json!({
             "input_tokens": u.input_tokens,

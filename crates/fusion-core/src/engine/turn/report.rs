@@ -277,10 +277,10 @@ impl Turn {
             obj.insert("cap_hits".into(), json!(self.cap_hits));
             obj.insert(
                 "error".into(),
-                json!(self
-                    .error
-                    .as_ref()
-                    .map(|(status, message)| json!({"status": status, "message": message}))),
+                self.error.as_ref().map_or(
+                    Value::Null,
+                    |(status, message)| json!({"status": status, "message": message}),
+                ),
             );
             if self.config.log.include_text {
                 obj.insert(

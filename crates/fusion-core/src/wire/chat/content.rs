@@ -2,6 +2,7 @@
 
 use crate::wire::common::{set, str_field};
 use crate::wire::neutral::{push_part, Part, Source};
+use crate::wire::sse::with;
 use crate::wire::ApiError;
 use serde_json::{json, Value};
 
@@ -105,7 +106,8 @@ fn write_part(part: &Part) -> Value {
             if let Some(d) = detail {
                 set(&mut img, "detail", json!(d));
             }
-            json!({"type": "image_url", "image_url": img})
+            // Trees go in as built: `json!` would copy each through serde.
+            with(json!({"type": "image_url"}), "image_url", img)
         }
         Part::File { source, filename } => {
             let mut f = match source {
@@ -119,7 +121,7 @@ fn write_part(part: &Part) -> Value {
             {
                 set(&mut f, "filename", json!(name));
             }
-            json!({"type": "file", "file": f})
+            with(json!({"type": "file"}), "file", f)
         }
         Part::Audio { data, format } => {
             json!({"type": "input_audio", "input_audio": {"data": data, "format": format}})

@@ -33,12 +33,16 @@ pub fn patch(body: &mut Map<String, Value>, spec: &PatchSpec<'_>) {
         } else {
             json!(ex.text)
         };
-        messages.push(json!({
+        let mut assistant = json!({
             "role": "assistant",
-            "content": content,
             "tool_calls": [{"id": ex.call.id, "type": "function",
                 "function": {"name": ex.call.name, "arguments": ex.call.arguments}}],
-        }));
+        });
+        // Inserted as built: `json!` would copy the value through serde.
+        if let Some(obj) = assistant.as_object_mut() {
+            obj.insert("content".into(), content);
+        }
+        messages.push(assistant);
         messages.push(json!({"role": "tool", "tool_call_id": ex.call.id, "content": ex.result}));
     }
 }

@@ -4,6 +4,8 @@ use crate::wire::common::{
     content_text, insert_provider_tools, insert_sampling, reasoning, request_head, str_field,
 };
 use crate::wire::neutral::{GenParams, Message, ModelRequest, ToolCall, ToolChoice, ToolDef};
+use crate::wire::patch::tool_entry;
+use crate::wire::sse::with;
 use crate::wire::{ApiError, ClientRequest};
 use serde_json::{json, Map, Value};
 
@@ -153,17 +155,25 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
     }
     for m in &req.conversation.messages {
         messages.push(match m {
-            Message::User(parts) => {
-                json!({"role": "user", "content": super::content::write_user(parts)})
-            }
+            // Trees go in as built: `json!` would copy each through serde.
+            Message::User(parts) => with(
+                json!({"role": "user"}),
+                "content",
+                super::content::write_user(parts),
+            ),
             Message::Assistant { text, tool_calls } if tool_calls.is_empty() => {
                 json!({"role": "assistant", "content": text})
             }
-            Message::Assistant { text, tool_calls } => json!({
-                "role": "assistant",
-                "content": if text.is_empty() { Value::Null } else { json!(text) },
-                "tool_calls": tool_calls.iter().map(tool_call_json).collect::<Vec<_>>(),
-            }),
+            Message::Assistant { text, tool_calls } => {
+                let content = if text.is_empty() {
+                    Value::Null
+                } else {
+                    json!(text)
+                };
+                let calls = tool_calls.iter().map(tool_call_json).collect();
+                let m = with(json!({"role": "assistant"}), "content", content);
+                with(m, "tool_calls", Value::Array(calls))
+            }
             Message::ToolResult { call_id, content } => {
                 json!({"role": "tool", "tool_call_id": call_id, "content": content})
             }
@@ -176,11 +186,7 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
         let tools: Vec<Value> = req
             .tools
             .iter()
-            .map(|t| {
-                json!({"type": "function", "function": {
-                    "name": t.name, "description": t.description, "parameters": t.parameters,
-                }})
-            })
+            .map(|t| tool_entry(crate::wire::Api::Chat, t))
             .collect();
         body.insert("tools".into(), Value::Array(tools));
         let choice = match req.tool_choice {

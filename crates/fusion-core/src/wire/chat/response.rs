@@ -77,13 +77,13 @@ pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
         "object": "chat.completion",
         "created": meta.created_s,
         "model": reply.model,
-        "fusion": meta.fusion,
     });
     // The message and usage trees go in as built (`json!` copies a tree through serde).
     if let (Some(c), Some(r)) = (choice.as_object_mut(), response.as_object_mut()) {
         c.insert("message".into(), Value::Object(message));
         r.insert("choices".into(), Value::Array(vec![choice]));
         r.insert("usage".into(), usage::write(Api::Chat, &meta.usage));
+        r.insert("fusion".into(), meta.fusion.clone());
     }
     response
 }

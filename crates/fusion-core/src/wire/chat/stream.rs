@@ -105,14 +105,20 @@ fn add_chat_call_piece(calls: &mut Vec<(u64, ToolCall)>, pos: usize, piece: &Val
 }
 
 pub fn write_stream(reply: &Reply, meta: &ResponseMeta, include_usage: bool) -> String {
+    // The delta goes in as built (`json!` would copy it through serde).
     let chunk = |delta: Value, finish: Option<&str>| {
-        json!({
+        let choice = json!({"index": 0, "logprobs": null, "finish_reason": finish});
+        let v = json!({
             "id": meta.id,
             "object": "chat.completion.chunk",
             "created": meta.created_s,
             "model": reply.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        })
+        });
+        with(
+            v,
+            "choices",
+            Value::Array(vec![with(choice, "delta", delta)]),
+        )
     };
     let mut out = String::new();
     data_line(
@@ -127,7 +133,8 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta, include_usage: bool) -> 
     }
     let notes = citation::write_all(Api::Chat, &reply.citations, &reply.text);
     if !notes.is_empty() {
-        data_line(&mut out, &chunk(json!({"annotations": notes}), None));
+        let delta = with(json!({}), "annotations", Value::Array(notes));
+        data_line(&mut out, &chunk(delta, None));
     }
     for (i, c) in reply.tool_calls.iter().enumerate() {
         let first = json!({"tool_calls": [{
@@ -154,8 +161,8 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta, include_usage: bool) -> 
             "created": meta.created_s,
             "model": reply.model,
             "choices": [],
-            "usage": usage::write(Api::Chat, &meta.usage),
         });
+        let usage = with(usage, "usage", usage::write(Api::Chat, &meta.usage));
         data_line(&mut out, &usage);
     }
     out.push_str("data: [DONE]\n\n");

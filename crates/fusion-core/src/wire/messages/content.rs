@@ -2,6 +2,7 @@
 
 use crate::wire::common::{set, str_field};
 use crate::wire::neutral::{Part, Source};
+use crate::wire::sse::with;
 use crate::wire::ApiError;
 use serde_json::{json, Value};
 
@@ -79,12 +80,13 @@ pub fn write_part(part: &Part) -> Option<Value> {
     match part {
         Part::Text(t) if t.is_empty() => None,
         Part::Text(t) => Some(json!({"type": "text", "text": t})),
-        Part::Image { source: s, .. } => Some(json!({"type": "image", "source": source(s)})),
+        // The source goes in as built: `json!` would copy it through serde.
+        Part::Image { source: s, .. } => Some(with(json!({"type": "image"}), "source", source(s))),
         Part::File {
             source: s,
             filename,
         } => {
-            let mut block = json!({"type": "document", "source": source(s)});
+            let mut block = with(json!({"type": "document"}), "source", source(s));
             if let Some(name) = filename {
                 set(&mut block, "title", json!(name));
             }

@@ -2,6 +2,7 @@
 
 use super::request::input_object;
 use crate::wire::patch::{set_stream, PatchSpec};
+use crate::wire::sse::with;
 use serde_json::{json, Map, Value};
 
 pub fn patch(body: &mut Map<String, Value>, spec: &PatchSpec<'_>) {
@@ -14,11 +15,14 @@ pub fn patch(body: &mut Map<String, Value>, spec: &PatchSpec<'_>) {
         if !ex.text.is_empty() {
             blocks.push(json!({"type": "text", "text": ex.text}));
         }
-        blocks.push(
-            json!({"type": "tool_use", "id": ex.call.id, "name": ex.call.name,
-            "input": input_object(&ex.call.arguments)}),
-        );
-        messages.push(json!({"role": "assistant", "content": blocks}));
+        // Trees go in as built: `json!` would copy each through serde.
+        let call = json!({"type": "tool_use", "id": ex.call.id, "name": ex.call.name});
+        blocks.push(with(call, "input", input_object(&ex.call.arguments)));
+        messages.push(with(
+            json!({"role": "assistant"}),
+            "content",
+            Value::Array(blocks),
+        ));
         messages.push(json!({"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": ex.call.id, "content": ex.result}]}));
     }

@@ -6,6 +6,8 @@ use crate::wire::common::{
 use crate::wire::neutral::{
     push_part, GenParams, Message, ModelRequest, Part, ToolCall, ToolChoice, ToolDef,
 };
+use crate::wire::patch::tool_entry;
+use crate::wire::sse::with;
 use crate::wire::{is_fusion_tool, ApiError, ClientRequest, FUSION_TOOL};
 use serde_json::{json, Map, Value};
 
@@ -227,7 +229,8 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
             Message::Assistant { text, tool_calls } => {
                 let mut blocks: Vec<Value> = text_block(text).into_iter().collect();
                 blocks.extend(tool_calls.iter().map(|c| {
-                    json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input_object(&c.arguments)})
+                    let call = json!({"type": "tool_use", "id": c.id, "name": c.name});
+                    with(call, "input", input_object(&c.arguments))
                 }));
                 ("assistant", blocks)
             }
@@ -246,7 +249,7 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
     }
     let messages: Vec<Value> = turns
         .into_iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
+        .map(|(role, content)| with(json!({"role": role}), "content", Value::Array(content)))
         .collect();
     let p = req.params;
     let mut body = Map::new();
@@ -263,9 +266,7 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
         let tools: Vec<Value> = req
             .tools
             .iter()
-            .map(|t| {
-                json!({"name": t.name, "description": t.description, "input_schema": t.parameters})
-            })
+            .map(|t| tool_entry(crate::wire::Api::Messages, t))
             .collect();
         body.insert("tools".into(), Value::Array(tools));
         let choice = match req.tool_choice {
@@ -292,7 +293,7 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
         None => insert_sampling(&mut body, p),
     }
     if let Some(user) = p.metadata.as_ref().and_then(|m| m.get("user_id")) {
-        body.insert("metadata".into(), json!({ "user_id": user }));
+        body.insert("metadata".into(), with(json!({}), "user_id", user.clone()));
     }
     insert_provider_tools(&mut body, p);
     // `stop` may come from a Chat client as a single string.
@@ -339,6 +340,8 @@ mod tests {
     use crate::wire::neutral::{
         Conversation, GenParams, Message, ModelRequest, ToolChoice, ToolDef,
     };
+    use crate::wire::patch::tool_entry;
+    use crate::wire::sse::with;
 
     use crate::wire::fixtures::call;
     use serde_json::{json, Value};

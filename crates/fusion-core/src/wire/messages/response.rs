@@ -76,17 +76,27 @@ pub(crate) fn finish_of(stop_reason: Option<&str>, has_tool_calls: bool) -> Fini
 }
 
 pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
-    json!({
+    let mut response = json!({
         "id": message_id(meta),
         "type": "message",
         "role": "assistant",
         "model": reply.model,
-        "content": content_blocks(reply, meta),
         "stop_reason": stop_reason(reply, meta),
         "stop_sequence": null,
-        "usage": usage::write(Api::Messages, &meta.usage),
-        "fusion": meta.fusion,
-    })
+    });
+    // The trees go in as built (`json!` copies a tree through serde).
+    set(
+        &mut response,
+        "content",
+        Value::Array(content_blocks(reply, meta)),
+    );
+    set(
+        &mut response,
+        "usage",
+        usage::write(Api::Messages, &meta.usage),
+    );
+    set(&mut response, "fusion", meta.fusion.clone());
+    response
 }
 
 pub(crate) fn message_id(meta: &ResponseMeta) -> String {
@@ -132,12 +142,9 @@ pub(crate) fn content_blocks(reply: &Reply, meta: &ResponseMeta) -> Vec<Value> {
         } else {
             c.id.clone()
         };
-        blocks.push(json!({
-            "type": "tool_use",
-            "id": id,
-            "name": c.name,
-            "input": input_object(&c.arguments),
-        }));
+        let mut block = json!({"type": "tool_use", "id": id, "name": c.name});
+        set(&mut block, "input", input_object(&c.arguments));
+        blocks.push(block);
     }
     blocks
 }

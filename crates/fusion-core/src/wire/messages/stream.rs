@@ -133,23 +133,28 @@ pub fn read_stream(events: &[(String, Value)]) -> Result<Reply, String> {
 pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
     let mut out = String::new();
     let mut push = |ty: &str, v: Value| event_lines(&mut out, ty, &with(v, "type", json!(ty)));
+    // Trees go in with `with`, as built: `json!` would copy each through serde.
+    let message = json!({
+        "id": super::message_id(meta),
+        "type": "message",
+        "role": "assistant",
+        "model": reply.model,
+        "content": [],
+        "stop_reason": null,
+        "stop_sequence": null,
+    });
+    // The output is yet to come: the delta tells it.
+    let start_usage = usage::write(
+        Api::Messages,
+        &Usage {
+            output_tokens: 0,
+            reasoning_tokens: 0,
+            ..meta.usage
+        },
+    );
     push(
         "message_start",
-        json!({"message": {
-            "id": super::message_id(meta),
-            "type": "message",
-            "role": "assistant",
-            "model": reply.model,
-            "content": [],
-            "stop_reason": null,
-            "stop_sequence": null,
-            // The output is yet to come: the delta tells it.
-            "usage": usage::write(Api::Messages, &Usage {
-                output_tokens: 0,
-                reasoning_tokens: 0,
-                ..meta.usage
-            }),
-        }}),
+        with(json!({}), "message", with(message, "usage", start_usage)),
     );
     for (i, block) in super::content_blocks(reply, meta).into_iter().enumerate() {
         match str_field(&block, "type") {
@@ -167,9 +172,10 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
                 }
                 let cites = block.get("citations").and_then(Value::as_array);
                 for c in cites.into_iter().flatten() {
+                    let delta = with(json!({"type": "citations_delta"}), "citation", c.clone());
                     push(
                         "content_block_delta",
-                        json!({"index": i, "delta": {"type": "citations_delta", "citation": c}}),
+                        with(json!({"index": i}), "delta", delta),
                     );
                 }
             }
@@ -181,7 +187,7 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
                 let start = with(block, "input", json!({}));
                 push(
                     "content_block_start",
-                    json!({"index": i, "content_block": start}),
+                    with(json!({"index": i}), "content_block", start),
                 );
                 for piece in pieces(&input, PIECE) {
                     push(
@@ -193,19 +199,16 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
             // The server tool call and its result arrive whole.
             _ => push(
                 "content_block_start",
-                json!({"index": i, "content_block": block}),
+                with(json!({"index": i}), "content_block", block),
             ),
         }
         push("content_block_stop", json!({"index": i}));
     }
-    push(
-        "message_delta",
-        json!({
-            "delta": {"stop_reason": super::stop_reason(reply, meta), "stop_sequence": null},
-            "usage": usage::write(Api::Messages, &meta.usage),
-            "fusion": meta.fusion,
-        }),
-    );
+    let delta = json!({
+        "delta": {"stop_reason": super::stop_reason(reply, meta), "stop_sequence": null},
+    });
+    let delta = with(delta, "usage", usage::write(Api::Messages, &meta.usage));
+    push("message_delta", with(delta, "fusion", meta.fusion.clone()));
     push("message_stop", json!({}));
     out
 }

@@ -4,6 +4,8 @@ use crate::wire::common::{
     content_text, insert_provider_tools, insert_sampling, reasoning, request_head, str_field,
 };
 use crate::wire::neutral::{GenParams, Message, ModelRequest, ToolCall, ToolChoice, ToolDef};
+use crate::wire::patch::tool_entry;
+use crate::wire::sse::with;
 use crate::wire::{is_fusion_tool, ApiError, ClientRequest, FUSION_TOOL};
 use serde_json::{json, Map, Value};
 
@@ -209,9 +211,12 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
     let mut input = Vec::with_capacity(req.conversation.messages.len());
     for m in &req.conversation.messages {
         match m {
-            Message::User(parts) => {
-                input.push(json!({"role": "user", "content": super::content::write_user(parts)}))
-            }
+            // The content goes in as built: `json!` would copy it through serde.
+            Message::User(parts) => input.push(with(
+                json!({"role": "user"}),
+                "content",
+                super::content::write_user(parts),
+            )),
             Message::Assistant { text, tool_calls } => {
                 if !text.is_empty() || tool_calls.is_empty() {
                     input.push(json!({"role": "assistant", "content": text}));
@@ -242,14 +247,7 @@ pub fn build_request(req: &ModelRequest<'_>) -> Value {
         let tools: Vec<Value> = req
             .tools
             .iter()
-            .map(|t| {
-                json!({
-                    "type": "function",
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters,
-                })
-            })
+            .map(|t| tool_entry(crate::wire::Api::Responses, t))
             .collect();
         body.insert("tools".into(), Value::Array(tools));
         let choice = match req.tool_choice {

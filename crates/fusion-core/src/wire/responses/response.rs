@@ -2,7 +2,7 @@
 
 use super::request::arguments_text;
 use crate::wire::citation;
-use crate::wire::common::{str_field, with_prefix};
+use crate::wire::common::{set, str_field, with_prefix};
 use crate::wire::neutral::{Finish, Reply, ToolCall, Usage};
 use crate::wire::{usage, Api, ResponseMeta};
 use serde_json::{json, Value};
@@ -93,23 +93,18 @@ pub(crate) fn reply_from_response(v: &Value) -> Result<Reply, String> {
 
 pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
     let incomplete = is_incomplete(reply, meta);
-    json!({
+    let mut response = json!({
         "id": response_id(meta),
         "object": "response",
         "created_at": meta.created_s,
         "status": if incomplete { "incomplete" } else { "completed" },
         "background": false,
         "error": null,
-        "incomplete_details": if incomplete {
-            json!({"reason": "max_output_tokens"})
-        } else {
-            Value::Null
-        },
+        "incomplete_details": null,
         "instructions": null,
         "max_output_tokens": null,
         "metadata": {},
         "model": reply.model,
-        "output": output_items(reply, meta),
         "parallel_tool_calls": true,
         "previous_response_id": null,
         "reasoning": {"effort": null, "summary": null},
@@ -120,10 +115,28 @@ pub fn write_response(reply: &Reply, meta: &ResponseMeta) -> Value {
         "tools": [],
         "top_p": null,
         "truncation": "disabled",
-        "usage": usage::write(Api::Responses, &meta.usage),
         "user": null,
-        "fusion": meta.fusion,
-    })
+    });
+    // The trees go in as built (`json!` copies a tree through serde).
+    if incomplete {
+        set(
+            &mut response,
+            "incomplete_details",
+            json!({"reason": "max_output_tokens"}),
+        );
+    }
+    set(
+        &mut response,
+        "output",
+        Value::Array(output_items(reply, meta)),
+    );
+    set(
+        &mut response,
+        "usage",
+        usage::write(Api::Responses, &meta.usage),
+    );
+    set(&mut response, "fusion", meta.fusion.clone());
+    response
 }
 
 /// The budget ran out or the model hit its token limit.
@@ -144,18 +157,21 @@ pub(crate) fn output_items(reply: &Reply, meta: &ResponseMeta) -> Vec<Value> {
         let mut content = Vec::with_capacity(2);
         if !reply.text.is_empty() || reply.refusal.is_none() {
             let notes = citation::write_all(Api::Responses, &reply.citations, &reply.text);
-            content.push(json!({"type": "output_text", "text": reply.text, "annotations": notes}));
+            let mut text = json!({"type": "output_text", "text": reply.text});
+            set(&mut text, "annotations", Value::Array(notes));
+            content.push(text);
         }
         if let Some(r) = &reply.refusal {
             content.push(json!({"type": "refusal", "refusal": r}));
         }
-        items.push(json!({
+        let mut message = json!({
             "type": "message",
             "id": format!("msg_{base}"),
             "status": "completed",
             "role": "assistant",
-            "content": content,
-        }));
+        });
+        set(&mut message, "content", Value::Array(content));
+        items.push(message);
     }
     for (i, c) in reply.tool_calls.iter().enumerate() {
         let call_id = if c.id.is_empty() {

@@ -102,12 +102,16 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
         out: String::new(),
         seq: 0,
     };
-    w.push("response.created", json!({"response": start}));
-    w.push("response.in_progress", json!({"response": start}));
+    // Trees go in with `with`, as built: `json!` would copy each through serde.
+    w.push(
+        "response.created",
+        with(json!({}), "response", start.clone()),
+    );
+    w.push("response.in_progress", with(json!({}), "response", start));
     for (k, item) in super::output_items(reply, meta).into_iter().enumerate() {
         let id = item.get("id").cloned().unwrap_or(Value::Null);
         let at = |extra: Value| {
-            let mut v = json!({"item_id": id, "output_index": k});
+            let mut v = with(json!({"output_index": k}), "item_id", id.clone());
             if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
                 o.extend(e);
             }
@@ -119,7 +123,7 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
                 let added = with(in_progress, "content", json!([]));
                 w.push(
                     "response.output_item.added",
-                    json!({"output_index": k, "item": added}),
+                    with(json!({"output_index": k}), "item", added),
                 );
                 let parts = item.get("content").and_then(Value::as_array);
                 for (j, part) in parts.into_iter().flatten().enumerate() {
@@ -131,7 +135,7 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
                 let added = with(in_progress, "arguments", json!(""));
                 w.push(
                     "response.output_item.added",
-                    json!({"output_index": k, "item": added}),
+                    with(json!({"output_index": k}), "item", added),
                 );
                 for piece in pieces(arguments, PIECE) {
                     w.push(
@@ -141,20 +145,24 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
                 }
                 w.push(
                     "response.function_call_arguments.done",
-                    at(json!({"name": item.get("name"), "arguments": arguments})),
+                    at(with(
+                        json!({"arguments": arguments}),
+                        "name",
+                        item.get("name").cloned().unwrap_or(Value::Null),
+                    )),
                 );
             }
             _ => {
                 let added = with(in_progress, "output", Value::Null);
                 w.push(
                     "response.output_item.added",
-                    json!({"output_index": k, "item": added}),
+                    with(json!({"output_index": k}), "item", added),
                 );
             }
         }
         w.push(
             "response.output_item.done",
-            json!({"output_index": k, "item": item}),
+            with(json!({"output_index": k}), "item", item),
         );
     }
     let last = if super::is_incomplete(reply, meta) {
@@ -162,7 +170,7 @@ pub fn write_stream(reply: &Reply, meta: &ResponseMeta) -> String {
     } else {
         "response.completed"
     };
-    w.push(last, json!({"response": done}));
+    w.push(last, with(json!({}), "response", done));
     w.out
 }
 
@@ -187,7 +195,7 @@ fn write_part(w: &mut ResponsesWriter, at: &dyn Fn(Value) -> Value, j: usize, pa
     };
     w.push(
         "response.content_part.added",
-        at(json!({"content_index": j, "part": empty})),
+        at(with(json!({"content_index": j}), "part", empty)),
     );
     for piece in pieces(full, PIECE) {
         let mut v = json!({"content_index": j, "delta": piece});
@@ -200,7 +208,11 @@ fn write_part(w: &mut ResponsesWriter, at: &dyn Fn(Value) -> Value, j: usize, pa
     for (n, note) in notes.into_iter().flatten().enumerate() {
         w.push(
             "response.output_text.annotation.added",
-            at(json!({"content_index": j, "annotation_index": n, "annotation": note})),
+            at(with(
+                json!({"content_index": j, "annotation_index": n}),
+                "annotation",
+                note.clone(),
+            )),
         );
     }
     let mut done = json!({"content_index": j});
@@ -211,7 +223,7 @@ fn write_part(w: &mut ResponsesWriter, at: &dyn Fn(Value) -> Value, j: usize, pa
     w.push(done_ty, at(done));
     w.push(
         "response.content_part.done",
-        at(json!({"content_index": j, "part": part})),
+        at(with(json!({"content_index": j}), "part", part.clone())),
     );
 }
 
