@@ -340,8 +340,6 @@ mod tests {
     use crate::wire::neutral::{
         Conversation, GenParams, Message, ModelRequest, ToolChoice, ToolDef,
     };
-    use crate::wire::patch::tool_entry;
-    use crate::wire::sse::with;
 
     use crate::wire::fixtures::call;
     use serde_json::{json, Value};
